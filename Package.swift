@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+// MaxQ for Swift: N:M sparse training and deployment of convolutional networks.
+import PackageDescription
+
+let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "MaxQ",
+    products: [
+        .executable(name: "maxq", targets: ["maxq"]),
+        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQFormats"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries from Debian packages (Scripts/setup.sh installs them).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
+        // Layer 1: tensors, random streams and the CPU kernels behind the backend interface.
+        .target(name: "MaxQTensor", dependencies: ["CDNNL", "COpenBLAS"], swiftSettings: optimized),
+        // Layer 2: reverse-mode automatic differentiation and the network layers.
+        .target(name: "MaxQNN", dependencies: ["MaxQTensor"], swiftSettings: optimized),
+        // I/O formats: safetensors.
+        .target(name: "MaxQFormats", dependencies: ["MaxQTensor"], swiftSettings: optimized),
+        // The command line.
+        .executableTarget(
+            name: "maxq",
+            dependencies: [
+                "MaxQTensor", "MaxQNN", "MaxQFormats",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: optimized),
+        .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats"]),
+        .testTarget(name: "MaxQNNTests", dependencies: ["MaxQNN", "MaxQFormats"]),
+    ]
+)

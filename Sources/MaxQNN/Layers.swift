@@ -1,0 +1,158 @@
+// The network layers: values you call (`conv(x)`, `bn(x)`), with parameters stored under their
+// PyTorch state-dict names and listed explicitly (no reflection).
+import Foundation
+import MaxQTensor
+
+/// A layer or a model: its parameters and buffers under state-dict names, and its mode.
+public protocol Layer: AnyObject {
+    /// Trainable parameters, in definition order, under their state-dict names.
+    func namedParameters(prefix: String) -> [(String, Variable)]
+    /// Non-trainable state (running statistics, masks), under their state-dict names.
+    func namedBuffers(prefix: String) -> [(String, Buffer)]
+    /// Training mode (batch statistics, dropout) or evaluation mode; applies to sub-layers.
+    func setTraining(_ training: Bool)
+}
+
+extension Layer {
+    public func namedBuffers(prefix: String) -> [(String, Buffer)] { [] }
+    public func setTraining(_ training: Bool) {}
+    public var parameters: [Variable] { namedParameters(prefix: "").map(\.1) }
+    public func zeroGrad() { parameters.forEach { $0.zeroGrad() } }
+}
+
+/// Non-trainable state that a checkpoint stores (running statistics, masks).
+public final class Buffer {
+    public var value: Tensor
+    public init(_ value: Tensor) { self.value = value }
+}
+
+func key(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+
+/// 2-D convolution over (N, C, H, W) input; weight (O, C/groups, k, k). PyTorch's default
+/// initialisation: uniform(+-1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)).
+public final class Conv2d: Layer {
+    public let weight: Variable
+    public let bias: Variable?
+    public let geometry: Conv2dGeometry
+
+    public init(
+        _ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+        groups: Int = 1, bias: Bool = false, generator: inout RandomGenerator
+    ) throws(TensorError) {
+        guard inputChannels % groups == 0, outputChannels % groups == 0 else {
+            throw .invalidArgument(
+                op: "Conv2d", reason: "channels \(inputChannels) -> \(outputChannels) not divisible by groups \(groups)")
+        }
+        let fanIn = inputChannels / groups * kernelSize * kernelSize
+        let bound = 1 / Float(fanIn).squareRoot()
+        weight = Variable(
+            Tensor(uniform: [outputChannels, inputChannels / groups, kernelSize, kernelSize], low: -bound, high: bound,
+                generator: &generator), requiresGrad: true)
+        self.bias = bias ? Variable(Tensor(uniform: [outputChannels], low: -bound, high: bound, generator: &generator), requiresGrad: true) : nil
+        geometry = Conv2dGeometry(stride: stride, padding: padding, groups: groups)
+    }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        let y = try x.conv2d(weight, geometry)
+        guard let bias else { return y }
+        return try y + bias.reshaped([1, bias.shape[0], 1, 1])
+    }
+
+    public func namedParameters(prefix: String) -> [(String, Variable)] {
+        [(key(prefix, "weight"), weight)] + (bias.map { [(key(prefix, "bias"), $0)] } ?? [])
+    }
+}
+
+/// BatchNorm2d over (N, C, H, W): eps 1e-5, momentum 0.1, running variance updated with the
+/// unbiased batch variance (PyTorch's definition).
+public final class BatchNorm2d: Layer {
+    public let weight: Variable
+    public let bias: Variable
+    public let runningMean: Buffer  // running_mean
+    public let runningVar: Buffer  // running_var
+    public let numBatchesTracked: Buffer  // num_batches_tracked
+    public let eps: Float
+    public let momentum: Float
+    public var training = true
+
+    public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+        weight = Variable(Tensor(shape: [channels], repeating: 1), requiresGrad: true)
+        bias = Variable(Tensor(zeros: [channels]), requiresGrad: true)
+        runningMean = Buffer(Tensor(zeros: [channels]))
+        runningVar = Buffer(Tensor(shape: [channels], repeating: 1))
+        numBatchesTracked = Buffer(Tensor(zeros: []))
+        self.eps = eps
+        self.momentum = momentum
+    }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        guard training else {
+            return try x.batchNormInference(
+                weight: weight, bias: bias, runningMean: runningMean.value, runningVar: runningVar.value, eps: eps)
+        }
+        let (y, saved) = try x.batchNormTraining(weight: weight, bias: bias, eps: eps)
+        let count = Float(x.shape[0] * x.shape[2] * x.shape[3])
+        let unbiased = count / (count - 1)
+        runningMean.value.withUnsafeMutableBufferPointer { m in
+            for c in m.indices { m[c] = (1 - momentum) * m[c] + momentum * saved.mean[flat: c] }
+        }
+        runningVar.value.withUnsafeMutableBufferPointer { v in
+            for c in v.indices { v[c] = (1 - momentum) * v[c] + momentum * saved.variance[flat: c] * unbiased }
+        }
+        numBatchesTracked.value[flat: 0] += 1
+        return y
+    }
+
+    public func namedParameters(prefix: String) -> [(String, Variable)] {
+        [(key(prefix, "weight"), weight), (key(prefix, "bias"), bias)]
+    }
+
+    public func namedBuffers(prefix: String) -> [(String, Buffer)] {
+        [(key(prefix, "running_mean"), runningMean), (key(prefix, "running_var"), runningVar),
+         (key(prefix, "num_batches_tracked"), numBatchesTracked)]
+    }
+
+    public func setTraining(_ training: Bool) { self.training = training }
+}
+
+/// Fully connected layer on (N, in); PyTorch's default initialisation (uniform +-1/sqrt(in)).
+public final class Linear: Layer {
+    public let weight: Variable
+    public let bias: Variable?
+
+    public init(_ inputFeatures: Int, _ outputFeatures: Int, bias: Bool = true, generator: inout RandomGenerator) {
+        let bound = 1 / Float(inputFeatures).squareRoot()
+        weight = Variable(
+            Tensor(uniform: [outputFeatures, inputFeatures], low: -bound, high: bound, generator: &generator),
+            requiresGrad: true)
+        self.bias = bias ? Variable(Tensor(uniform: [outputFeatures], low: -bound, high: bound, generator: &generator), requiresGrad: true) : nil
+    }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        try x.linear(weight, bias)
+    }
+
+    public func namedParameters(prefix: String) -> [(String, Variable)] {
+        [(key(prefix, "weight"), weight)] + (bias.map { [(key(prefix, "bias"), $0)] } ?? [])
+    }
+}
+
+/// Dropout with its own seeded stream, active only in training mode.
+public final class Dropout: Layer {
+    public let probability: Float
+    public var training = true
+    public var generator: RandomGenerator
+
+    public init(probability: Float, seed: UInt64) {
+        self.probability = probability
+        generator = RandomGenerator(seed: seed)
+    }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        guard training, probability > 0 else { return x }
+        return try x.dropout(probability: probability, generator: &generator)
+    }
+
+    public func namedParameters(prefix: String) -> [(String, Variable)] { [] }
+    public func setTraining(_ training: Bool) { self.training = training }
+}

@@ -1,0 +1,140 @@
+// Every differentiable operation with its derivative, in one table. Each forward keeps exactly
+// what its backward needs; kernels come from the tensor's backend.
+import MaxQTensor
+
+extension Variable {
+    public func conv2d(_ weight: Variable, _ geometry: Conv2dGeometry) throws(TensorError) -> Variable {
+        let (x, w) = (value, weight.value)
+        let backend = x.backend
+        let y = try backend.conv2d(x, w, geometry)
+        return .result(y, [self, weight]) { (dy) throws(TensorError) in
+            [
+                self.requiresGrad ? try backend.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry) : nil,
+                weight.requiresGrad ? try backend.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry) : nil,
+            ]
+        }
+    }
+
+    /// Batch normalisation with batch statistics; returns the output and the statistics the
+    /// caller uses to update running estimates.
+    public func batchNormTraining(
+        weight: Variable, bias: Variable, eps: Float
+    ) throws(TensorError) -> (Variable, BatchNormSaved) {
+        let x = value
+        let backend = x.backend
+        let (y, saved) = try backend.batchNormTraining(x, weight: weight.value, bias: bias.value, eps: eps)
+        let gamma = weight.value
+        let result = Variable.result(y, [self, weight, bias]) { (dy) throws(TensorError) in
+            let (dx, dGamma, dBeta) = try backend.batchNormBackward(dy, x, weight: gamma, saved: saved)
+            return [dx, dGamma, dBeta]
+        }
+        return (result, saved)
+    }
+
+    /// Batch normalisation with running statistics (evaluation mode).
+    public func batchNormInference(
+        weight: Variable, bias: Variable, runningMean: Tensor, runningVar: Tensor, eps: Float
+    ) throws(TensorError) -> Variable {
+        let x = value
+        let backend = x.backend
+        let y = try backend.batchNormInference(
+            x, weight: weight.value, bias: bias.value, runningMean: runningMean, runningVar: runningVar, eps: eps)
+        let gamma = weight.value
+        return .result(y, [self, weight, bias]) { (dy) throws(TensorError) in
+            // y = (x - mean) * invStd * gamma + beta with constant statistics.
+            let channels = [1, runningVar.count, 1, 1]
+            var invStd = Tensor(zeros: channels), scale = Tensor(zeros: channels)
+            for c in 0..<runningVar.count {
+                invStd[flat: c] = 1 / (runningVar[flat: c] + eps).squareRoot()
+                scale[flat: c] = gamma[flat: c] * invStd[flat: c]
+            }
+            let dBeta = try backend.sum(dy, toShape: channels)
+            let sumDyX = try backend.sum(backend.multiply(dy, x), toShape: channels)
+            var dGamma = Tensor(zeros: [runningVar.count])
+            for c in 0..<runningVar.count {
+                dGamma[flat: c] = (sumDyX[flat: c] - runningMean[flat: c] * dBeta[flat: c]) * invStd[flat: c]
+            }
+            return [try backend.multiply(dy, scale), dGamma, try dBeta.reshaped([runningVar.count])]
+        }
+    }
+
+    public func activation(_ kind: Activation) -> Variable {
+        let x = value
+        let backend = x.backend
+        let y = backend.activation(kind, x)
+        return .result(y, [self]) { dy in [backend.activationBackward(kind, dy, x: x, y: y)] }
+    }
+
+    public func relu() -> Variable { activation(.relu) }
+
+    public func maxPool2d(kernel: Int = 3, stride: Int = 2, padding: Int = 1) throws(TensorError) -> Variable {
+        let shape = value.shape
+        let backend = value.backend
+        let (y, argmax) = try backend.maxPool2d(value, kernel: kernel, stride: stride, padding: padding)
+        return .result(y, [self]) { dy in [backend.maxPool2dBackward(dy, argmax: argmax, inputShape: shape)] }
+    }
+
+    /// (N, C, H, W) -> (N, C)
+    public func globalAveragePool() throws(TensorError) -> Variable {
+        let shape = value.shape
+        let backend = value.backend
+        let y = try backend.globalAveragePool(value)
+        return .result(y, [self]) { dy in [backend.globalAveragePoolBackward(dy, inputShape: shape)] }
+    }
+
+    /// x (N, in) -> x w^T + b (N, out)
+    public func linear(_ weight: Variable, _ bias: Variable?) throws(TensorError) -> Variable {
+        let (x, w) = (value, weight.value)
+        let backend = x.backend
+        let y = try backend.linear(x, w, bias?.value)
+        return .result(y, [self, weight] + (bias.map { [$0] } ?? [])) { dy in
+            let (dx, dw, db) = backend.linearBackward(dy, x, w)
+            return [dx, dw, db]
+        }
+    }
+
+    /// Element-wise sum; `other` may broadcast over this variable's shape (see `BroadcastPattern`).
+    public static func + (a: Variable, b: Variable) throws(TensorError) -> Variable {
+        let backend = a.value.backend
+        let y = try backend.add(a.value, b.value)
+        let bShape = b.shape
+        return .result(y, [a, b]) { (dy) throws(TensorError) in [dy, try backend.sum(dy, toShape: bShape)] }
+    }
+
+    /// Element-wise product; `other` may broadcast over this variable's shape.
+    public static func * (a: Variable, b: Variable) throws(TensorError) -> Variable {
+        let (av, bv) = (a.value, b.value)
+        let backend = av.backend
+        let y = try backend.multiply(av, bv)
+        return .result(y, [a, b]) { (dy) throws(TensorError) in
+            [
+                a.requiresGrad ? try backend.multiply(dy, bv) : nil,
+                b.requiresGrad ? try backend.sum(backend.multiply(dy, av), toShape: bv.shape) : nil,
+            ]
+        }
+    }
+
+    public func reshaped(_ shape: [Int]) throws(TensorError) -> Variable {
+        let original = value.shape
+        let y = try value.reshaped(shape)
+        return .result(y, [self]) { (dy) throws(TensorError) in [try dy.reshaped(original)] }
+    }
+
+    /// Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1-p).
+    public func dropout(probability p: Float, generator: inout RandomGenerator) throws(TensorError) -> Variable {
+        guard p >= 0, p < 1 else { throw .invalidArgument(op: "dropout", reason: "probability \(p) outside [0, 1)") }
+        var keep = Tensor(zeros: value.shape)
+        let scale = 1 / (1 - p)
+        keep.withUnsafeMutableBufferPointer { k in
+            for i in k.indices { k[i] = generator.uniform() >= p ? scale : 0 }
+        }
+        return try self * Variable(keep)
+    }
+
+    /// Mean label-smoothed cross-entropy of these logits (N, K): a scalar variable.
+    public func crossEntropy(labels: [Int], labelSmoothing: Float = 0) throws(TensorError) -> Variable {
+        let backend = value.backend
+        let (loss, gradient) = try backend.crossEntropy(value, labels: labels, labelSmoothing: labelSmoothing)
+        return .result(Tensor(scalar: loss), [self]) { dy in [backend.scale(gradient, by: dy.scalarValue)] }
+    }
+}

@@ -1,0 +1,105 @@
+// Reverse-mode automatic differentiation over coarse operations: a `Variable` holds a value
+// and, when recorded, the node that computes its inputs' gradients from its own.
+import MaxQTensor
+
+public final class Variable {
+    public var value: Tensor
+    /// Accumulated gradient (leaves that require it: parameters).
+    public var grad: Tensor?
+    public let requiresGrad: Bool
+    let node: BackwardNode?
+
+    public init(_ value: Tensor, requiresGrad: Bool = false) {
+        self.value = value
+        self.requiresGrad = requiresGrad
+        self.node = nil
+    }
+
+    init(_ value: Tensor, node: BackwardNode) {
+        self.value = value
+        self.requiresGrad = true
+        self.node = node
+    }
+
+    public var shape: [Int] { value.shape }
+
+    public func zeroGrad() { grad = nil }
+
+    /// Back-propagates from this (scalar or seeded) variable; gradients accumulate (`+=`)
+    /// into every leaf that requires them.
+    public func backward(seed: Tensor? = nil) throws(TensorError) {
+        let start = seed ?? Tensor(shape: value.shape, repeating: 1)
+        guard start.shape == value.shape else { throw .shapeMismatch(op: "backward seed", value.shape, start.shape) }
+        guard requiresGrad else { return }
+        let order = topologicalOrder()
+        var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): start]
+        for variable in order.reversed() {
+            guard let gradient = pending.removeValue(forKey: ObjectIdentifier(variable)) else { continue }
+            guard let node = variable.node else {
+                try variable.accumulate(gradient)
+                continue
+            }
+            let inputGradients = try node.backward(gradient)
+            for (input, g) in zip(node.inputs, inputGradients) where input.requiresGrad {
+                guard let g else { continue }
+                let key = ObjectIdentifier(input)
+                pending[key] = try pending[key].map { (existing) throws(TensorError) in try existing.backend.add(existing, g) } ?? g
+            }
+        }
+    }
+
+    func accumulate(_ gradient: Tensor) throws(TensorError) {
+        grad = try grad.map { (existing) throws(TensorError) in try existing.backend.add(existing, gradient) } ?? gradient
+    }
+
+    /// Variables reachable from this one, each after all of its inputs.
+    private func topologicalOrder() -> [Variable] {
+        var order: [Variable] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(Variable, Bool)] = [(self, false)]
+        while let (variable, expanded) = stack.popLast() {
+            if expanded {
+                order.append(variable)
+                continue
+            }
+            guard visited.insert(ObjectIdentifier(variable)).inserted else { continue }
+            stack.append((variable, true))
+            for input in variable.node?.inputs ?? [] where input.requiresGrad && !visited.contains(ObjectIdentifier(input)) {
+                stack.append((input, false))
+            }
+        }
+        return order
+    }
+}
+
+/// The recorded step of an operation: its inputs and the map from the output's gradient to
+/// theirs (nil where an input needs none).
+final class BackwardNode {
+    let inputs: [Variable]
+    let backward: (Tensor) throws(TensorError) -> [Tensor?]
+
+    init(_ inputs: [Variable], _ backward: @escaping (Tensor) throws(TensorError) -> [Tensor?]) {
+        self.inputs = inputs
+        self.backward = backward
+    }
+}
+
+/// Whether operations record backward nodes. Evaluation runs under `withoutGradients`.
+public enum GradientMode {
+    @TaskLocal static var isRecording = true
+
+    /// Runs `body` without recording anything for backward.
+    public static func withoutGradients<R>(_ body: () throws -> R) rethrows -> R {
+        try $isRecording.withValue(false) { try body() }
+    }
+}
+
+extension Variable {
+    /// The result of an operation: recorded when gradients are on and an input needs one.
+    static func result(
+        _ value: Tensor, _ inputs: [Variable], _ backward: @escaping (Tensor) throws(TensorError) -> [Tensor?]
+    ) -> Variable {
+        guard GradientMode.isRecording, inputs.contains(where: \.requiresGrad) else { return Variable(value) }
+        return Variable(value, node: BackwardNode(inputs, backward))
+    }
+}

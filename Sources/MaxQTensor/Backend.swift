@@ -1,0 +1,78 @@
+// The kernel interface. Autograd and layers call kernels only through `Backend`, so a GPU
+// backend can be added beside `CPUBackend` without touching model code.
+
+/// Stride, padding and groups of a 2-D convolution (square kernels, symmetric padding).
+public struct Conv2dGeometry: Hashable, Sendable {
+    public var stride: Int
+    public var padding: Int
+    public var groups: Int
+
+    public init(stride: Int = 1, padding: Int = 0, groups: Int = 1) {
+        self.stride = stride
+        self.padding = padding
+        self.groups = groups
+    }
+}
+
+/// Point-wise activations with PyTorch's definitions (and PyTorch's derivatives at the kinks).
+public enum Activation: String, Sendable, CaseIterable {
+    case relu, relu6, hardswish, hardsigmoid, sigmoid
+}
+
+/// What batch-norm training keeps for backward: per-channel batch mean and 1/sqrt(var + eps).
+public struct BatchNormSaved: Sendable {
+    public var mean: Tensor  // (C)
+    public var invStd: Tensor  // (C)
+    /// Biased batch variance (C), from which the running variance is updated.
+    public var variance: Tensor
+}
+
+public protocol Backend: Sendable {
+    var name: String { get }
+
+    /// x (N, C, H, W), w (O, C/groups, k, k) -> (N, O, H', W'); no bias.
+    func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
+    func conv2dBackwardInput(_ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
+    func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
+
+    /// Batch statistics over (N, H, W) per channel.
+    func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) throws(TensorError) -> (Tensor, BatchNormSaved)
+    func batchNormInference(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float) throws(TensorError) -> Tensor
+    /// Returns (dx, dweight, dbias).
+    func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved) throws(TensorError) -> (Tensor, Tensor, Tensor)
+
+    /// Returns the output and, for backward, the flat input index of each output's maximum.
+    func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> (Tensor, [Int32])
+    func maxPool2dBackward(_ dy: Tensor, argmax: [Int32], inputShape: [Int]) -> Tensor
+    /// (N, C, H, W) -> (N, C)
+    func globalAveragePool(_ x: Tensor) throws(TensorError) -> Tensor
+    func globalAveragePoolBackward(_ dy: Tensor, inputShape: [Int]) -> Tensor
+
+    func activation(_ kind: Activation, _ x: Tensor) -> Tensor
+    /// Gradient from the activation's input `x` (and output `y`, used by sigmoid).
+    func activationBackward(_ kind: Activation, _ dy: Tensor, x: Tensor, y: Tensor) -> Tensor
+
+    /// a + b or a * b where b broadcasts over a (see `BroadcastPattern`).
+    func add(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor
+    func multiply(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor
+    /// Sums `t` down to `shape` (the reverse of broadcasting).
+    func sum(_ t: Tensor, toShape shape: [Int]) throws(TensorError) -> Tensor
+    func scale(_ t: Tensor, by factor: Float) -> Tensor
+
+    /// x (N, in), w (out, in), bias (out) -> (N, out)
+    func linear(_ x: Tensor, _ w: Tensor, _ bias: Tensor?) throws(TensorError) -> Tensor
+    /// Returns (dx, dw, dbias).
+    func linearBackward(_ dy: Tensor, _ x: Tensor, _ w: Tensor) -> (Tensor, Tensor, Tensor)
+
+    /// Mean label-smoothed cross-entropy of logits (N, K) and the gradient to the logits.
+    func crossEntropy(_ logits: Tensor, labels: [Int], labelSmoothing: Float) throws(TensorError) -> (loss: Float, gradient: Tensor)
+}
+
+extension Tensor {
+    /// The backend that runs kernels for this tensor's device.
+    public var backend: any Backend {
+        switch device {
+        case .cpu: CPUBackend.shared
+        }
+    }
+}

@@ -1,0 +1,222 @@
+// 2-D convolution (forward, gradient to input, gradient to weight) through oneDNN primitives.
+// oneDNN picks its own blocked layouts (format `any`); our NCHW/OIHW tensors are reordered in
+// and out, as PyTorch does. Primitives are built once per shape and reused.
+import CDNNL
+
+struct ConvolutionKey: Hashable {
+    var input: [Int]  // (N, C, H, W)
+    var weight: [Int]  // (O, C/groups, k, k)
+    var geometry: Conv2dGeometry
+
+    var output: [Int] {
+        let k = weight[2]
+        let h = (input[2] + 2 * geometry.padding - k) / geometry.stride + 1
+        let w = (input[3] + 2 * geometry.padding - weight[3]) / geometry.stride + 1
+        return [input[0], weight[0], h, w]
+    }
+
+    /// oneDNN's weight dims: 5-D (G, O/G, I/G, kh, kw) for grouped convolutions.
+    var dnnlWeight: [Int] {
+        geometry.groups == 1 ? weight : [geometry.groups, weight[0] / geometry.groups] + weight[1...]
+    }
+}
+
+final class ConvolutionPlan: @unchecked Sendable {
+    private let key: ConvolutionKey
+    private let forwardPD: dnnl_primitive_desc_t
+    private let forward: dnnl_primitive_t
+    private let source, weights, destination: LayoutBridge
+    private var backward: Backward?
+
+    /// Backward primitives, built on first use (evaluation never needs them).
+    private struct Backward {
+        var data, weight: dnnl_primitive_t
+        var pds: [dnnl_primitive_desc_t]
+        var dataDiffDst, dataWeights, dataDiffSrc: LayoutBridge
+        var weightSrc, weightDiffDst, weightDiffWeights: LayoutBridge
+    }
+
+    init(_ key: ConvolutionKey) throws(TensorError) {
+        self.key = key
+        let op = "conv2d \(key.input) * \(key.weight)"
+        let plain = try Self.plainDescs(key)
+        var src = try DNNL.memoryDesc(key.input, dnnl_format_tag_any)
+        var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any)
+        var dst = try DNNL.memoryDesc(key.output, dnnl_format_tag_any)
+        var desc = dnnl_convolution_desc_t()
+        try Self.withGeometry(key.geometry) { (s, p) throws(TensorError) in
+            try DNNL.check(
+                dnnl_convolution_forward_desc_init(
+                    &desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, nil, &dst, s, p, p), op)
+        }
+        var pd: dnnl_primitive_desc_t?
+        try DNNL.check(dnnl_primitive_desc_create(&pd, &desc, nil, DNNL.shared.engine, nil), op)
+        forwardPD = pd!
+        forward = try DNNL.makePrimitive(forwardPD, op)
+        source = try LayoutBridge(plain: plain.src, wanted: DNNL.queryMD(forwardPD, dnnl_query_src_md), op)
+        weights = try LayoutBridge(plain: plain.wei, wanted: DNNL.queryMD(forwardPD, dnnl_query_weights_md), op)
+        destination = try LayoutBridge(plain: plain.dst, wanted: DNNL.queryMD(forwardPD, dnnl_query_dst_md), op)
+    }
+
+    private static func plainDescs(_ key: ConvolutionKey) throws(TensorError) -> (
+        src: dnnl_memory_desc_t, wei: dnnl_memory_desc_t, dst: dnnl_memory_desc_t
+    ) {
+        (
+            try DNNL.memoryDesc(key.input, dnnl_nchw),
+            try DNNL.memoryDesc(key.dnnlWeight, key.geometry.groups == 1 ? dnnl_oihw : dnnl_goihw),
+            try DNNL.memoryDesc(key.output, dnnl_nchw)
+        )
+    }
+
+    private static func withGeometry(
+        _ g: Conv2dGeometry,
+        _ body: (UnsafePointer<dnnl_dim_t>, UnsafePointer<dnnl_dim_t>) throws(TensorError) -> Void
+    ) throws(TensorError) {
+        let strides: [dnnl_dim_t] = [dnnl_dim_t(g.stride), dnnl_dim_t(g.stride)]
+        let padding: [dnnl_dim_t] = [dnnl_dim_t(g.padding), dnnl_dim_t(g.padding)]
+        var failure: TensorError?
+        strides.withUnsafeBufferPointer { s in
+            padding.withUnsafeBufferPointer { p in
+                do throws(TensorError) { try body(s.baseAddress!, p.baseAddress!) } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    private func makeBackward() throws(TensorError) -> Backward {
+        if let backward { return backward }
+        let op = "conv2d backward \(key.input) * \(key.weight)"
+        let plain = try Self.plainDescs(key)
+        var src = try DNNL.memoryDesc(key.input, dnnl_format_tag_any)
+        var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any)
+        var dst = try DNNL.memoryDesc(key.output, dnnl_format_tag_any)
+        var dataDesc = dnnl_convolution_desc_t()
+        var weightDesc = dnnl_convolution_desc_t()
+        try Self.withGeometry(key.geometry) { (s, p) throws(TensorError) in
+            try DNNL.check(
+                dnnl_convolution_backward_data_desc_init(&dataDesc, dnnl_convolution_direct, &src, &wei, &dst, s, p, p), op)
+            try DNNL.check(
+                dnnl_convolution_backward_weights_desc_init(
+                    &weightDesc, dnnl_convolution_direct, &src, &wei, nil, &dst, s, p, p), op)
+        }
+        var dataPD: dnnl_primitive_desc_t?
+        var weightPD: dnnl_primitive_desc_t?
+        try DNNL.check(dnnl_primitive_desc_create(&dataPD, &dataDesc, nil, DNNL.shared.engine, forwardPD), op)
+        try DNNL.check(dnnl_primitive_desc_create(&weightPD, &weightDesc, nil, DNNL.shared.engine, forwardPD), op)
+        let made = Backward(
+            data: try DNNL.makePrimitive(dataPD!, op),
+            weight: try DNNL.makePrimitive(weightPD!, op),
+            pds: [dataPD!, weightPD!],
+            dataDiffDst: try LayoutBridge(plain: plain.dst, wanted: DNNL.queryMD(dataPD!, dnnl_query_diff_dst_md), op),
+            dataWeights: try LayoutBridge(plain: plain.wei, wanted: DNNL.queryMD(dataPD!, dnnl_query_weights_md), op),
+            dataDiffSrc: try LayoutBridge(plain: plain.src, wanted: DNNL.queryMD(dataPD!, dnnl_query_diff_src_md), op),
+            weightSrc: try LayoutBridge(plain: plain.src, wanted: DNNL.queryMD(weightPD!, dnnl_query_src_md), op),
+            weightDiffDst: try LayoutBridge(plain: plain.dst, wanted: DNNL.queryMD(weightPD!, dnnl_query_diff_dst_md), op),
+            weightDiffWeights: try LayoutBridge(
+                plain: plain.wei, wanted: DNNL.queryMD(weightPD!, dnnl_query_diff_weights_md), op))
+        backward = made
+        return made
+    }
+
+    func runForward(_ x: Tensor, _ w: Tensor) throws(TensorError) -> Tensor {
+        let op = "conv2d \(key.input) * \(key.weight)"
+        let y = Tensor(uninitializedShape: key.output)
+        try source.withWanted(from: x.pointer, op) { (src) throws(TensorError) in
+            try weights.withWanted(from: w.pointer, op) { (wei) throws(TensorError) in
+                try destination.intoPlain(y.mutablePointer, op) { (dst) throws(TensorError) in
+                    try DNNL.shared.execute(
+                        forward,
+                        [(DNNL_ARG_SRC, src, source.wanted), (DNNL_ARG_WEIGHTS, wei, weights.wanted),
+                         (DNNL_ARG_DST, dst, destination.wanted)], op)
+                }
+            }
+        }
+        return y
+    }
+
+    func runBackwardInput(_ dy: Tensor, _ w: Tensor) throws(TensorError) -> Tensor {
+        let op = "conv2d backward input \(key.input) * \(key.weight)"
+        let b = try makeBackward()
+        let dx = Tensor(uninitializedShape: key.input)
+        try b.dataDiffDst.withWanted(from: dy.pointer, op) { (diffDst) throws(TensorError) in
+            try b.dataWeights.withWanted(from: w.pointer, op) { (wei) throws(TensorError) in
+                try b.dataDiffSrc.intoPlain(dx.mutablePointer, op) { (diffSrc) throws(TensorError) in
+                    try DNNL.shared.execute(
+                        b.data,
+                        [(DNNL_ARG_DIFF_DST, diffDst, b.dataDiffDst.wanted), (DNNL_ARG_WEIGHTS, wei, b.dataWeights.wanted),
+                         (DNNL_ARG_DIFF_SRC, diffSrc, b.dataDiffSrc.wanted)], op)
+                }
+            }
+        }
+        return dx
+    }
+
+    func runBackwardWeight(_ dy: Tensor, _ x: Tensor) throws(TensorError) -> Tensor {
+        let op = "conv2d backward weight \(key.input) * \(key.weight)"
+        let b = try makeBackward()
+        let dw = Tensor(uninitializedShape: key.weight)
+        try b.weightDiffDst.withWanted(from: dy.pointer, op) { (diffDst) throws(TensorError) in
+            try b.weightSrc.withWanted(from: x.pointer, op) { (src) throws(TensorError) in
+                try b.weightDiffWeights.intoPlain(dw.mutablePointer, op) { (diffWei) throws(TensorError) in
+                    try DNNL.shared.execute(
+                        b.weight,
+                        [(DNNL_ARG_DIFF_DST, diffDst, b.weightDiffDst.wanted), (DNNL_ARG_SRC, src, b.weightSrc.wanted),
+                         (DNNL_ARG_DIFF_WEIGHTS, diffWei, b.weightDiffWeights.wanted)], op)
+                }
+            }
+        }
+        return dw
+    }
+
+    deinit {
+        dnnl_primitive_destroy(forward)
+        dnnl_primitive_desc_destroy(forwardPD)
+        if let backward {
+            dnnl_primitive_destroy(backward.data)
+            dnnl_primitive_destroy(backward.weight)
+            backward.pds.forEach { dnnl_primitive_desc_destroy($0) }
+        }
+    }
+}
+
+extension CPUBackend {
+    /// Validates shapes and returns the plan's key; every error names both shapes.
+    static func convolutionKey(_ input: [Int], _ weight: [Int], _ g: Conv2dGeometry) throws(TensorError) -> ConvolutionKey {
+        guard input.count == 4 else { throw .invalidShape(op: "conv2d", shape: input, reason: "input must be (N, C, H, W)") }
+        guard weight.count == 4, weight[2] > 0, weight[3] > 0 else {
+            throw .invalidShape(op: "conv2d", shape: weight, reason: "weight must be (O, C/groups, kh, kw)")
+        }
+        guard g.stride >= 1, g.padding >= 0, g.groups >= 1 else {
+            throw .invalidArgument(op: "conv2d", reason: "stride \(g.stride), padding \(g.padding), groups \(g.groups)")
+        }
+        guard input[1] == weight[1] * g.groups, weight[0] % g.groups == 0 else {
+            throw .shapeMismatch(op: "conv2d (groups \(g.groups))", input, weight)
+        }
+        let key = ConvolutionKey(input: input, weight: weight, geometry: g)
+        guard key.output[2] > 0, key.output[3] > 0 else {
+            throw .shapeMismatch(op: "conv2d: kernel larger than padded input", input, weight)
+        }
+        return key
+    }
+
+    public func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor {
+        let key = try Self.convolutionKey(x.shape, w.shape, geometry)
+        return try convolutionPlan(key).runForward(x, w)
+    }
+
+    public func conv2dBackwardInput(
+        _ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry
+    ) throws(TensorError) -> Tensor {
+        let key = try Self.convolutionKey(inputShape, w.shape, geometry)
+        guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
+        return try convolutionPlan(key).runBackwardInput(dy, w)
+    }
+
+    public func conv2dBackwardWeight(
+        _ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry
+    ) throws(TensorError) -> Tensor {
+        let key = try Self.convolutionKey(x.shape, weightShape, geometry)
+        guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
+        return try convolutionPlan(key).runBackwardWeight(dy, x)
+    }
+}

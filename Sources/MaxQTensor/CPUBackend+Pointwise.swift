@@ -1,0 +1,113 @@
+// Point-wise kernels: activations and their derivatives, broadcasting add/multiply and the
+// sums that reverse broadcasting.
+import Foundation
+
+/// How `b` broadcasts over `a`: `b` has `a`'s shape with leading dims [0, p) and trailing dims
+/// [q, rank) set to 1 (same shape; (N, C, 1, 1) for squeeze-excitation; (1, C, 1, 1) for a
+/// per-channel term). Then a's flat index is (outer * middle + m) * inner + i and b's is m.
+struct BroadcastPattern {
+    let outer: Int, middle: Int, inner: Int
+
+    init(_ a: [Int], _ b: [Int], op: String) throws(TensorError) {
+        guard a.count == b.count else { throw .shapeMismatch(op: op, a, b) }
+        var p = 0
+        while p < a.count, b[p] == 1, a[p] != 1 { p += 1 }
+        var q = p
+        while q < a.count, b[q] == a[q] { q += 1 }
+        guard b[q...].allSatisfy({ $0 == 1 }) else { throw .shapeMismatch(op: op, a, b) }
+        outer = a[..<p].reduce(1, *)
+        middle = a[p..<q].reduce(1, *)
+        inner = a[q...].reduce(1, *)
+    }
+}
+
+extension CPUBackend {
+    func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
+        let y = Tensor(uninitializedShape: x.shape)
+        let (xp, yp) = (x.pointer, y.mutablePointer)
+        parallelRanges(x.count, grain: 1 << 15) { r in
+            for i in r { yp[i] = f(xp[i]) }
+        }
+        return y
+    }
+
+    func zip(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
+        let y = Tensor(uninitializedShape: a.shape)
+        let (ap, bp, yp) = (a.pointer, b.pointer, y.mutablePointer)
+        parallelRanges(a.count, grain: 1 << 15) { r in
+            for i in r { yp[i] = f(ap[i], bp[i]) }
+        }
+        return y
+    }
+
+    public func activation(_ kind: Activation, _ x: Tensor) -> Tensor {
+        switch kind {
+        case .relu: map(x) { max($0, 0) }
+        case .relu6: map(x) { min(max($0, 0), 6) }
+        case .hardswish: map(x) { $0 * min(max($0 + 3, 0), 6) / 6 }
+        case .hardsigmoid: map(x) { min(max($0 + 3, 0), 6) / 6 }
+        case .sigmoid: map(x) { 1 / (1 + Foundation.exp(-$0)) }
+        }
+    }
+
+    /// PyTorch's derivatives, including its choices at the kinks (relu' (0) = 0, relu6 and
+    /// hardsigmoid flat at their end points, hardswish' (3) = 1.5).
+    public func activationBackward(_ kind: Activation, _ dy: Tensor, x: Tensor, y: Tensor) -> Tensor {
+        switch kind {
+        case .relu: zip(dy, x) { g, v in v > 0 ? g : 0 }
+        case .relu6: zip(dy, x) { g, v in v > 0 && v < 6 ? g : 0 }
+        case .hardswish: zip(dy, x) { g, v in v < -3 ? 0 : (v <= 3 ? g * (v / 3 + 0.5) : g) }
+        case .hardsigmoid: zip(dy, x) { g, v in v > -3 && v < 3 ? g / 6 : 0 }
+        case .sigmoid: zip(dy, y) { g, s in g * s * (1 - s) }
+        }
+    }
+
+    func broadcast(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) throws(TensorError) -> Tensor {
+        let pattern = try BroadcastPattern(a.shape, b.shape, op: op)
+        if pattern.outer == 1, pattern.inner == 1 { return zip(a, b, f) }
+        let y = Tensor(uninitializedShape: a.shape)
+        let (ap, bp, yp) = (a.pointer, b.pointer, y.mutablePointer)
+        let (middle, inner) = (pattern.middle, pattern.inner)
+        parallelRanges(pattern.outer * middle, grain: max(1, 4096 / inner)) { rows in
+            for row in rows {
+                let v = bp[row % middle]
+                let base = row * inner
+                for i in 0..<inner { yp[base + i] = f(ap[base + i], v) }
+            }
+        }
+        return y
+    }
+
+    public func add(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
+        try broadcast(a, b, op: "add", +)
+    }
+
+    public func multiply(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
+        try broadcast(a, b, op: "multiply", *)
+    }
+
+    public func sum(_ t: Tensor, toShape shape: [Int]) throws(TensorError) -> Tensor {
+        let pattern = try BroadcastPattern(t.shape, shape, op: "sum")
+        if pattern.outer == 1, pattern.inner == 1 { return t }
+        let y = Tensor(shape: shape, repeating: 0)
+        let (tp, yp) = (t.pointer, y.mutablePointer)
+        let (outer, middle, inner) = (pattern.outer, pattern.middle, pattern.inner)
+        parallelRanges(middle) { ms in
+            for m in ms {
+                var s: Double = 0
+                for o in 0..<outer {
+                    let base = (o * middle + m) * inner
+                    var partial: Float = 0
+                    for i in 0..<inner { partial += tp[base + i] }
+                    s += Double(partial)
+                }
+                yp[m] = Float(s)
+            }
+        }
+        return y
+    }
+
+    public func scale(_ t: Tensor, by factor: Float) -> Tensor {
+        map(t) { $0 * factor }
+    }
+}

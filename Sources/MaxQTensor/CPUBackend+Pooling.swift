@@ -1,0 +1,85 @@
+// Max pooling (with the argmax kept for backward) and global average pooling over NCHW.
+
+extension CPUBackend {
+    public func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> (Tensor, [Int32]) {
+        guard x.rank == 4 else { throw .invalidShape(op: "max_pool2d", shape: x.shape, reason: "input must be (N, C, H, W)") }
+        guard kernel >= 1, stride >= 1, padding >= 0, padding * 2 <= kernel else {
+            throw .invalidArgument(op: "max_pool2d", reason: "kernel \(kernel), stride \(stride), padding \(padding)")
+        }
+        let (h, w) = (x.shape[2], x.shape[3])
+        let oh = (h + 2 * padding - kernel) / stride + 1, ow = (w + 2 * padding - kernel) / stride + 1
+        guard oh > 0, ow > 0 else { throw .invalidShape(op: "max_pool2d", shape: x.shape, reason: "smaller than the kernel") }
+        let planes = x.shape[0] * x.shape[1]
+        let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], oh, ow])
+        var argmax = [Int32](repeating: 0, count: y.count)
+        let (xp, yp) = (x.pointer, y.mutablePointer)
+        argmax.withUnsafeMutableBufferPointer { idx in
+            let ip = idx.baseAddress!
+            parallelRanges(planes) { range in
+                for p in range {
+                    let input = xp + p * h * w
+                    for oy in 0..<oh {
+                        let y0 = max(oy * stride - padding, 0), y1 = min(oy * stride - padding + kernel, h)
+                        for ox in 0..<ow {
+                            let x0 = max(ox * stride - padding, 0), x1 = min(ox * stride - padding + kernel, w)
+                            var best = -Float.infinity, bestIndex = y0 * w + x0
+                            for iy in y0..<y1 {
+                                for ix in x0..<x1 where input[iy * w + ix] > best || input[iy * w + ix].isNaN {
+                                    best = input[iy * w + ix]
+                                    bestIndex = iy * w + ix
+                                }
+                            }
+                            let o = (p * oh + oy) * ow + ox
+                            yp[o] = best
+                            ip[o] = Int32(bestIndex)
+                        }
+                    }
+                }
+            }
+        }
+        return (y, argmax)
+    }
+
+    public func maxPool2dBackward(_ dy: Tensor, argmax: [Int32], inputShape: [Int]) -> Tensor {
+        let dx = Tensor(shape: inputShape, repeating: 0)
+        let planes = inputShape[0] * inputShape[1], inPlane = inputShape[2] * inputShape[3]
+        let outPlane = dy.count / max(planes, 1)
+        let (dyp, dxp) = (dy.pointer, dx.mutablePointer)
+        argmax.withUnsafeBufferPointer { idx in
+            parallelRanges(planes) { range in
+                for p in range {
+                    for o in 0..<outPlane { dxp[p * inPlane + Int(idx[p * outPlane + o])] += dyp[p * outPlane + o] }
+                }
+            }
+        }
+        return dx
+    }
+
+    public func globalAveragePool(_ x: Tensor) throws(TensorError) -> Tensor {
+        guard x.rank == 4 else { throw .invalidShape(op: "global_avg_pool", shape: x.shape, reason: "input must be (N, C, H, W)") }
+        let planes = x.shape[0] * x.shape[1], plane = x.shape[2] * x.shape[3]
+        let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1]])
+        let (xp, yp) = (x.pointer, y.mutablePointer)
+        parallelRanges(planes, grain: 64) { range in
+            for p in range {
+                var s: Float = 0
+                for j in 0..<plane { s += xp[p * plane + j] }
+                yp[p] = s / Float(plane)
+            }
+        }
+        return y
+    }
+
+    public func globalAveragePoolBackward(_ dy: Tensor, inputShape: [Int]) -> Tensor {
+        let dx = Tensor(uninitializedShape: inputShape)
+        let plane = inputShape[2] * inputShape[3]
+        let (dyp, dxp) = (dy.pointer, dx.mutablePointer)
+        parallelRanges(dy.count, grain: 64) { range in
+            for p in range {
+                let g = dyp[p] / Float(plane)
+                for j in 0..<plane { dxp[p * plane + j] = g }
+            }
+        }
+        return dx
+    }
+}

@@ -1,0 +1,150 @@
+// A thin Swift layer over oneDNN's C API: the engine and stream, memory descriptors from
+// shapes, primitive execution, and reorders between our plain layouts and oneDNN's blocked ones.
+import CDNNL
+import Foundation
+
+final class DNNL: @unchecked Sendable {
+    static let shared = DNNL()
+
+    let engine: dnnl_engine_t
+    let stream: dnnl_stream_t
+
+    private init() {
+        var engine: dnnl_engine_t?
+        var stream: dnnl_stream_t?
+        guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine,
+            dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream
+        else { fatalError("oneDNN: could not create the CPU engine") }
+        self.engine = engine
+        self.stream = stream
+    }
+
+    static var version: String {
+        let v = dnnl_version().pointee
+        return "\(v.major).\(v.minor).\(v.patch)"
+    }
+
+    static func check(_ status: dnnl_status_t, _ op: String) throws(TensorError) {
+        guard status == dnnl_success else { throw .backend(op: op, message: statusName(status)) }
+    }
+
+    static func statusName(_ status: dnnl_status_t) -> String {
+        switch status {
+        case dnnl_out_of_memory: "out of memory"
+        case dnnl_invalid_arguments: "invalid arguments"
+        case dnnl_unimplemented: "no implementation for these shapes"
+        default: "status \(status.rawValue)"
+        }
+    }
+
+    /// A memory descriptor for float32 data of `dims` in the plain (or `any`) layout `tag`.
+    static func memoryDesc(_ dims: [Int], _ tag: dnnl_format_tag_t) throws(TensorError) -> dnnl_memory_desc_t {
+        var md = dnnl_memory_desc_t()
+        var d = dimsTuple(dims)
+        let status = withUnsafePointer(to: &d) {
+            $0.withMemoryRebound(to: dnnl_dim_t.self, capacity: 12) {
+                dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), $0, dnnl_f32, tag)
+            }
+        }
+        try check(status, "memory descriptor \(dims)")
+        return md
+    }
+
+    static func dimsTuple(_ values: [Int]) -> dnnl_dims_t {
+        var t: dnnl_dims_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &t) { raw in
+            let p = raw.bindMemory(to: dnnl_dim_t.self)
+            for (i, v) in values.enumerated() { p[i] = dnnl_dim_t(v) }
+        }
+        return t
+    }
+
+    static func queryMD(_ pd: dnnl_primitive_desc_t, _ what: dnnl_query_t) -> dnnl_memory_desc_t {
+        dnnl_primitive_desc_query_md(pd, what, 0).pointee
+    }
+
+    static func makePrimitive(_ pd: dnnl_primitive_desc_t, _ op: String) throws(TensorError) -> dnnl_primitive_t {
+        var primitive: dnnl_primitive_t?
+        try check(dnnl_primitive_create(&primitive, pd), op)
+        return primitive!
+    }
+
+    /// Runs a primitive over the given (argument, pointer, descriptor) triples and waits.
+    func execute(
+        _ primitive: dnnl_primitive_t, _ args: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)], _ op: String
+    ) throws(TensorError) {
+        var memories: [dnnl_memory_t] = []
+        defer { memories.forEach { dnnl_memory_destroy($0) } }
+        var execArgs: [dnnl_exec_arg_t] = []
+        for (arg, pointer, descriptor) in args {
+            var md = descriptor
+            var memory: dnnl_memory_t?
+            try DNNL.check(dnnl_memory_create(&memory, &md, engine, pointer), op)
+            memories.append(memory!)
+            execArgs.append(dnnl_exec_arg_t(arg: arg, memory: memory!))
+        }
+        try DNNL.check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), op)
+        try DNNL.check(dnnl_stream_wait(stream), op)
+    }
+}
+
+/// A buffer in the layout a primitive wants, and the reorder that fills it from (or drains it
+/// into) our plain layout. When the layouts agree no buffer or reorder exists.
+final class LayoutBridge: @unchecked Sendable {
+    let plain: dnnl_memory_desc_t
+    let wanted: dnnl_memory_desc_t
+    private let toWanted: dnnl_primitive_t?
+    private let toPlain: dnnl_primitive_t?
+    let bytes: Int
+
+    init(plain: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t, _ op: String) throws(TensorError) {
+        var plain = plain
+        var wanted = wanted
+        self.plain = plain
+        self.wanted = wanted
+        bytes = dnnl_memory_desc_get_size(&wanted)
+        if dnnl_memory_desc_equal(&plain, &wanted) != 0 {
+            toWanted = nil
+            toPlain = nil
+            return
+        }
+        let engine = DNNL.shared.engine
+        var pd: dnnl_primitive_desc_t?
+        try DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &plain, engine, &wanted, engine, nil), op)
+        toWanted = try DNNL.makePrimitive(pd!, op)
+        dnnl_primitive_desc_destroy(pd)
+        try DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &wanted, engine, &plain, engine, nil), op)
+        toPlain = try DNNL.makePrimitive(pd!, op)
+        dnnl_primitive_desc_destroy(pd)
+    }
+
+    var isIdentity: Bool { toWanted == nil }
+
+    /// Calls `body` with a pointer to the data in the wanted layout, reordering from `source`.
+    func withWanted<R>(
+        from source: UnsafeRawPointer, _ op: String, _ body: (UnsafeMutableRawPointer) throws(TensorError) -> R
+    ) throws(TensorError) -> R {
+        let mutableSource = UnsafeMutableRawPointer(mutating: source)
+        guard let toWanted else { return try body(mutableSource) }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { buffer.deallocate() }
+        try DNNL.shared.execute(toWanted, [(DNNL_ARG_FROM, mutableSource, plain), (DNNL_ARG_TO, buffer, wanted)], op)
+        return try body(buffer)
+    }
+
+    /// Calls `body` with a buffer in the wanted layout, then reorders it into `destination`.
+    func intoPlain(
+        _ destination: UnsafeMutableRawPointer, _ op: String, _ body: (UnsafeMutableRawPointer) throws(TensorError) -> Void
+    ) throws(TensorError) {
+        guard let toPlain else { return try body(destination) }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { buffer.deallocate() }
+        try body(buffer)
+        try DNNL.shared.execute(toPlain, [(DNNL_ARG_FROM, buffer, wanted), (DNNL_ARG_TO, destination, plain)], op)
+    }
+
+    deinit {
+        if let toWanted { dnnl_primitive_destroy(toWanted) }
+        if let toPlain { dnnl_primitive_destroy(toPlain) }
+    }
+}

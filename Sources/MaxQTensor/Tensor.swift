@@ -1,0 +1,129 @@
+// The tensor type: a shape and contiguous float32 storage (NCHW for images, OIHW for
+// convolution weights), with copy-on-write value semantics.
+import Foundation
+
+/// Where a tensor's storage lives. Only the CPU exists today; a GPU backend adds a case here
+/// and a `Backend` conformer, and model code does not change.
+public enum Device: String, Sendable, Equatable {
+    case cpu
+}
+
+/// 64-byte aligned float32 storage shared by tensors until one of them writes.
+final class TensorStorage: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(count: Int) {
+        self.count = count
+        var raw: UnsafeMutableRawPointer?
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            fatalError("out of memory allocating \(bytes) bytes for a tensor")
+        }
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+
+    deinit { free(pointer) }
+
+    func copy() -> TensorStorage {
+        let other = TensorStorage(count: count)
+        other.pointer.update(from: pointer, count: count)
+        return other
+    }
+}
+
+public struct Tensor: @unchecked Sendable {
+    public private(set) var shape: [Int]
+    public let device: Device = .cpu
+    var storage: TensorStorage
+
+    public var count: Int { storage.count }
+    public var rank: Int { shape.count }
+
+    /// A tensor whose contents are not initialised; every kernel that uses it writes all of it.
+    init(uninitializedShape shape: [Int]) {
+        self.shape = shape
+        self.storage = TensorStorage(count: shape.reduce(1, *))
+    }
+
+    public init(zeros shape: [Int]) {
+        self.init(shape: shape, repeating: 0)
+    }
+
+    public init(shape: [Int], repeating value: Float) {
+        self.init(uninitializedShape: shape)
+        storage.pointer.initialize(repeating: value, count: count)
+    }
+
+    public init(shape: [Int], scalars: [Float]) throws(TensorError) {
+        let expected = shape.reduce(1, *)
+        guard expected == scalars.count, shape.allSatisfy({ $0 >= 0 }) else {
+            throw .elementCount(shape: shape, count: scalars.count)
+        }
+        self.init(uninitializedShape: shape)
+        scalars.withUnsafeBufferPointer { storage.pointer.update(from: $0.baseAddress!, count: expected) }
+    }
+
+    public init(scalar: Float) {
+        self.init(shape: [], repeating: scalar)
+    }
+
+    public var scalars: [Float] {
+        Array(UnsafeBufferPointer(start: storage.pointer, count: count))
+    }
+
+    /// The single value of a one-element tensor.
+    public var scalarValue: Float { storage.pointer[0] }
+
+    public subscript(flat index: Int) -> Float {
+        get { storage.pointer[index] }
+        set {
+            makeUnique()
+            storage.pointer[index] = newValue
+        }
+    }
+
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.pointer, count: count))
+    }
+
+    public mutating func withUnsafeMutableBufferPointer<R>(
+        _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
+    ) rethrows -> R {
+        makeUnique()
+        return try body(UnsafeMutableBufferPointer(start: storage.pointer, count: count))
+    }
+
+    mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+    }
+
+    /// Read-only pointer for kernels (the tensor must outlive its use).
+    var pointer: UnsafePointer<Float> { UnsafePointer(storage.pointer) }
+
+    /// Writable pointer for kernels after `makeUnique()`; used on freshly created outputs.
+    var mutablePointer: UnsafeMutablePointer<Float> { storage.pointer }
+
+    /// The same elements under another shape with the same element count (no copy).
+    public func reshaped(_ newShape: [Int]) throws(TensorError) -> Tensor {
+        guard newShape.reduce(1, *) == count else { throw .shapeMismatch(op: "reshape", shape, newShape) }
+        var result = self
+        result.shape = newShape
+        return result
+    }
+
+    /// Largest absolute element-wise difference; shapes must match.
+    public func maxAbsDifference(_ other: Tensor) throws(TensorError) -> Float {
+        guard shape == other.shape else { throw .shapeMismatch(op: "compare", shape, other.shape) }
+        var worst: Float = 0
+        for i in 0..<count { worst = max(worst, abs(storage.pointer[i] - other.storage.pointer[i])) }
+        return worst
+    }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let preview = scalars.prefix(8).map { String(format: "%.4f", $0) }.joined(separator: ", ")
+        return "Tensor(\(shape): [\(preview)\(count > 8 ? ", ..." : "")])"
+    }
+}

@@ -1,0 +1,72 @@
+// `maxq doctor`: the native libraries, threads and CPU features this build runs with, and a
+// small forward and backward pass end to end.
+import ArgumentParser
+import Foundation
+import MaxQNN
+import MaxQTensor
+
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print library versions, threads and CPU features, then train a tiny network for a few steps.")
+
+    func run() throws {
+        print("maxq doctor")
+        print("  oneDNN      \(CPUBackend.oneDNNVersion)")
+        print("  OpenBLAS    \(CPUBackend.openBLASVersion)")
+        print("  threads     \(Threading.count)")
+        print("  CPU         \(cpuModel())")
+        print("  features    \(cpuFeatures().joined(separator: " "))")
+        do {
+            try smokeTest()
+        } catch {
+            fail(error)
+        }
+    }
+
+    private func cpuInfoLines() -> [Substring] {
+        ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "").split(separator: "\n")
+    }
+
+    private func cpuModel() -> String {
+        guard let line = cpuInfoLines().first(where: { $0.hasPrefix("model name") }) else { return "unknown" }
+        return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+    }
+
+    private func cpuFeatures() -> [String] {
+        let wanted = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile"]
+        guard let line = cpuInfoLines().first(where: { $0.hasPrefix("flags") }) else { return [] }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        return wanted.map { flags.contains($0) ? $0 : "-\($0)" }
+    }
+
+    /// conv-bn-relu, max-pool, conv-bn, residual add, global pool, linear, cross-entropy; SGD steps
+    /// on one fixed batch: the loss must fall.
+    private func smokeTest() throws {
+        var generator = RandomGenerator(seed: 42)
+        let conv1 = try Conv2d(3, 16, kernelSize: 3, padding: 1, generator: &generator)
+        let bn1 = BatchNorm2d(16)
+        let conv2 = try Conv2d(16, 16, kernelSize: 3, padding: 1, generator: &generator)
+        let bn2 = BatchNorm2d(16)
+        let fc = Linear(16, 4, generator: &generator)
+        let layers: [any Layer] = [conv1, bn1, conv2, bn2, fc]
+        let parameters = layers.flatMap(\.parameters)
+        let optimizer = SGD(groups: [.init(parameters: parameters, weightDecay: 1e-4)], learningRate: 0.1)
+        let x = Variable(Tensor(normal: [8, 3, 32, 32], generator: &generator))
+        let labels = (0..<8).map { $0 % 4 }
+        var losses: [Float] = []
+        let start = Date()
+        for _ in 0..<10 {
+            parameters.forEach { $0.zeroGrad() }
+            let h = try bn1(conv1(x)).relu().maxPool2d()
+            let y = try (bn2(conv2(h)) + h).relu()
+            let loss = try fc(y.globalAveragePool()).crossEntropy(labels: labels, labelSmoothing: 0.1)
+            try loss.backward()
+            optimizer.step()
+            losses.append(loss.value.scalarValue)
+        }
+        let milliseconds = Date().timeIntervalSince(start) * 1000
+        print(String(format: "  smoke test  10 SGD steps in %.0f ms, loss %.4f -> %.4f", milliseconds, losses[0], losses[9]))
+        guard losses[9] < losses[0] else { fail("smoke test: the loss did not fall (\(losses[0]) -> \(losses[9]))") }
+        print("  ok")
+    }
+}

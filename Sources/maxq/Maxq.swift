@@ -1,0 +1,29 @@
+// The `maxq` command line: one subcommand per job, no default subcommand.
+import ArgumentParser
+import Foundation
+
+@main
+struct Maxq: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "maxq",
+        abstract: "N:M sparse training and deployment of convolutional networks (MaxQ, SR-STE).",
+        subcommands: [Doctor.self, Bench.self])
+}
+
+/// Prints `error: <message>` on one line and exits non-zero.
+func fail(_ message: Any) -> Never {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    Foundation.exit(1)
+}
+
+/// Median wall time in milliseconds of `body` over `iterations` runs after one warm-up run.
+func medianMilliseconds(iterations: Int, _ body: () throws -> Void) rethrows -> Double {
+    try body()
+    var times: [Double] = []
+    for _ in 0..<iterations {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+    }
+    return times.sorted()[times.count / 2]
+}
