@@ -31,7 +31,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),
-        .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats"]),
-        .testTarget(name: "MaxQNNTests", dependencies: ["MaxQNN", "MaxQFormats"]),
+        // Fixture loading and tolerance checks shared by the test targets.
+        .target(name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats"], path: "Tests/TestSupport"),
+        .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQTestSupport"]),
+        .testTarget(name: "MaxQNNTests", dependencies: ["MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
     ]
 )

@@ -51,12 +51,12 @@ extension CPUBackend {
     }
 
     /// PyTorch's derivatives, including its choices at the kinks (relu' (0) = 0, relu6 and
-    /// hardsigmoid flat at their end points, hardswish' (3) = 1.5).
+    /// hardsigmoid flat at their end points, hardswish'(-3) = 0 and (3) = 1).
     public func activationBackward(_ kind: Activation, _ dy: Tensor, x: Tensor, y: Tensor) -> Tensor {
         switch kind {
         case .relu: zip(dy, x) { g, v in v > 0 ? g : 0 }
         case .relu6: zip(dy, x) { g, v in v > 0 && v < 6 ? g : 0 }
-        case .hardswish: zip(dy, x) { g, v in v < -3 ? 0 : (v <= 3 ? g * (v / 3 + 0.5) : g) }
+        case .hardswish: zip(dy, x) { g, v in v <= -3 ? 0 : (v < 3 ? g * (v / 3 + 0.5) : g) }
         case .hardsigmoid: zip(dy, x) { g, v in v > -3 && v < 3 ? g / 6 : 0 }
         case .sigmoid: zip(dy, y) { g, s in g * s * (1 - s) }
         }

@@ -126,8 +126,8 @@ final class LayoutBridge: @unchecked Sendable {
     ) throws(TensorError) -> R {
         let mutableSource = UnsafeMutableRawPointer(mutating: source)
         guard let toWanted else { return try body(mutableSource) }
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        defer { buffer.deallocate() }
+        let buffer = BufferPool.shared.allocate(bytes: bytes)
+        defer { BufferPool.shared.release(buffer, bytes: bytes) }
         try DNNL.shared.execute(toWanted, [(DNNL_ARG_FROM, mutableSource, plain), (DNNL_ARG_TO, buffer, wanted)], op)
         return try body(buffer)
     }
@@ -137,8 +137,8 @@ final class LayoutBridge: @unchecked Sendable {
         _ destination: UnsafeMutableRawPointer, _ op: String, _ body: (UnsafeMutableRawPointer) throws(TensorError) -> Void
     ) throws(TensorError) {
         guard let toPlain else { return try body(destination) }
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        defer { buffer.deallocate() }
+        let buffer = BufferPool.shared.allocate(bytes: bytes)
+        defer { BufferPool.shared.release(buffer, bytes: bytes) }
         try body(buffer)
         try DNNL.shared.execute(toPlain, [(DNNL_ARG_FROM, buffer, wanted), (DNNL_ARG_TO, destination, plain)], op)
     }

@@ -1,0 +1,188 @@
+"""Writes the PyTorch parity fixtures that the Swift tests read (Tests/Fixtures/).
+
+Run by hand with PyTorch installed (a development tool only; the tests never need Python):
+
+    pip install torch
+    python3 Scripts/make_fixtures.py
+
+Each file is safetensors with the operation's inputs, outputs and gradients: for an output y
+the seed `dy` is random and every gradient is d(sum(y * dy))/d(input).
+"""
+import json, os, struct
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures")
+torch.manual_seed(0)
+
+
+def save(name, tensors, dtypes=None):
+    """Minimal safetensors writer (F32 unless dtypes names F16/BF16/I64)."""
+    dtypes = dtypes or {}
+    header, blobs, offset = {}, [], 0
+    for key, value in tensors.items():
+        dtype = dtypes.get(key, "F32")
+        t = value.detach().contiguous()
+        if dtype == "F32":
+            raw = t.to(torch.float32).numpy().tobytes()
+        elif dtype == "F16":
+            raw = t.to(torch.float16).numpy().tobytes()
+        elif dtype == "BF16":
+            raw = t.to(torch.bfloat16).view(torch.int16).numpy().tobytes()
+        else:
+            raw = t.to(torch.int64).numpy().tobytes()
+        header[key] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    js = json.dumps(header).encode()
+    js += b" " * ((8 - len(js) % 8) % 8)
+    path = os.path.join(OUT, "ops", name + ".safetensors")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
+
+
+def grads(y, inputs):
+    dy = torch.randn_like(y)
+    gs = torch.autograd.grad(y, inputs, dy)
+    return dy, gs
+
+
+def conv_fixtures():
+    cases = {
+        "conv_3x3": (2, 4, 9, 6, 3, 1, 1, 1),
+        "conv_3x3_stride2": (2, 4, 9, 6, 3, 2, 1, 1),
+        "conv_1x1": (2, 8, 5, 4, 1, 1, 0, 1),
+        "conv_7x7_stem": (1, 3, 16, 4, 7, 2, 3, 1),
+        "conv_grouped": (2, 4, 7, 6, 3, 1, 1, 2),
+        "conv_depthwise": (2, 6, 8, 6, 3, 2, 1, 6),
+    }
+    for name, (n, c, h, o, k, s, p, g) in cases.items():
+        x = torch.randn(n, c, h, h, requires_grad=True)
+        w = torch.randn(o, c // g, k, k, requires_grad=True)
+        y = F.conv2d(x, w, stride=s, padding=p, groups=g)
+        dy, (dx, dw) = grads(y, [x, w])
+        save(name, {"x": x, "w": w, "y": y, "dy": dy, "dx": dx, "dw": dw,
+                    "geometry": torch.tensor([s, p, g], dtype=torch.float32)})
+
+
+def batchnorm_fixtures():
+    x = (torch.randn(3, 5, 4, 4) * 2 + 0.5).requires_grad_()
+    weight = torch.randn(5, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
+    rm, rv = torch.randn(5) * 0.1, torch.rand(5) + 0.5
+    rm0, rv0 = rm.clone(), rv.clone()
+    y = F.batch_norm(x, rm, rv, weight, bias, training=True, momentum=0.1, eps=1e-5)
+    dy, (dx, dwt, db) = grads(y, [x, weight, bias])
+    save("batchnorm_train", {"x": x, "weight": weight, "bias": bias, "running_mean_before": rm0,
+                             "running_var_before": rv0, "running_mean_after": rm, "running_var_after": rv,
+                             "y": y, "dy": dy, "dx": dx, "dweight": dwt, "dbias": db})
+    y = F.batch_norm(x, rm, rv, weight, bias, training=False, eps=1e-5)
+    dy, (dx, dwt, db) = grads(y, [x, weight, bias])
+    save("batchnorm_eval", {"x": x, "weight": weight, "bias": bias, "running_mean": rm, "running_var": rv,
+                            "y": y, "dy": dy, "dx": dx, "dweight": dwt, "dbias": db})
+
+
+def pointwise_fixtures():
+    # Values spread over every piece of the piecewise activations, kinks included.
+    x = torch.cat([torch.linspace(-8, 8, 61), torch.tensor([-3.0, 0.0, 3.0, 6.0])]).reshape(1, 5, 13, 1)
+    x.requires_grad_()
+    for name, fn in [("relu", F.relu), ("relu6", F.relu6), ("hardswish", F.hardswish),
+                     ("hardsigmoid", F.hardsigmoid), ("sigmoid", torch.sigmoid)]:
+        y = fn(x)
+        dy, (dx,) = grads(y, [x])
+        save("activation_" + name, {"x": x, "y": y, "dy": dy, "dx": dx})
+    a = torch.randn(2, 3, 4, 5, requires_grad=True)
+    for name, shape in [("same", (2, 3, 4, 5)), ("nc11", (2, 3, 1, 1)), ("1c11", (1, 3, 1, 1))]:
+        b = torch.randn(*shape, requires_grad=True)
+        y = a + b
+        dy, (da, db) = grads(y, [a, b])
+        save("add_" + name, {"a": a, "b": b, "y": y, "dy": dy, "da": da, "db": db})
+        y = a * b
+        dy, (da, db) = grads(y, [a, b])
+        save("multiply_" + name, {"a": a, "b": b, "y": y, "dy": dy, "da": da, "db": db})
+
+
+def pooling_linear_loss_fixtures():
+    x = torch.randn(2, 3, 9, 9, requires_grad=True)
+    y = F.max_pool2d(x, 3, 2, 1)
+    dy, (dx,) = grads(y, [x])
+    save("max_pool", {"x": x, "y": y, "dy": dy, "dx": dx})
+    y = F.adaptive_avg_pool2d(x, 1).flatten(1)
+    dy, (dx,) = grads(y, [x])
+    save("global_avg_pool", {"x": x, "y": y, "dy": dy, "dx": dx})
+    x = torch.randn(4, 7, requires_grad=True)
+    w = torch.randn(5, 7, requires_grad=True)
+    b = torch.randn(5, requires_grad=True)
+    y = F.linear(x, w, b)
+    dy, (dx, dw, db) = grads(y, [x, w, b])
+    save("linear", {"x": x, "w": w, "b": b, "y": y, "dy": dy, "dx": dx, "dw": dw, "db": db})
+    logits = (torch.randn(6, 10) * 3).requires_grad_()
+    labels = torch.tensor([0, 3, 9, 3, 5, 1])
+    for smoothing in (0.0, 0.1):
+        loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        (dl,) = torch.autograd.grad(loss, [logits])
+        save(f"cross_entropy_{int(smoothing * 10)}", {"logits": logits, "labels": labels, "loss": loss.reshape(1),
+                                                      "dlogits": dl}, {"labels": "I64"})
+    _, top = logits.topk(5, 1)
+    hits = top.eq(labels.view(-1, 1))
+    save("topk", {"logits": logits, "labels": labels,
+                  "top1": hits[:, :1].float().sum().mul(100 / 6).reshape(1),
+                  "top5": hits[:, :5].float().sum().mul(100 / 6).reshape(1)}, {"labels": "I64"})
+
+
+def sgd_fixture():
+    w0 = torch.randn(3, 4)
+    steps = [torch.randn(3, 4) for _ in range(3)]
+    out = {"w0": w0}
+    for i, g in enumerate(steps):
+        out[f"grad{i}"] = g
+    for nesterov in (False, True):
+        w = w0.clone().requires_grad_()
+        opt = torch.optim.SGD([w], lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=nesterov)
+        for g in steps:
+            w.grad = g.clone()
+            opt.step()
+        out["nesterov" if nesterov else "plain"] = w
+    save("sgd", out)
+
+
+def dtype_fixture():
+    t = torch.tensor([[1.5, -2.25, 0.0], [3.0, 65504.0, -0.125]])
+    save("dtypes", {"f32": t, "f16": t, "bf16": t, "i64": torch.tensor([[1, -2, 3], [4, 5, -6]])},
+         {"f16": "F16", "bf16": "BF16", "i64": "I64"})
+
+
+def xoshiro_fixture():
+    """First outputs of our generator (SplitMix64 seeding, xoshiro256**) for seed 42, computed
+    independently here so the Swift implementation is checked against the published algorithm."""
+    mask = (1 << 64) - 1
+    sm = 42
+    state = []
+    for _ in range(4):
+        sm = (sm + 0x9E3779B97F4A7C15) & mask
+        z = sm
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        state.append(z ^ (z >> 31))
+    rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & mask
+    outputs = []
+    for _ in range(8):
+        s0, s1, s2, s3 = state
+        outputs.append(str(rotl((s1 * 5) & mask, 7) * 9 & mask))
+        t = (s1 << 17) & mask
+        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl(s3, 45)
+        state = [s0, s1, s2, s3]
+    with open(os.path.join(OUT, "xoshiro_seed42.json"), "w") as f:
+        json.dump({"seed": 42, "outputs": outputs}, f, indent=1)
+
+
+if __name__ == "__main__":
+    conv_fixtures()
+    batchnorm_fixtures()
+    pointwise_fixtures()
+    pooling_linear_loss_fixtures()
+    sgd_fixture()
+    dtype_fixture()
+    xoshiro_fixture()
+    print("fixtures written to", os.path.normpath(OUT))

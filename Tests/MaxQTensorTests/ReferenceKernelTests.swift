@@ -1,0 +1,40 @@
+// The oneDNN convolution paths against the naive direct-loop twins, over many geometries.
+import MaxQTensor
+import MaxQTestSupport
+import Testing
+
+@Suite struct ReferenceKernelTests {
+    /// (N, C, H, O, kernel, stride, padding, groups)
+    static let geometries: [(Int, Int, Int, Int, Int, Int, Int, Int)] = [
+        (2, 8, 10, 16, 3, 1, 1, 1), (1, 16, 11, 8, 3, 2, 1, 1), (2, 16, 6, 32, 1, 1, 0, 1),
+        (1, 8, 9, 8, 1, 2, 0, 1), (2, 12, 7, 12, 3, 1, 1, 12), (1, 16, 9, 16, 3, 2, 1, 16),
+        (1, 3, 20, 8, 7, 2, 3, 1), (2, 8, 5, 4, 3, 1, 1, 4), (1, 4, 8, 8, 5, 1, 2, 1),
+    ]
+
+    @Test(arguments: 0..<geometries.count)
+    func convolutionMatchesNaiveTwin(_ index: Int) throws {
+        let (n, c, h, o, k, s, p, g) = Self.geometries[index]
+        var generator = RandomGenerator(seed: UInt64(index))
+        let x = Tensor(normal: [n, c, h, h], generator: &generator)
+        let w = Tensor(normal: [o, c / g, k, k], generator: &generator)
+        let geometry = Conv2dGeometry(stride: s, padding: p, groups: g)
+        let y = try cpu.conv2d(x, w, geometry)
+        #expect(toleranceFailure(y, try ReferenceKernels.conv2d(x, w, geometry), rtol: 1e-4, atol: 1e-4) == nil)
+        let dy = Tensor(normal: y.shape, generator: &generator)
+        #expect(toleranceFailure(
+            try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry),
+            try ReferenceKernels.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry), rtol: 1e-4, atol: 1e-4) == nil)
+        #expect(toleranceFailure(
+            try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry),
+            try ReferenceKernels.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry), rtol: 1e-4, atol: 1e-4) == nil)
+    }
+
+    @Test func repeatedCallsReuseThePlanAndAgree() throws {
+        var generator = RandomGenerator(seed: 9)
+        let x = Tensor(normal: [2, 8, 8, 8], generator: &generator)
+        let w = Tensor(normal: [8, 8, 3, 3], generator: &generator)
+        let first = try cpu.conv2d(x, w, Conv2dGeometry(padding: 1))
+        let second = try cpu.conv2d(x, w, Conv2dGeometry(padding: 1))
+        #expect(first.scalars == second.scalars)
+    }
+}

@@ -1,0 +1,47 @@
+// safetensors: reading PyTorch-written dtypes, round trips, and clear errors on bad files.
+import Foundation
+import MaxQFormats
+import MaxQTensor
+import MaxQTestSupport
+import Testing
+
+@Suite struct SafetensorsTests {
+    @Test func readsEveryDtypeWrittenByPython() throws {
+        let f = try Fixtures.op("dtypes")
+        let expected: [Float] = [1.5, -2.25, 0, 3, 65504, -0.125]
+        #expect(try f.tensor("f32").scalars == expected)
+        #expect(try f.tensor("f16").scalars == expected)
+        #expect(try f.tensor("bf16").scalars == [1.5, -2.25, 0, 3, 65536, -0.125])  // bf16 rounds 65504
+        #expect(try f.tensor("i64").scalars == [1, -2, 3, 4, 5, -6])
+        #expect(try f.tensor("i64").shape == [2, 3])
+    }
+
+    @Test func roundTripKeepsTensorsOrderAndMetadata() throws {
+        let file = SafetensorsFile(
+            tensors: [("b.weight", try Tensor(shape: [2, 2], scalars: [1, 2, 3, 4])), ("a", Tensor(scalar: 7))],
+            metadata: ["epoch": "3"])
+        let decoded = try SafetensorsFile.decode(try file.encoded())
+        #expect(decoded.tensors.map(\.name) == ["b.weight", "a"])
+        #expect(decoded["b.weight"]?.scalars == [1, 2, 3, 4] && decoded["b.weight"]?.shape == [2, 2])
+        #expect(decoded["a"]?.shape == [] && decoded["a"]?.scalars == [7])
+        #expect(decoded.metadata == ["epoch": "3"])
+    }
+
+    @Test func truncatedAndMalformedFilesGiveClearErrors() throws {
+        let good = try SafetensorsFile(tensors: [("w", Tensor(zeros: [4]))]).encoded()
+        #expect(throws: SafetensorsError.self) { try SafetensorsFile.decode(good.prefix(good.count - 3)) }
+        #expect(throws: SafetensorsError.self) { try SafetensorsFile.decode(good.prefix(5)) }
+        #expect(throws: SafetensorsError.self) { try SafetensorsFile.decode(Data(repeating: 0xFF, count: 64)) }
+        var badJSON = Data([4, 0, 0, 0, 0, 0, 0, 0])
+        badJSON.append(contentsOf: Array("{{{{".utf8))
+        #expect(throws: SafetensorsError.malformed(path: "<memory>", reason: "header is not a JSON object")) {
+            try SafetensorsFile.decode(badJSON)
+        }
+        #expect(throws: SafetensorsError.self) { try SafetensorsFile.read(path: "/nonexistent/weights.safetensors") }
+        do {
+            _ = try SafetensorsFile.decode(good.prefix(good.count - 3))
+        } catch {
+            #expect(error.description.contains("truncated"))
+        }
+    }
+}

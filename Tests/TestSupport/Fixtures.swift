@@ -1,0 +1,39 @@
+// Test helpers: the committed PyTorch fixtures (Scripts/make_fixtures.py) and element-wise
+// tolerance checks that report the worst element.
+import Foundation
+import MaxQFormats
+import MaxQTensor
+
+public enum Fixtures {
+    /// Tests/Fixtures, found from this source file so tests run from any directory.
+    public static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    public static func path(_ relative: String) -> String {
+        directory.appendingPathComponent(relative).path
+    }
+
+    /// An operation's fixture: `Tests/Fixtures/ops/<name>.safetensors`.
+    public static func op(_ name: String) throws -> SafetensorsFile {
+        try SafetensorsFile.read(path: path("ops/\(name).safetensors"))
+    }
+}
+
+/// Where `actual` differs from `expected` by more than `atol + rtol * |expected|`, a message
+/// naming the worst element; nil when every element is within tolerance.
+public func toleranceFailure(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-4, atol: Float = 1e-5) -> String? {
+    guard actual.shape == expected.shape else { return "shape \(actual.shape) != expected \(expected.shape)" }
+    var worst: (index: Int, error: Float)?
+    for i in 0..<actual.count {
+        let a = actual[flat: i], e = expected[flat: i]
+        let error = a.isNaN != e.isNaN ? Float.infinity : abs(a - e)
+        if error > atol + rtol * abs(e), error > (worst?.error ?? 0) { worst = (i, error) }
+    }
+    guard let worst else { return nil }
+    return "element \(worst.index): \(actual[flat: worst.index]) vs expected \(expected[flat: worst.index]) (rtol \(rtol), atol \(atol))"
+}
+
+extension Tensor {
+    /// Integer labels stored as a float tensor (I64 in the fixture).
+    public var labels: [Int] { scalars.map { Int($0) } }
+}
