@@ -177,6 +177,44 @@ def xoshiro_fixture():
         json.dump({"seed": 42, "outputs": outputs}, f, indent=1)
 
 
+def tiny_network_fixture():
+    """A whole-model check: conv-bn-relu, max-pool, residual conv-bn, depthwise conv-bn with
+    hardswish, global pool, linear; label-smoothed loss; three SGD steps."""
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False); self.bn1 = torch.nn.BatchNorm2d(8)
+            self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1, bias=False); self.bn2 = torch.nn.BatchNorm2d(8)
+            self.conv3 = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False); self.bn3 = torch.nn.BatchNorm2d(8)
+            self.fc = torch.nn.Linear(8, 5)
+
+        def forward(self, x):
+            h = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+            h = F.relu(self.bn2(self.conv2(h)) + h)
+            h = F.hardswish(self.bn3(self.conv3(h)))
+            return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
+
+    model = Tiny()
+    x = torch.randn(4, 3, 12, 12)
+    labels = torch.tensor([0, 4, 2, 2])
+    state = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    out = {"x": x, "labels": labels}
+    out.update({"initial." + k: v for k, v in state.items()})
+    for step in range(3):
+        opt.zero_grad()
+        logits = model(x)
+        loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
+        loss.backward()
+        if step == 0:
+            out["logits0"] = logits
+            out.update({"grad0." + n: p.grad for n, p in model.named_parameters()})
+        out[f"loss{step}"] = loss.reshape(1)
+        opt.step()
+    out.update({"final." + k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")})
+    save("tiny_network", out, {"labels": "I64"})
+
+
 if __name__ == "__main__":
     conv_fixtures()
     batchnorm_fixtures()
@@ -185,4 +223,5 @@ if __name__ == "__main__":
     sgd_fixture()
     dtype_fixture()
     xoshiro_fixture()
+    tiny_network_fixture()
     print("fixtures written to", os.path.normpath(OUT))
