@@ -119,53 +119,42 @@ final class ConvolutionPlan: @unchecked Sendable {
     }
 
     func runForward(_ x: Tensor, _ w: Tensor) throws(TensorError) -> Tensor {
-        let op = "conv2d \(key.input) * \(key.weight)"
         let y = Tensor(uninitializedShape: key.output)
-        try source.withWanted(from: x.pointer, op) { (src) throws(TensorError) in
-            try weights.withWanted(from: w.pointer, op) { (wei) throws(TensorError) in
-                try destination.intoPlain(y.mutablePointer, op) { (dst) throws(TensorError) in
-                    try DNNL.shared.execute(
-                        forward,
-                        [(DNNL_ARG_SRC, src, source.wanted), (DNNL_ARG_WEIGHTS, wei, weights.wanted),
-                         (DNNL_ARG_DST, dst, destination.wanted)], op)
-                }
-            }
-        }
+        try run(forward, "conv2d", [(DNNL_ARG_SRC, source, x), (DNNL_ARG_WEIGHTS, weights, w)], (DNNL_ARG_DST, destination, y))
         return y
     }
 
     func runBackwardInput(_ dy: Tensor, _ w: Tensor) throws(TensorError) -> Tensor {
-        let op = "conv2d backward input \(key.input) * \(key.weight)"
         let b = try makeBackward()
         let dx = Tensor(uninitializedShape: key.input)
-        try b.dataDiffDst.withWanted(from: dy.pointer, op) { (diffDst) throws(TensorError) in
-            try b.dataWeights.withWanted(from: w.pointer, op) { (wei) throws(TensorError) in
-                try b.dataDiffSrc.intoPlain(dx.mutablePointer, op) { (diffSrc) throws(TensorError) in
-                    try DNNL.shared.execute(
-                        b.data,
-                        [(DNNL_ARG_DIFF_DST, diffDst, b.dataDiffDst.wanted), (DNNL_ARG_WEIGHTS, wei, b.dataWeights.wanted),
-                         (DNNL_ARG_DIFF_SRC, diffSrc, b.dataDiffSrc.wanted)], op)
-                }
-            }
-        }
+        try run(
+            b.data, "conv2d backward input", [(DNNL_ARG_DIFF_DST, b.dataDiffDst, dy), (DNNL_ARG_WEIGHTS, b.dataWeights, w)],
+            (DNNL_ARG_DIFF_SRC, b.dataDiffSrc, dx))
         return dx
     }
 
     func runBackwardWeight(_ dy: Tensor, _ x: Tensor) throws(TensorError) -> Tensor {
-        let op = "conv2d backward weight \(key.input) * \(key.weight)"
         let b = try makeBackward()
         let dw = Tensor(uninitializedShape: key.weight)
-        try b.weightDiffDst.withWanted(from: dy.pointer, op) { (diffDst) throws(TensorError) in
-            try b.weightSrc.withWanted(from: x.pointer, op) { (src) throws(TensorError) in
-                try b.weightDiffWeights.intoPlain(dw.mutablePointer, op) { (diffWei) throws(TensorError) in
-                    try DNNL.shared.execute(
-                        b.weight,
-                        [(DNNL_ARG_DIFF_DST, diffDst, b.weightDiffDst.wanted), (DNNL_ARG_SRC, src, b.weightSrc.wanted),
-                         (DNNL_ARG_DIFF_WEIGHTS, diffWei, b.weightDiffWeights.wanted)], op)
-                }
-            }
-        }
+        try run(
+            b.weight, "conv2d backward weight", [(DNNL_ARG_DIFF_DST, b.weightDiffDst, dy), (DNNL_ARG_SRC, b.weightSrc, x)],
+            (DNNL_ARG_DIFF_WEIGHTS, b.weightDiffWeights, dw))
         return dw
+    }
+
+    /// Stages each input in the primitive's layout, runs it, and drains the output into `output`'s tensor.
+    private func run(
+        _ primitive: dnnl_primitive_t, _ name: String, _ inputs: [(Int32, LayoutBridge, Tensor)],
+        _ output: (Int32, LayoutBridge, Tensor)
+    ) throws(TensorError) {
+        let op = "\(name) \(key.input) * \(key.weight)"
+        var staged: [StagedBuffer] = []
+        for (_, bridge, tensor) in inputs { staged.append(try bridge.staged(from: tensor.pointer, op)) }
+        let out = output.1.stagedOutput(output.2.mutablePointer)
+        var args = zip(inputs, staged).map { ($0.0.0, $0.1.pointer, $0.0.1.wanted) }
+        args.append((output.0, out.pointer, output.1.wanted))
+        try DNNL.shared.execute(primitive, args, op)
+        try output.1.drain(out, into: output.2.mutablePointer, op)
     }
 
     deinit {

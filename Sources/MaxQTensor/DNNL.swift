@@ -120,31 +120,43 @@ final class LayoutBridge: @unchecked Sendable {
 
     var isIdentity: Bool { toWanted == nil }
 
-    /// Calls `body` with a pointer to the data in the wanted layout, reordering from `source`.
-    func withWanted<R>(
-        from source: UnsafeRawPointer, _ op: String, _ body: (UnsafeMutableRawPointer) throws(TensorError) -> R
-    ) throws(TensorError) -> R {
+    /// The data of `source` in the wanted layout: `source` itself, or a reordered copy.
+    func staged(from source: UnsafeRawPointer, _ op: String) throws(TensorError) -> StagedBuffer {
         let mutableSource = UnsafeMutableRawPointer(mutating: source)
-        guard let toWanted else { return try body(mutableSource) }
-        let buffer = BufferPool.shared.allocate(bytes: bytes)
-        defer { BufferPool.shared.release(buffer, bytes: bytes) }
-        try DNNL.shared.execute(toWanted, [(DNNL_ARG_FROM, mutableSource, plain), (DNNL_ARG_TO, buffer, wanted)], op)
-        return try body(buffer)
+        guard let toWanted else { return StagedBuffer(mutableSource, pooledBytes: nil) }
+        let buffer = StagedBuffer(BufferPool.shared.allocate(bytes: bytes), pooledBytes: bytes)
+        try DNNL.shared.execute(toWanted, [(DNNL_ARG_FROM, mutableSource, plain), (DNNL_ARG_TO, buffer.pointer, wanted)], op)
+        return buffer
     }
 
-    /// Calls `body` with a buffer in the wanted layout, then reorders it into `destination`.
-    func intoPlain(
-        _ destination: UnsafeMutableRawPointer, _ op: String, _ body: (UnsafeMutableRawPointer) throws(TensorError) -> Void
-    ) throws(TensorError) {
-        guard let toPlain else { return try body(destination) }
-        let buffer = BufferPool.shared.allocate(bytes: bytes)
-        defer { BufferPool.shared.release(buffer, bytes: bytes) }
-        try body(buffer)
-        try DNNL.shared.execute(toPlain, [(DNNL_ARG_FROM, buffer, wanted), (DNNL_ARG_TO, destination, plain)], op)
+    /// Where a primitive writes output destined for `destination`: it, or a buffer to drain.
+    func stagedOutput(_ destination: UnsafeMutableRawPointer) -> StagedBuffer {
+        toPlain == nil ? StagedBuffer(destination, pooledBytes: nil) : StagedBuffer(BufferPool.shared.allocate(bytes: bytes), pooledBytes: bytes)
+    }
+
+    /// Reorders a staged output into our plain layout at `destination` (nothing when identical).
+    func drain(_ staged: StagedBuffer, into destination: UnsafeMutableRawPointer, _ op: String) throws(TensorError) {
+        guard let toPlain else { return }
+        try DNNL.shared.execute(toPlain, [(DNNL_ARG_FROM, staged.pointer, wanted), (DNNL_ARG_TO, destination, plain)], op)
     }
 
     deinit {
         if let toWanted { dnnl_primitive_destroy(toWanted) }
         if let toPlain { dnnl_primitive_destroy(toPlain) }
+    }
+}
+
+/// Data in a primitive's layout; a temporary buffer goes back to the pool when released.
+final class StagedBuffer {
+    let pointer: UnsafeMutableRawPointer
+    private let pooledBytes: Int?
+
+    init(_ pointer: UnsafeMutableRawPointer, pooledBytes: Int?) {
+        self.pointer = pointer
+        self.pooledBytes = pooledBytes
+    }
+
+    deinit {
+        if let pooledBytes { BufferPool.shared.release(pointer, bytes: pooledBytes) }
     }
 }
