@@ -8,7 +8,7 @@ let package = Package(
     name: "MaxQ",
     products: [
         .executable(name: "maxq", targets: ["maxq"]),
-        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQFormats"]),
+        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -21,13 +21,15 @@ let package = Package(
         .target(name: "MaxQTensor", dependencies: ["CDNNL", "COpenBLAS"], swiftSettings: optimized),
         // Layer 2: reverse-mode automatic differentiation and the network layers.
         .target(name: "MaxQNN", dependencies: ["MaxQTensor"], swiftSettings: optimized),
+        // Layer 3: N:M masks (hard, MaxQ), schedules and the masked conv-bn units.
+        .target(name: "MaxQSparsity", dependencies: ["MaxQTensor", "MaxQNN"], swiftSettings: optimized),
         // I/O formats: safetensors.
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"], swiftSettings: optimized),
         // The command line.
         .executableTarget(
             name: "maxq",
             dependencies: [
-                "MaxQTensor", "MaxQNN", "MaxQFormats",
+                "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),
@@ -35,5 +37,6 @@ let package = Package(
         .target(name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats"], path: "Tests/TestSupport"),
         .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQNNTests", dependencies: ["MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
+        .testTarget(name: "MaxQSparsityTests", dependencies: ["MaxQSparsity", "MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
     ]
 )

@@ -1,0 +1,43 @@
+// The naive twin of `Masks`: ALGORITHM.md read literally, with full stable sorts, used by
+// tests to check the selection-based kernels.
+import Foundation
+import MaxQTensor
+
+public enum ReferenceMasks {
+    /// Same contract as `Masks.compute` for the smallest-L1 MaxQ types and the SR-STE types.
+    public static func compute(_ w: Tensor, _ s: MaskSettings) -> Tensor {
+        let (o, i, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+        let (n, m, k) = (s.pattern.n, s.pattern.m, kh * kw)
+        if s.pattern.isDense { return Tensor(shape: w.shape, repeating: 1) }
+        let a = w.scalars.map(abs)
+        let index = { (oo: Int, ii: Int, p: Int) in (oo * i + ii) * k + p }
+        // Groups in (o, position, input chunk) order.
+        var groups: [[Int]] = []
+        for oo in 0..<o { for p in 0..<k { for c in 0..<(i / m) { groups.append((0..<m).map { index(oo, c * m + $0, p) }) } } }
+        var local = [Float](repeating: 1, count: w.count)
+        for g in groups {
+            let order = g.indices.sorted { (a[g[$0]], $0) < (a[g[$1]], $1) }
+            for j in order.prefix(m - n) { local[g[j]] = 0 }
+        }
+        guard s.type.isMaxQ else { return try! Tensor(shape: w.shape, scalars: local) }
+        let dense = Int((s.preserveRate * Double(groups.count)).rounded(.down))
+        let byNorm = groups.indices.sorted { (groups[$0].map { a[$0] }.reduce(0, +), $0) < (groups[$1].map { a[$0] }.reduce(0, +), $1) }
+        for g in byNorm.prefix(dense) { for e in groups[g] { local[e] = 1 } }
+        func axisTerm(_ members: [Int]) -> [Int: Float] {
+            let order = members.indices.sorted { (a[members[$0]], $0) < (a[members[$1]], $1) }
+            let pruned = s.pattern.prunedCount(of: members.count)
+            let theta = (a[members[order[pruned - 1]]] + a[members[order[pruned]]]) / 2
+            var term: [Int: Float] = [:]
+            for (rank, j) in order.enumerated() {
+                term[members[j]] = rank < pruned ? 0 : 1 / (1 + Foundation.exp(-(a[members[j]] - theta) / s.tau))
+            }
+            return term
+        }
+        var result = local
+        var filter: [Int: Float] = [:], position: [Int: Float] = [:]
+        for oo in 0..<o { filter.merge(axisTerm((0..<(i * k)).map { oo * i * k + $0 })) { $1 } }
+        if k > 1 { for p in 0..<k { position.merge(axisTerm((0..<(o * i)).map { $0 * k + p })) { $1 } } }
+        for e in 0..<w.count { result[e] = local[e] * (1 + filter[e]! + (position[e] ?? 0)) }
+        return try! Tensor(shape: w.shape, scalars: result)
+    }
+}

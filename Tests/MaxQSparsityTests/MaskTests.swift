@@ -1,0 +1,156 @@
+// Masks against the original implementation's golden outputs, against the naive twin, and
+// their defining properties.
+import Foundation
+import MaxQFormats
+import MaxQSparsity
+import MaxQTensor
+import MaxQTestSupport
+import Testing
+
+struct GoldenCase: Decodable {
+    let `case`: String
+    let conv_bn_type: String
+    let N: Int, M: Int
+    let prune_schedule: String
+    let epoch: Int, increase_start: Int, increase_end: Int
+    let tau: Float
+
+    var settings: MaskSettings {
+        let schedule = try! IncrementalSchedule(
+            PruneSchedule(rawValue: prune_schedule)!, increaseStart: increase_start, increaseEnd: increase_end)
+        return MaskSettings(
+            type: ConvBNType(rawValue: conv_bn_type)!, pattern: try! NMPattern(n: N, m: M),
+            preserveRate: schedule.preserveRate(epoch: epoch), tau: tau)
+    }
+
+    static let all: [GoldenCase] = {
+        let data = try! Data(contentsOf: URL(fileURLWithPath: Fixtures.path("masks/cases.json")))
+        return try! JSONDecoder().decode([GoldenCase].self, from: data)
+    }()
+}
+
+/// Elements whose magnitude equals both s_k and s_{k+1} of one of their axes: the reference
+/// sorts with PyTorch's unstable SIMD sort, so which of those tied entries count among "the k
+/// smallest" is arbitrary there; each such axis term is 0 or sigmoid(0) = 0.5 depending on it.
+func ambiguousAxisTerms(_ w: Tensor, _ pattern: NMPattern) -> [Int: Int] {
+    let (o, i, k) = (w.shape[0], w.shape[1], w.shape[2] * w.shape[3])
+    let a = w.scalars.map(abs)
+    var count: [Int: Int] = [:]
+    func scan(_ members: [Int]) {
+        let sorted = members.map { a[$0] }.sorted()
+        let pruned = Int(Double(pattern.m - pattern.n) / Double(pattern.m) * Double(members.count))
+        guard sorted[pruned - 1] == sorted[pruned] else { return }
+        for e in members where a[e] == sorted[pruned] { count[e, default: 0] += 1 }
+    }
+    for oo in 0..<o { scan((0..<(i * k)).map { oo * i * k + $0 }) }
+    if k > 1 { for p in 0..<k { scan((0..<(o * i)).map { $0 * k + p }) } }
+    return count
+}
+
+@Suite struct MaskTests {
+    @Test(arguments: GoldenCase.all.map(\.case))
+    func reproducesTheOriginalImplementation(_ name: String) throws {
+        let golden = GoldenCase.all.first { $0.case == name }!
+        let weights = try SafetensorsFile.read(path: Fixtures.path("masks/\(name).weights.safetensors"))
+        let masks = try SafetensorsFile.read(path: Fixtures.path("masks/\(name).masks.safetensors"))
+        var generator = RandomGenerator(seed: 0)
+        for (layer, w) in weights.tensors {
+            let expected = try masks.tensor(layer)
+            let mask = try Masks.compute(w, golden.settings, name: layer, generator: &generator)
+            let ambiguous = ambiguousAxisTerms(w, golden.settings.pattern)
+            var exact = 0
+            for e in 0..<w.count {
+                let (ours, theirs) = (mask[flat: e], expected[flat: e])
+                #expect((ours == 0) == (theirs == 0), "\(layer)[\(e)]: zero pattern differs")
+                let difference = abs(ours - theirs)
+                if difference <= 1e-6 {
+                    exact += 1
+                    continue
+                }
+                // Only a tied threshold entry may differ, by 0.5 per ambiguous axis term.
+                let terms = ambiguous[e] ?? 0
+                let allowed = (1...max(terms, 1)).contains { abs(difference - 0.5 * Float($0)) <= 1e-6 }
+                #expect(terms > 0 && allowed, "\(layer)[\(e)]: \(ours) vs \(theirs), |w| = \(abs(w[flat: e]))")
+            }
+            #expect(exact >= w.count * 99 / 100, "\(layer): only \(exact) of \(w.count) within 1e-6")
+        }
+    }
+
+    @Test(arguments: [(2, 4, 0.0), (2, 4, 0.4), (1, 4, 0.0), (1, 16, 0.25), (4, 8, 0.9), (2, 8, 0.0)])
+    func selectionKernelsMatchTheNaiveTwin(_ n: Int, _ m: Int, _ rate: Double) throws {
+        var generator = RandomGenerator(seed: UInt64(n * 100 + m))
+        for (shape, quantized) in [([8, 16, 3, 3], false), ([16, 32, 1, 1], false), ([8, 16, 3, 3], true)] {
+            var w = Tensor(normal: shape, std: 0.05, generator: &generator)
+            if quantized {  // many exact ties, like the golden weights
+                w.withUnsafeMutableBufferPointer { v in for j in v.indices { v[j] = (v[j] * 64).rounded() / 64 } }
+            }
+            for type in [ConvBNType.softMaxQ, .hardSRSTE] {
+                let settings = MaskSettings(type: type, pattern: try NMPattern(n: n, m: m), preserveRate: rate)
+                let fast = try Masks.compute(w, settings, generator: &generator)
+                #expect(toleranceFailure(fast, ReferenceMasks.compute(w, settings), rtol: 0, atol: 1e-6) == nil, "\(type) \(shape)")
+            }
+        }
+    }
+
+    @Test(arguments: [(2, 4), (1, 4), (1, 16), (4, 8)])
+    func withPreserveRateZeroEveryGroupHasExactlyN(_ n: Int, _ m: Int) throws {
+        var generator = RandomGenerator(seed: 5)
+        let w = Tensor(normal: [8, 32, 3, 3], generator: &generator)
+        for type in ConvBNType.allCases where type.hasMask {
+            let mask = try Masks.compute(w, MaskSettings(type: type, pattern: try NMPattern(n: n, m: m)), generator: &generator)
+            for o in 0..<8 {
+                for p in 0..<9 {
+                    for c in 0..<(32 / m) {
+                        let kept = (0..<m).filter { mask[flat: (o * 32 + c * m + $0) * 9 + p] != 0 }.count
+                        #expect(kept == n, "\(type) group (\(o), \(p), \(c))")
+                    }
+                }
+            }
+            // [1, 3) in exact arithmetic; in float32 sigmoid(x) rounds to 1 for x > 16.6, as in
+            // the reference, so a weight far above both thresholds gets exactly 3.
+            #expect(mask.scalars.allSatisfy { $0 == 0 || ($0 >= 1 && $0 <= 3) }, "\(type)")
+            if !type.isMaxQ { #expect(mask.scalars.allSatisfy { $0 == 0 || $0 == 1 }) }
+        }
+    }
+
+    @Test(arguments: [ConvBNType.softMaxQ, .softMaxQInverse, .softMaxQRandom])
+    func denseGroupCountIsFloorOfRateTimesGroups(_ type: ConvBNType) throws {
+        var generator = RandomGenerator(seed: 6)
+        let w = Tensor(normal: [6, 8, 3, 3], generator: &generator)
+        let groups = 6 * 9 * 2
+        let rate = 0.37
+        let mask = try Masks.compute(w, MaskSettings(type: type, pattern: try NMPattern(n: 2, m: 4), preserveRate: rate), generator: &generator)
+        var denseNorms: [Float] = [], sparseNorms: [Float] = []
+        for o in 0..<6 {
+            for p in 0..<9 {
+                for c in 0..<2 {
+                    let members = (0..<4).map { (o * 8 + c * 4 + $0) * 9 + p }
+                    let norm = members.map { abs(w[flat: $0]) }.reduce(0, +)
+                    if members.allSatisfy({ mask[flat: $0] != 0 }) { denseNorms.append(norm) } else { sparseNorms.append(norm) }
+                }
+            }
+        }
+        #expect(denseNorms.count == Int(rate * Double(groups)))
+        if type == .softMaxQ { #expect(denseNorms.max()! <= sparseNorms.min()!) }
+        if type == .softMaxQInverse { #expect(denseNorms.min()! >= sparseNorms.max()!) }
+    }
+
+    @Test func randomVariantIsSeeded() throws {
+        var generator = RandomGenerator(seed: 1)
+        let w = Tensor(normal: [4, 8, 3, 3], generator: &generator)
+        let settings = MaskSettings(type: .softMaxQRandom, pattern: try NMPattern(n: 2, m: 4), preserveRate: 0.5)
+        var a = RandomGenerator(seed: 9), b = RandomGenerator(seed: 9), c = RandomGenerator(seed: 10)
+        let first = try Masks.compute(w, settings, generator: &a)
+        #expect(first.scalars == (try Masks.compute(w, settings, generator: &b)).scalars)
+        #expect(first.scalars != (try Masks.compute(w, settings, generator: &c)).scalars)
+    }
+
+    @Test func invalidSettingsAreRefused() throws {
+        #expect(throws: SparsityError.invalidPattern(n: 5, m: 4)) { try NMPattern(n: 5, m: 4) }
+        #expect(throws: SparsityError.invalidPattern(n: 0, m: 4)) { try NMPattern(n: 0, m: 4) }
+        var generator = RandomGenerator(seed: 0)
+        #expect(throws: SparsityError.notNMCompatible(name: "layer3", shape: [8, 6, 3, 3], m: 4)) {
+            try Masks.compute(Tensor(zeros: [8, 6, 3, 3]), MaskSettings(type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4)), name: "layer3", generator: &generator)
+        }
+    }
+}
