@@ -26,7 +26,8 @@ public final class Buffer {
     public init(_ value: Tensor) { self.value = value }
 }
 
-func key(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+/// A state-dict name under a prefix: `stateKey("layer1.0", "weight")` is "layer1.0.weight".
+public func stateKey(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
 
 /// 2-D convolution over (N, C, H, W) input; weight (O, C/groups, k, k). PyTorch's default
 /// initialisation: uniform(+-1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)).
@@ -59,7 +60,7 @@ public final class Conv2d: Layer {
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] {
-        [(key(prefix, "weight"), weight)] + (bias.map { [(key(prefix, "bias"), $0)] } ?? [])
+        [(stateKey(prefix, "weight"), weight)] + (bias.map { [(stateKey(prefix, "bias"), $0)] } ?? [])
     }
 }
 
@@ -104,12 +105,12 @@ public final class BatchNorm2d: Layer {
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] {
-        [(key(prefix, "weight"), weight), (key(prefix, "bias"), bias)]
+        [(stateKey(prefix, "weight"), weight), (stateKey(prefix, "bias"), bias)]
     }
 
     public func namedBuffers(prefix: String) -> [(String, Buffer)] {
-        [(key(prefix, "running_mean"), runningMean), (key(prefix, "running_var"), runningVar),
-         (key(prefix, "num_batches_tracked"), numBatchesTracked)]
+        [(stateKey(prefix, "running_mean"), runningMean), (stateKey(prefix, "running_var"), runningVar),
+         (stateKey(prefix, "num_batches_tracked"), numBatchesTracked)]
     }
 
     public func setTraining(_ training: Bool) { self.training = training }
@@ -133,7 +134,7 @@ public final class Linear: Layer {
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] {
-        [(key(prefix, "weight"), weight)] + (bias.map { [(key(prefix, "bias"), $0)] } ?? [])
+        [(stateKey(prefix, "weight"), weight)] + (bias.map { [(stateKey(prefix, "bias"), $0)] } ?? [])
     }
 }
 

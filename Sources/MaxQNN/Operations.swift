@@ -114,6 +114,14 @@ extension Variable {
         }
     }
 
+    /// `self * mask` for a constant mask, with the gradient either passed straight through
+    /// (not multiplied by the mask: SR-STE's and MaxQ's soft units) or masked (hard units).
+    public func masked(by mask: Tensor, straightThrough: Bool) throws(TensorError) -> Variable {
+        let backend = value.backend
+        let y = try backend.multiply(value, mask)
+        return .result(y, [self]) { (dy) throws(TensorError) in [straightThrough ? dy : try backend.multiply(dy, mask)] }
+    }
+
     public func reshaped(_ shape: [Int]) throws(TensorError) -> Variable {
         let original = value.shape
         let y = try value.reshaped(shape)

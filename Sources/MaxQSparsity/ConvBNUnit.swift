@@ -1,0 +1,102 @@
+// The conv-bn unit (ALGORITHM.md 5-7): convolution with weight * mask, then BatchNorm2d.
+// Training recomputes the mask every forward pass; evaluation uses the stored mask.
+import MaxQNN
+import MaxQTensor
+
+/// What every masked unit of a model shares: the type, the pattern and the schedule.
+public struct SparsityConfig: Sendable {
+    public var type: ConvBNType
+    public var pattern: NMPattern
+    public var schedule: IncrementalSchedule
+    public var tau: Float
+
+    public init(type: ConvBNType, pattern: NMPattern, schedule: IncrementalSchedule, tau: Float = 0.01) {
+        self.type = type
+        self.pattern = pattern
+        self.schedule = schedule
+        self.tau = tau
+    }
+
+    public static let dense = SparsityConfig(
+        type: .dense, pattern: try! NMPattern(n: 1, m: 1), schedule: try! IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+}
+
+public final class ConvBNUnit: Layer {
+    public let conv: Conv2d  // conv.weight
+    public let scale: BatchNorm2d  // scale.*
+    /// nil for dense units, and for units whose input channels are not a multiple of M.
+    public let mask: Buffer?
+    public let config: SparsityConfig
+    /// The epoch the incremental schedule is evaluated at (0-based), set by the trainer.
+    public var epoch = 0
+    public var training = true
+    /// Drives the Random variant's choice of dense groups.
+    public var generator: RandomGenerator
+
+    /// A 3x3 or 1x1 (padding k/2) convolution without bias, then batch normalisation.
+    public init(
+        _ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, config: SparsityConfig,
+        seed: UInt64 = 0, generator: inout RandomGenerator
+    ) throws(TensorError) {
+        conv = try Conv2d(
+            inputChannels, outputChannels, kernelSize: kernelSize, stride: stride, padding: kernelSize / 2, generator: &generator)
+        scale = BatchNorm2d(outputChannels)
+        self.config = config
+        self.generator = RandomGenerator(seed: seed)
+        let canBeNM = config.type.hasMask && config.pattern.fits(weightShape: conv.weight.shape)
+        mask = canBeNM ? Buffer(Tensor(shape: conv.weight.shape, repeating: 1)) : nil
+    }
+
+    /// True when the unit was asked to be N:M but its input channels do not allow it.
+    public var staysDense: Bool { config.type.hasMask && mask == nil }
+
+    public var maskSettings: MaskSettings {
+        MaskSettings(
+            type: config.type, pattern: config.pattern, preserveRate: config.schedule.preserveRate(epoch: epoch), tau: config.tau)
+    }
+
+    /// Recomputes the stored mask from the current weight at the current epoch.
+    public func recomputeMask() {
+        guard let mask else { return }
+        // The unit was built only when the pattern fits, so computing cannot fail.
+        mask.value = try! Masks.compute(conv.weight.value, maskSettings, generator: &generator)
+    }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        guard let mask else { return try scale(conv(x)) }
+        if training { recomputeMask() }
+        let weight = try conv.weight.masked(by: mask.value, straightThrough: config.type.isStraightThrough)
+        return try scale(x.conv2d(weight, conv.geometry))
+    }
+
+    /// SR-STE decay (`--decay-type v1`): grad += lambda * (1 - clamp(mask, 0, 1)) * W, after
+    /// backward and before the optimizer step. Only pruned weights (mask 0) are touched.
+    public func applySRSTEDecay(_ lambda: Float) {
+        guard let mask, var grad = conv.weight.grad else { return }
+        let w = conv.weight.value
+        grad.withUnsafeMutableBufferPointer { g in
+            for i in g.indices { g[i] += lambda * (1 - min(max(mask.value[flat: i], 0), 1)) * w[flat: i] }
+        }
+        conv.weight.grad = grad
+    }
+
+    /// (zeros, total) of the effective weight W * mask.
+    public var zeroCount: (zeros: Int, total: Int) {
+        let w = conv.weight.value
+        let zeros = (0..<w.count).filter { w[flat: $0] * (mask?.value[flat: $0] ?? 1) == 0 }.count
+        return (zeros, w.count)
+    }
+
+    public func namedParameters(prefix: String) -> [(String, Variable)] {
+        conv.namedParameters(prefix: stateKey(prefix, "conv")) + scale.namedParameters(prefix: stateKey(prefix, "scale"))
+    }
+
+    public func namedBuffers(prefix: String) -> [(String, Buffer)] {
+        scale.namedBuffers(prefix: stateKey(prefix, "scale")) + (mask.map { [(stateKey(prefix, "mask"), $0)] } ?? [])
+    }
+
+    public func setTraining(_ training: Bool) {
+        self.training = training
+        scale.setTraining(training)
+    }
+}

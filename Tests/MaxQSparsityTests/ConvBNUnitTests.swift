@@ -1,0 +1,103 @@
+// Masked conv-bn units: forward with W * mask, straight-through or masked gradients, SR-STE
+import Foundation
+// decay, mask recomputation in training and the stored mask in evaluation, state names.
+import MaxQNN
+import MaxQSparsity
+import MaxQTensor
+import MaxQTestSupport
+import Testing
+
+func unit(_ type: ConvBNType, inputs: Int = 8, n: Int = 2, m: Int = 4, seed: UInt64 = 3) throws -> ConvBNUnit {
+    var generator = RandomGenerator(seed: seed)
+    let config = SparsityConfig(
+        type: type, pattern: try NMPattern(n: n, m: m), schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+    return try ConvBNUnit(inputs, 4, kernelSize: 3, config: config, generator: &generator)
+}
+
+@Suite struct ConvBNUnitTests {
+    @Test(arguments: ConvBNType.allCases)
+    func forwardUsesTheMaskedWeightAndGradientsFollowTheType(_ type: ConvBNType) throws {
+        let u = try unit(type)
+        var generator = RandomGenerator(seed: 4)
+        let x = Variable(Tensor(normal: [2, 8, 5, 5], generator: &generator))
+        let y = try u(x)
+        let mask = u.mask?.value ?? Tensor(shape: u.conv.weight.shape, repeating: 1)
+        #expect((u.mask == nil) == (type == .dense))
+        // The same output from a plain convolution with W * mask.
+        let effective = try CPUBackend.shared.multiply(u.conv.weight.value, mask)
+        let reference = try GradientMode.withoutGradients {
+            try u.scale(Variable(CPUBackend.shared.conv2d(x.value, effective, u.conv.geometry)))
+        }
+        #expect(toleranceFailure(y.value, reference.value) == nil)
+        let seed = Tensor(normal: y.shape, generator: &generator)
+        try y.backward(seed: seed)
+        // dL/dW_eff from a plain variable holding W * mask.
+        let weffVariable = Variable(effective, requiresGrad: true)
+        let xs = Variable(x.value)
+        try u.scale(xs.conv2d(weffVariable, u.conv.geometry)).backward(seed: seed)
+        let expected = type.isStraightThrough ? weffVariable.grad! : try CPUBackend.shared.multiply(weffVariable.grad!, mask)
+        #expect(toleranceFailure(u.conv.weight.grad!, expected) == nil, "\(type)")
+    }
+
+    @Test func srsteDecayTouchesOnlyPrunedWeights() throws {
+        let u = try unit(.softSRSTE)
+        _ = try u(Variable(Tensor(shape: [1, 8, 4, 4], repeating: 1)))
+        let w = u.conv.weight.value, mask = u.mask!.value
+        u.conv.weight.grad = Tensor(zeros: w.shape)
+        u.applySRSTEDecay(2e-4)
+        let g = u.conv.weight.grad!
+        for i in 0..<w.count {
+            #expect(g[flat: i] == (mask[flat: i] == 0 ? 2e-4 * w[flat: i] : 0))
+        }
+        #expect(mask.scalars.contains(0))
+    }
+
+    @Test func trainingRecomputesTheMaskAndEvaluationKeepsTheStoredOne() throws {
+        let u = try unit(.softMaxQ)
+        let x = Variable(Tensor(shape: [1, 8, 4, 4], repeating: 1))
+        _ = try u(x)
+        let trained = u.mask!.value.scalars
+        // Changing the weights changes the mask only in training mode.
+        var generator = RandomGenerator(seed: 8)
+        u.conv.weight.value = Tensor(normal: u.conv.weight.shape, generator: &generator)
+        u.setTraining(false)
+        _ = try u(x)
+        #expect(u.mask!.value.scalars == trained)
+        u.setTraining(true)
+        _ = try u(x)
+        #expect(u.mask!.value.scalars != trained)
+        var check = RandomGenerator(seed: 0)
+        #expect(u.mask!.value.scalars == (try Masks.compute(u.conv.weight.value, u.maskSettings, generator: &check)).scalars)
+    }
+
+    @Test func incompatibleInputChannelsStayDenseAndAreReported() throws {
+        let u = try unit(.softMaxQ, inputs: 6)
+        #expect(u.staysDense && u.mask == nil)
+        #expect(!(try unit(.softMaxQ)).staysDense)
+        #expect(!(try unit(.dense)).staysDense)
+    }
+
+    @Test func stateNamesFollowTheReference() throws {
+        let names = try unit(.softMaxQ).stateDict(prefix: "layer1.0.convbn1").map(\.0)
+        #expect(names == [
+            "layer1.0.convbn1.conv.weight", "layer1.0.convbn1.scale.weight", "layer1.0.convbn1.scale.bias",
+            "layer1.0.convbn1.scale.running_mean", "layer1.0.convbn1.scale.running_var",
+            "layer1.0.convbn1.scale.num_batches_tracked", "layer1.0.convbn1.mask",
+        ])
+        #expect(!(try unit(.dense)).stateDict().map(\.0).contains("mask"))
+    }
+
+    @Test func schedulesFollowTheSpecificationEdgeCases() throws {
+        let linear = try IncrementalSchedule(.linear, increaseStart: 10, increaseEnd: 30)
+        #expect(linear.preserveRate(epoch: 0) == 1 && linear.preserveRate(epoch: 20) == 0.5 && linear.preserveRate(epoch: 30) == 0)
+        #expect(try IncrementalSchedule(.cubic, increaseStart: 0, increaseEnd: 10).preserveRate(epoch: 5) == 0.125)
+        let cos = try IncrementalSchedule(.cos, increaseStart: 2, increaseEnd: 20)
+        #expect(cos.preserveRate(epoch: 1) == 1 && cos.preserveRate(epoch: 2) == 1 && cos.preserveRate(epoch: 20) == 0)
+        let exp = try IncrementalSchedule(.exp, increaseStart: 0, increaseEnd: 5)
+        #expect(exp.preserveRate(epoch: 0) == 1 && exp.preserveRate(epoch: 4) == 0 && exp.preserveRate(epoch: 5) == 0)
+        #expect(abs(exp.preserveRate(epoch: 2) - (1 - (1 - Foundation.exp(-0.1)) / (1 - Foundation.exp(-0.2)))) < 1e-12)
+        #expect(try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0).preserveRate(epoch: 0) == 0)
+        #expect(throws: SparsityError.self) { try IncrementalSchedule(.linear, increaseStart: 5, increaseEnd: 3) }
+        #expect(throws: SparsityError.self) { try IncrementalSchedule(.exp, increaseStart: 3, increaseEnd: 4) }
+    }
+}
