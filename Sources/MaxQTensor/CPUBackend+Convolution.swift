@@ -2,6 +2,7 @@
 // oneDNN picks its own blocked layouts (format `any`); our NCHW/OIHW tensors are reordered in
 // and out, as PyTorch does. Primitives are built once per shape and reused.
 import CDNNL
+import Foundation
 
 struct ConvolutionKey: Hashable {
     var input: [Int]  // (N, C, H, W)
@@ -27,6 +28,7 @@ final class ConvolutionPlan: @unchecked Sendable {
     private let forward: dnnl_primitive_t
     private let source, weights, destination: LayoutBridge
     private var backward: Backward?
+    private let backwardLock = NSLock()
 
     /// Backward primitives, built on first use (evaluation never needs them).
     private struct Backward {
@@ -84,6 +86,8 @@ final class ConvolutionPlan: @unchecked Sendable {
     }
 
     private func makeBackward() throws(TensorError) -> Backward {
+        backwardLock.lock()
+        defer { backwardLock.unlock() }
         if let backward { return backward }
         let op = "conv2d backward \(key.input) * \(key.weight)"
         let plain = try Self.plainDescs(key)

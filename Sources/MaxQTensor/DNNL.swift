@@ -8,6 +8,9 @@ final class DNNL: @unchecked Sendable {
 
     let engine: dnnl_engine_t
     let stream: dnnl_stream_t
+    /// oneDNN's default scratchpad is shared by all primitives, so executions must not overlap
+    /// (its own OpenMP threads already use every core).
+    private let executionLock = NSLock()
 
     private init() {
         var engine: dnnl_engine_t?
@@ -83,6 +86,8 @@ final class DNNL: @unchecked Sendable {
             memories.append(memory!)
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: memory!))
         }
+        executionLock.lock()
+        defer { executionLock.unlock() }
         try DNNL.check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), op)
         try DNNL.check(dnnl_stream_wait(stream), op)
     }
