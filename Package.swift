@@ -2,13 +2,13 @@
 // MaxQ for Swift: N:M sparse training and deployment of convolutional networks.
 import PackageDescription
 
-let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release))]
 
 let package = Package(
     name: "MaxQ",
     products: [
         .executable(name: "maxq", targets: ["maxq"]),
-        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats"]),
+        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQFormats"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,13 +23,15 @@ let package = Package(
         .target(name: "MaxQNN", dependencies: ["MaxQTensor"], swiftSettings: optimized),
         // Layer 3: N:M masks (hard, MaxQ), schedules and the masked conv-bn units.
         .target(name: "MaxQSparsity", dependencies: ["MaxQTensor", "MaxQNN"], swiftSettings: optimized),
+        // Layer 4: the model zoo (ResNets, MobileNets) built from conv-bn units.
+        .target(name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity"], swiftSettings: optimized),
         // I/O formats: safetensors.
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"], swiftSettings: optimized),
         // The command line.
         .executableTarget(
             name: "maxq",
             dependencies: [
-                "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats",
+                "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),

@@ -32,6 +32,8 @@ public final class ConvBNUnit: Layer {
     public var training = true
     /// Drives the Random variant's choice of dense groups.
     public var generator: RandomGenerator
+    /// Set when `recomputeMasks(of:)` already computed the mask for the next training forward pass.
+    var maskIsFresh = false
 
     /// A 3x3 or 1x1 (padding k/2) convolution without bias, then batch normalisation.
     public init(
@@ -64,7 +66,8 @@ public final class ConvBNUnit: Layer {
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         guard let mask else { return try scale(conv(x)) }
-        if training { recomputeMask() }
+        if training && !maskIsFresh { recomputeMask() }
+        maskIsFresh = false
         let weight = try conv.weight.masked(by: mask.value, straightThrough: config.type.isStraightThrough)
         return try scale(x.conv2d(weight, conv.geometry))
     }

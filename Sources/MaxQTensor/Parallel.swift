@@ -30,3 +30,28 @@ struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
 }
+
+/// Runs `body(i)` for every i in 0..<count on all cores, each worker taking the next index
+/// when it finishes one (for tasks of uneven size; put the largest first).
+public func parallelForEach(_ count: Int, _ body: (Int) -> Void) {
+    let next = SharedCounter()
+    withoutActuallyEscaping(body) { body in
+        let work = UncheckedSendable(body)
+        DispatchQueue.concurrentPerform(iterations: min(Threading.count, max(count, 1))) { _ in
+            while let i = next.take(below: count) { work.value(i) }
+        }
+    }
+}
+
+private final class SharedCounter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+
+    func take(below limit: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard value < limit else { return nil }
+        value += 1
+        return value - 1
+    }
+}

@@ -1,0 +1,133 @@
+// ResNet-18/34/50 and their CIFAR variants (MODELS.md), with the reference code's names:
+// `layer{s}.{j}.convbn{k}`, `downsample` (`shortcut.0` for CIFAR), N:M conv-bn units everywhere
+// but the stem and the classifier.
+import Foundation
+import MaxQNN
+import MaxQSparsity
+import MaxQTensor
+
+/// Residual blocks per stage and the block type (torchvision's table).
+public struct ResNetSpec: Sendable {
+    public let blocks: [Int]
+    public let bottleneck: Bool
+    public let cifar: Bool
+
+    var expansion: Int { bottleneck ? 4 : 1 }
+
+    public static let resnet18 = ResNetSpec(blocks: [2, 2, 2, 2], bottleneck: false, cifar: false)
+    public static let resnet34 = ResNetSpec(blocks: [3, 4, 6, 3], bottleneck: false, cifar: false)
+    public static let resnet50 = ResNetSpec(blocks: [3, 4, 6, 3], bottleneck: true, cifar: false)
+
+    public var forCIFAR: ResNetSpec { ResNetSpec(blocks: blocks, bottleneck: bottleneck, cifar: true) }
+}
+
+/// Shared by the builders: the sparsity of every unit, one generator for weights and a seed
+/// counter for the units' own streams.
+struct UnitFactory {
+    let config: SparsityConfig
+    var generator: RandomGenerator
+    var seeds: UInt64 = 0
+
+    /// A conv-bn unit with the ResNet initialisation: weight ~ Normal(0, sqrt(2 / (k*k*out))).
+    mutating func unit(_ input: Int, _ output: Int, kernel: Int, stride: Int = 1) throws(TensorError) -> ConvBNUnit {
+        seeds += 1
+        let u = try ConvBNUnit(input, output, kernelSize: kernel, stride: stride, config: config, seed: seeds, generator: &generator)
+        u.conv.weight.value = Tensor(
+            normal: u.conv.weight.shape, std: (2 / Float(kernel * kernel * output)).squareRoot(), generator: &generator)
+        return u
+    }
+}
+
+final class ResidualBlock: Composite {
+    let convbns: [ConvBNUnit]
+    let shortcut: ConvBNUnit?
+    let shortcutName: String
+
+    init(_ input: Int, _ planes: Int, stride: Int, spec: ResNetSpec, factory: inout UnitFactory) throws(TensorError) {
+        let output = planes * spec.expansion
+        if spec.bottleneck {
+            convbns = [
+                try factory.unit(input, planes, kernel: 1), try factory.unit(planes, planes, kernel: 3, stride: stride),
+                try factory.unit(planes, output, kernel: 1),
+            ]
+        } else {
+            convbns = [try factory.unit(input, planes, kernel: 3, stride: stride), try factory.unit(planes, planes, kernel: 3)]
+        }
+        shortcut = stride != 1 || input != output ? try factory.unit(input, output, kernel: 1, stride: stride) : nil
+        shortcutName = spec.cifar ? "shortcut.0" : "downsample"
+    }
+
+    var children: [(String, any Layer)] {
+        convbns.enumerated().map { ("convbn\($0.offset + 1)", $0.element as any Layer) } + (shortcut.map { [(shortcutName, $0)] } ?? [])
+    }
+
+    func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        var h = x
+        for (k, unit) in convbns.enumerated() {
+            h = try unit(h)
+            if k < convbns.count - 1 { h = h.relu() }
+        }
+        return try (h + (shortcut.map { (s) throws(TensorError) in try s(x) } ?? x)).relu()
+    }
+}
+
+public final class ResNet: Model, Composite {
+    let conv1: Conv2d
+    let bn1: BatchNorm2d
+    let stages: [[ResidualBlock]]
+    let fc: Linear?  // ImageNet: Linear(512 * expansion, classes)
+    let fcConv: Conv2d?  // CIFAR: a 1x1 convolution with bias on the pooled features
+    let spec: ResNetSpec
+    public private(set) var units: [(String, ConvBNUnit)] = []
+
+    public init(_ spec: ResNetSpec, classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0) throws(TensorError) {
+        self.spec = spec
+        var factory = UnitFactory(config: sparsity, generator: RandomGenerator(seed: seed))
+        let stemKernel = spec.cifar ? 3 : 7
+        conv1 = try Conv2d(
+            3, 64, kernelSize: stemKernel, stride: spec.cifar ? 1 : 2, padding: stemKernel / 2, generator: &factory.generator)
+        conv1.weight.value = Tensor(
+            normal: conv1.weight.shape, std: (2 / Float(stemKernel * stemKernel * 64)).squareRoot(), generator: &factory.generator)
+        bn1 = BatchNorm2d(64)
+        var input = 64
+        var stages: [[ResidualBlock]] = []
+        for (s, planes) in [64, 128, 256, 512].enumerated() {
+            var blocks: [ResidualBlock] = []
+            for j in 0..<spec.blocks[s] {
+                blocks.append(try ResidualBlock(input, planes, stride: j == 0 && s > 0 ? 2 : 1, spec: spec, factory: &factory))
+                input = planes * spec.expansion
+            }
+            stages.append(blocks)
+        }
+        self.stages = stages
+        if spec.cifar {
+            fcConv = try Conv2d(input, classes, kernelSize: 1, bias: true, generator: &factory.generator)
+            fc = nil
+        } else {
+            fc = Linear(input, classes, generator: &factory.generator)
+            fcConv = nil
+        }
+        units = collectUnits()
+    }
+
+    var children: [(String, any Layer)] {
+        var list: [(String, any Layer)] = [("conv1", conv1), ("bn1", bn1)]
+        for (s, blocks) in stages.enumerated() {
+            for (j, block) in blocks.enumerated() { list.append(("layer\(s + 1).\(j)", block)) }
+        }
+        list.append(("fc", (fc ?? fcConv)!))
+        return list
+    }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        var h = try bn1(conv1(x)).relu()
+        if !spec.cifar { h = try h.maxPool2d(kernel: 3, stride: 2, padding: 1) }
+        for blocks in stages {
+            for block in blocks { h = try block(h) }
+        }
+        let pooled = try h.globalAveragePool()
+        if let fc { return try fc(pooled) }
+        let c = pooled.shape[1]
+        return try fcConv!(pooled.reshaped([pooled.shape[0], c, 1, 1])).reshaped([pooled.shape[0], fcConv!.weight.shape[0]])
+    }
+}

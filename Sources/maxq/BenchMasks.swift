@@ -1,0 +1,30 @@
+// `maxq bench masks`: milliseconds to recompute every mask of a model once, as a training
+// step does (the reference spends 1,730 ms on ResNet-50 with SoftMaxQConv2DBN 2:4).
+import ArgumentParser
+import MaxQModels
+import MaxQSparsity
+import MaxQTensor
+
+extension Architecture: ExpressibleByArgument {}
+
+struct BenchMasks: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "masks", abstract: "Time the recomputation of all of a model's masks (one training step's worth).")
+
+    @Option(name: [.customShort("a"), .long], help: "Architecture.") var arch: Architecture = .resnet50
+    @OptionGroup var sparsity: SparsityOptions
+    @Option(help: "Epoch for the incremental schedule.") var epoch = 0
+    @Option(help: "Timed iterations (median reported).") var iterations = 10
+
+    func run() throws {
+        let model: any Model
+        do { model = try arch.build(classes: 1000, sparsity: try sparsity.config()) } catch { fail(error) }
+        model.setEpoch(epoch)
+        let units = model.units.map(\.1).filter { $0.mask != nil }
+        let weights = units.map { $0.conv.weight.value.count }.reduce(0, +)
+        let milliseconds = medianMilliseconds(iterations: iterations) { model.recomputeMasks() }
+        print("\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) epoch \(epoch): "
+            + "\(units.count) masked layers, \(weights) weights, threads \(Threading.count)")
+        print(String(format: "masks per step: %.1f ms (median of %d)", milliseconds, iterations))
+    }
+}
