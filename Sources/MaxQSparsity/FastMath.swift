@@ -1,4 +1,4 @@
-// A branch-free single-precision exponential (Cephes' expf polynomial, within 2 ulp), so that
+// Branch-free arithmetic for the mask kernels: a single-precision exponential (Cephes' expf polynomial, within 2 ulp), so that
 // the mask's sigmoids vectorise; libm's expf is called per element and dominates otherwise.
 
 @inline(__always)
@@ -19,4 +19,11 @@ func fastExp(_ value: Float) -> Float {
 @inline(__always)
 func fastSigmoid(_ x: Float) -> Float {
     1 / (1 + fastExp(-x))
+}
+
+/// 1 for true, 0 for false, as arithmetic: keeps comparisons out of branches so loops over
+/// random data neither mispredict nor stop vectorising.
+@inline(__always)
+func bit(_ condition: Bool) -> Int32 {
+    Int32(unsafeBitCast(condition, to: UInt8.self))
 }

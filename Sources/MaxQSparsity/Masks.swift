@@ -28,20 +28,40 @@ public enum Masks {
         guard settings.pattern.fits(weightShape: w.shape) else {
             throw .notNMCompatible(name: name, shape: w.shape, m: settings.pattern.m)
         }
-        var mask = Tensor(zeros: w.shape)
         if settings.pattern.isDense || !settings.type.hasMask {
             return Tensor(shape: w.shape, repeating: 1)
         }
         let layout = WeightLayout(w.shape, settings.pattern)
+        // Work in the reference's (O, kh*kw, I) order: groups, filter rows and position rows
+        // all become contiguous runs.
+        var magnitudes = Tensor(uninitializedShape: [layout.count])
+        var mask = Tensor(uninitializedShape: w.shape)
+        // 1x1 kernels: the working order is the weight's own, so the mask is built in place.
+        var working = layout.positions == 1 ? nil : Tensor(uninitializedShape: [layout.count])
         w.withUnsafeBufferPointer { weights in
-            mask.withUnsafeMutableBufferPointer { out in
-                let l1 = UnsafeMutableBufferPointer<Float>.allocate(capacity: layout.groups)
-                defer { l1.deallocate() }
-                localMask(weights, out, l1, layout)
-                guard settings.type.isMaxQ else { return }
-                let dense = Int((settings.preserveRate * Double(layout.groups)).rounded(.down))
-                if dense > 0 { makeGroupsDense(out, l1, count: dense, settings.type.denseGroupSelection, layout, &generator) }
-                softTerms(weights, out, layout, settings.tau)
+            magnitudes.withUnsafeMutableBufferPointer { a in
+                mask.withUnsafeMutableBufferPointer { out in
+                    transposedMagnitudes(weights, a, layout)
+                    func build(_ loc: UnsafeMutableBufferPointer<Float>) {
+                        let l1 = UnsafeMutableBufferPointer<Float>.allocate(capacity: layout.groups)
+                        defer { l1.deallocate() }
+                        localMask(UnsafeBufferPointer(a), loc, l1, layout)
+                        guard settings.type.isMaxQ else { return }
+                        let dense = Int((settings.preserveRate * Double(layout.groups)).rounded(.down))
+                        if dense > 0 {
+                            makeGroupsDense(loc, l1, count: dense, settings.type.denseGroupSelection, layout, &generator)
+                        }
+                        softTerms(weights, UnsafeBufferPointer(a), loc, layout, settings.tau)
+                    }
+                    if working == nil {
+                        build(out)
+                    } else {
+                        working!.withUnsafeMutableBufferPointer { loc in
+                            build(loc)
+                            transposeBack(UnsafeBufferPointer(loc), out, layout)
+                        }
+                    }
+                }
             }
         }
         return mask
@@ -61,45 +81,85 @@ public enum Masks {
             (n, m) = (pattern.n, pattern.m)
         }
 
-        /// Flat index of member j of group (o, p, c).
-        @inline(__always) func index(_ o: Int, _ p: Int, _ c: Int, _ j: Int) -> Int {
-            ((o * inputs + c * m + j) * positions) + p
+        /// Index in the (O, K, I) working order of member j of group g (groups are (o, p, chunk)).
+        @inline(__always) func index(group g: Int, _ j: Int) -> Int { g * m + j }
+    }
+
+    /// |W| from (O, I, K) into the (O, K, I) working order.
+    static func transposedMagnitudes(_ w: UnsafeBufferPointer<Float>, _ a: UnsafeMutableBufferPointer<Float>, _ layout: WeightLayout) {
+        let (inputs, positions) = (layout.inputs, layout.positions)
+        for o in 0..<layout.outputs {
+            let source = o * inputs * positions
+            for p in 0..<positions {
+                let row = source + p * inputs
+                for i in 0..<inputs { a[row + i] = abs(w[source + i * positions + p]) }
+            }
+        }
+    }
+
+    /// The mask from the (O, K, I) working order back to the weight's (O, I, K).
+    static func transposeBack(_ t: UnsafeBufferPointer<Float>, _ out: UnsafeMutableBufferPointer<Float>, _ layout: WeightLayout) {
+        let (inputs, positions) = (layout.inputs, layout.positions)
+        for o in 0..<layout.outputs {
+            let base = o * inputs * positions
+            for i in 0..<inputs {
+                for p in 0..<positions { out[base + i * positions + p] = t[base + p * inputs + i] }
+            }
         }
     }
 
     /// Hard N:M: in each group the M-N smallest magnitudes (lower input channel first among
     /// equals) get 0, the others 1. Also records each group's L1 norm.
     static func localMask(
-        _ w: UnsafeBufferPointer<Float>, _ out: UnsafeMutableBufferPointer<Float>, _ l1: UnsafeMutableBufferPointer<Float>,
+        _ a: UnsafeBufferPointer<Float>, _ loc: UnsafeMutableBufferPointer<Float>, _ l1: UnsafeMutableBufferPointer<Float>,
         _ layout: WeightLayout
     ) {
-        let (m, prunedPerGroup) = (layout.m, layout.m - layout.n)
-        var magnitudes = [Float](repeating: 0, count: m)
-        for o in 0..<layout.outputs {
-            for p in 0..<layout.positions {
-                for c in 0..<layout.chunks {
-                    var sum: Float = 0
-                    for j in 0..<m {
-                        magnitudes[j] = abs(w[layout.index(o, p, c, j)])
-                        sum += magnitudes[j]
-                    }
-                    l1[(o * layout.positions + p) * layout.chunks + c] = sum
-                    for j in 0..<m {
-                        // Rank of member j: how many members come before it in (magnitude, channel) order.
-                        var rank = 0
-                        for i in 0..<m where magnitudes[i] < magnitudes[j] || (magnitudes[i] == magnitudes[j] && i < j) {
-                            rank += 1
-                        }
-                        out[layout.index(o, p, c, j)] = rank < prunedPerGroup ? 0 : 1
-                    }
+        if layout.m == 4 {
+            localMask4(a, loc, l1, groups: layout.groups, pruned: 4 - layout.n)
+            return
+        }
+        let (m, pruned) = (layout.m, layout.m - layout.n)
+        for g in 0..<layout.groups {
+            let base = g * m
+            var sum: Float = 0
+            for j in 0..<m {
+                let v = a[base + j]
+                sum += v
+                // Rank: members before this one in (magnitude, channel) order.
+                var rank = 0
+                for i in 0..<m {
+                    let u = a[base + i]
+                    rank += (u < v || (u == v && i < j)) ? 1 : 0
                 }
+                loc[base + j] = rank < pruned ? 0 : 1
             }
+            l1[g] = sum
+        }
+    }
+
+    /// M = 4 written out (the common 1:4 and 2:4 patterns), so that it vectorises across groups.
+    static func localMask4(
+        _ a: UnsafeBufferPointer<Float>, _ loc: UnsafeMutableBufferPointer<Float>, _ l1: UnsafeMutableBufferPointer<Float>,
+        groups: Int, pruned: Int
+    ) {
+        let threshold = Int32(pruned)
+        for g in 0..<groups {
+            let (a0, a1, a2, a3) = (a[4 * g], a[4 * g + 1], a[4 * g + 2], a[4 * g + 3])
+            let r0 = bit(a1 < a0) + bit(a2 < a0) + bit(a3 < a0)
+            let r1 = bit(a0 <= a1) + bit(a2 < a1) + bit(a3 < a1)
+            let r2 = bit(a0 <= a2) + bit(a1 <= a2) + bit(a3 < a2)
+            let r3 = bit(a0 <= a3) + bit(a1 <= a3) + bit(a2 <= a3)
+            loc[4 * g] = Float(bit(r0 >= threshold))
+            loc[4 * g + 1] = Float(bit(r1 >= threshold))
+            loc[4 * g + 2] = Float(bit(r2 >= threshold))
+            loc[4 * g + 3] = Float(bit(r3 >= threshold))
+            l1[g] = (a0 + a1) + (a2 + a3)
         }
     }
 
     /// Incremental sparsity: `count` groups get all M entries set to 1.
     static func makeGroupsDense(
-        _ out: UnsafeMutableBufferPointer<Float>, _ l1: UnsafeMutableBufferPointer<Float>, count: Int,
+        _ loc: UnsafeMutableBufferPointer<Float>, _ l1: UnsafeMutableBufferPointer<Float>, count: Int,
         _ selection: DenseGroupSelection, _ layout: WeightLayout, _ generator: inout RandomGenerator
     ) {
         let groups = layout.groups
@@ -114,58 +174,67 @@ public enum Masks {
                 order.swapAt(i, i + generator.integer(below: groups - i))
                 chosen[order[i]] = true
             }
-        case .smallestL1, .largestL1:
-            // Largest-first is smallest-first of the negated norms.
-            let sign: Float = selection == .smallestL1 ? 1 : -1
-            let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: groups)
-            defer { scratch.deallocate() }
-            let cut = AxisThreshold(length: groups, pruned: count, scratch: scratch) { sign * l1[$0] }
-            for g in 0..<groups where cut.isPruned(sign * l1[g], g) { chosen[g] = true }
+        case .smallestL1:
+            let scratch = SelectionScratch(capacity: groups)
+            let norms = Segments(base: UnsafePointer(l1.baseAddress!), count: 1, length: groups, stride: groups)
+            let cut = AxisThreshold(norms, pruned: count, scratch: scratch) { l1[$0] }
+            for g in 0..<groups where cut.isPruned(l1[g], g) { chosen[g] = true }
+        case .largestL1:
+            // The largest `count` are the complement of the smallest `groups - count`, where
+            // among equal norms the higher index counts as smaller so that the lower is chosen.
+            let scratch = SelectionScratch(capacity: groups)
+            let norms = Segments(base: UnsafePointer(l1.baseAddress!), count: 1, length: groups, stride: groups)
+            let cut = AxisThreshold(norms, pruned: groups - count, scratch: scratch) { l1[groups - 1 - $0] }
+            for g in 0..<groups where !cut.isPruned(l1[g], groups - 1 - g) { chosen[g] = true }
         }
-        for o in 0..<layout.outputs {
-            for p in 0..<layout.positions {
-                for c in 0..<layout.chunks where chosen[(o * layout.positions + p) * layout.chunks + c] {
-                    for j in 0..<layout.m { out[layout.index(o, p, c, j)] = 1 }
-                }
-            }
+        for g in 0..<groups where chosen[g] {
+            for j in 0..<layout.m { loc[layout.index(group: g, j)] = 1 }
         }
     }
 
     /// mask = local * (1 + filter + position): sigmoid terms of each magnitude's distance to
     /// its filter's and its kernel position's thresholds, zero for the k smallest of each axis.
+    /// Tie order on each axis is the weight's own index order: (i, p) within a filter, (o, i)
+    /// within a position.
     static func softTerms(
-        _ w: UnsafeBufferPointer<Float>, _ out: UnsafeMutableBufferPointer<Float>, _ layout: WeightLayout, _ tau: Float
+        _ w: UnsafeBufferPointer<Float>, _ a: UnsafeBufferPointer<Float>, _ loc: UnsafeMutableBufferPointer<Float>,
+        _ layout: WeightLayout, _ tau: Float
     ) {
         let (outputs, inputs, positions) = (layout.outputs, layout.inputs, layout.positions)
         let filterLength = inputs * positions, positionLength = outputs * inputs
         let pattern = try! NMPattern(n: layout.n, m: layout.m)
-        let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(filterLength, positionLength))
-        defer { scratch.deallocate() }
+        let scratch = SelectionScratch(capacity: max(filterLength, positionLength))
+        let base = a.baseAddress!
         let filters = (0..<outputs).map { o in
-            AxisThreshold(length: filterLength, pruned: pattern.prunedCount(of: filterLength), scratch: scratch) {
-                abs(w[o * filterLength + $0])
-            }
+            AxisThreshold(
+                Segments(base: base + o * filterLength, count: 1, length: filterLength, stride: filterLength),
+                pruned: pattern.prunedCount(of: filterLength), scratch: scratch
+            ) { abs(w[o * filterLength + $0]) }
         }
         // 1x1 kernels have no position axis (its term is 0).
         let positionAxes = positions == 1 ? [] : (0..<positions).map { p in
-            AxisThreshold(length: positionLength, pruned: pattern.prunedCount(of: positionLength), scratch: scratch) {
-                abs(w[$0 * positions + p])
-            }
+            AxisThreshold(
+                Segments(base: base + p * inputs, count: outputs, length: inputs, stride: filterLength),
+                pruned: pattern.prunedCount(of: positionLength), scratch: scratch
+            ) { a[($0 / inputs) * filterLength + p * inputs + $0 % inputs] }
         }
         for o in 0..<outputs {
-            let filter = filters[o]
-            for i in 0..<inputs {
-                for p in 0..<positions {
-                    let e = (o * inputs + i) * positions + p
-                    guard out[e] != 0 else { continue }
-                    let a = abs(w[e])
-                    var value: Float = 1
-                    if !filter.isPruned(a, i * positions + p) { value += fastSigmoid((a - filter.theta) / tau) }
-                    if positions > 1 {
-                        let axis = positionAxes[p]
-                        if !axis.isPruned(a, o * inputs + i) { value += fastSigmoid((a - axis.theta) / tau) }
+            let f = filters[o]
+            for p in 0..<positions {
+                let row = (o * positions + p) * inputs
+                if positions == 1 {
+                    for i in 0..<inputs {
+                        let v = a[row + i]
+                        loc[row + i] *= 1 + f.keep(v, i) * fastSigmoid((v - f.theta) / tau)
                     }
-                    out[e] = value
+                } else {
+                    let q = positionAxes[p]
+                    for i in 0..<inputs {
+                        let v = a[row + i]
+                        let filterTerm = f.keep(v, i * positions + p) * fastSigmoid((v - f.theta) / tau)
+                        let positionTerm = q.keep(v, o * inputs + i) * fastSigmoid((v - q.theta) / tau)
+                        loc[row + i] *= 1 + filterTerm + positionTerm
+                    }
                 }
             }
         }

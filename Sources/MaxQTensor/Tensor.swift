@@ -36,8 +36,9 @@ public struct Tensor: @unchecked Sendable {
     public var count: Int { storage.count }
     public var rank: Int { shape.count }
 
-    /// A tensor whose contents are not initialised; every kernel that uses it writes all of it.
-    init(uninitializedShape shape: [Int]) {
+    /// A tensor whose contents are undefined (storage reused from the buffer pool): for
+    /// kernels that write every element before reading any.
+    public init(uninitializedShape shape: [Int]) {
         self.shape = shape
         self.storage = TensorStorage(count: shape.reduce(1, *))
     }
