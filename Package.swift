@@ -39,6 +39,7 @@ let package = Package(
         .target(name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats"], path: "Tests/TestSupport"),
         .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQNNTests", dependencies: ["MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
+        .testTarget(name: "MaxqCLITests", dependencies: ["maxq", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQSparsityTests", dependencies: ["MaxQSparsity", "MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
     ]
 )
