@@ -8,7 +8,7 @@ let package = Package(
     name: "MaxQ",
     products: [
         .executable(name: "maxq", targets: ["maxq"]),
-        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQFormats"]),
+        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -17,6 +17,8 @@ let package = Package(
         // System libraries from Debian packages (Scripts/setup.sh installs them).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
         // Layer 1: tensors, random streams and the CPU kernels behind the backend interface.
         .target(name: "MaxQTensor", dependencies: ["CDNNL", "COpenBLAS"], swiftSettings: optimized),
         // Layer 2: reverse-mode automatic differentiation and the network layers.
@@ -25,13 +27,15 @@ let package = Package(
         .target(name: "MaxQSparsity", dependencies: ["MaxQTensor", "MaxQNN"], swiftSettings: optimized),
         // Layer 4: the model zoo (ResNets, MobileNets) built from conv-bn units.
         .target(name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity"], swiftSettings: optimized),
+        // Layer 5: image decoding, torchvision-equivalent transforms, datasets and loading.
+        .target(name: "MaxQData", dependencies: ["MaxQTensor", "CTurboJPEG", "CPNG"], swiftSettings: optimized),
         // I/O formats: safetensors.
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"], swiftSettings: optimized),
         // The command line.
         .executableTarget(
             name: "maxq",
             dependencies: [
-                "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQFormats",
+                "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),

@@ -1,0 +1,2 @@
+// libpng simplified API (Debian package libpng-dev).
+#include <png.h>

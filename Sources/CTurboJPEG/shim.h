@@ -1,0 +1,2 @@
+// libjpeg-turbo TurboJPEG API (Debian package libturbojpeg0-dev).
+#include <turbojpeg.h>

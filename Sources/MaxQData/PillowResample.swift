@@ -1,0 +1,116 @@
+// Pillow's antialiased bilinear resize (libImaging/Resample.c), reproduced exactly on 8-bit
+// data: per-output-pixel triangle-filter coefficients widened by the downscaling factor,
+// 22-bit fixed point, a horizontal pass rounded to 8 bits, then a vertical pass.
+
+/// Fixed-point coefficients of one axis: for output pixel x, inputs first[x] ..< first[x] + count[x].
+struct ResampleAxis {
+    static let precisionBits = 32 - 8 - 2
+    let first: [Int]
+    let count: [Int]
+    let weights: [Int32]  // output x's weights at x * width
+    let width: Int
+
+    /// The axis of an `inputSize`-long source (a crop of the image) resized to `outputSize`.
+    init(inputSize: Int, outputSize: Int) {
+        let scale = Double(inputSize) / Double(outputSize)
+        let filterScale = max(scale, 1)
+        let support = 1.0 * filterScale  // bilinear: support 1
+        width = Int(support.rounded(.up)) * 2 + 1
+        var first = [Int](repeating: 0, count: outputSize), count = first
+        var weights = [Int32](repeating: 0, count: outputSize * width)
+        var k = [Double](repeating: 0, count: width)
+        for x in 0..<outputSize {
+            let center = (Double(x) + 0.5) * scale
+            let low = max(Int(center - support + 0.5), 0)  // C truncation, as Pillow
+            let high = min(Int(center + support + 0.5), inputSize) - low
+            var total = 0.0
+            for i in 0..<high {
+                let t = abs((Double(i + low) - center + 0.5) / filterScale)
+                k[i] = t < 1 ? 1 - t : 0
+                total += k[i]
+            }
+            for i in 0..<high {
+                let w = total != 0 ? k[i] / total : k[i]
+                let fixed = w * Double(1 << Self.precisionBits)
+                weights[x * width + i] = Int32(w < 0 ? (-0.5 + fixed) : (0.5 + fixed))
+            }
+            first[x] = low
+            count[x] = high
+        }
+        self.first = first
+        self.count = count
+        self.weights = weights
+    }
+
+    @inline(__always)
+    static func clip8(_ value: Int32) -> UInt8 {
+        let shifted = value >> Int32(precisionBits)
+        return UInt8(min(max(shifted, 0), 255))
+    }
+}
+
+extension RGBImage {
+    /// The crop (x, y, width, height) of this image resized to (outputWidth, outputHeight) as
+    /// Pillow's `img.crop(box).resize(size, BILINEAR)` does; only output columns `columns`
+    /// and rows `rows` are produced (a centre crop of the result costs only what it keeps).
+    func resampled(
+        crop: (x: Int, y: Int, width: Int, height: Int), outputWidth: Int, outputHeight: Int,
+        columns: Range<Int>, rows: Range<Int>
+    ) -> RGBImage {
+        let horizontal = crop.width != outputWidth ? ResampleAxis(inputSize: crop.width, outputSize: outputWidth) : nil
+        let vertical = crop.height != outputHeight ? ResampleAxis(inputSize: crop.height, outputSize: outputHeight) : nil
+        // Source rows the vertical pass reads.
+        let sourceRows: Range<Int> = vertical.map { v in
+            v.first[rows.lowerBound]..<(rows.map { v.first[$0] + v.count[$0] }.max() ?? v.first[rows.lowerBound])
+        } ?? rows
+        let tempWidth = columns.count
+        var temp = [UInt8](repeating: 0, count: tempWidth * sourceRows.count * 3)
+        let bias = Int32(1) << Int32(ResampleAxis.precisionBits - 1)
+        pixels.withUnsafeBufferPointer { src in
+            for (ty, sy) in sourceRows.enumerated() {
+                let row = (crop.y + sy) * width * 3
+                for (tx, ox) in columns.enumerated() {
+                    let out = (ty * tempWidth + tx) * 3
+                    guard let h = horizontal else {
+                        for c in 0..<3 { temp[out + c] = src[row + (crop.x + ox) * 3 + c] }
+                        continue
+                    }
+                    var s0 = bias, s1 = bias, s2 = bias
+                    let base = ox * h.width
+                    for i in 0..<h.count[ox] {
+                        let p = row + (crop.x + h.first[ox] + i) * 3
+                        let w = h.weights[base + i]
+                        s0 &+= Int32(src[p]) &* w
+                        s1 &+= Int32(src[p + 1]) &* w
+                        s2 &+= Int32(src[p + 2]) &* w
+                    }
+                    temp[out] = ResampleAxis.clip8(s0)
+                    temp[out + 1] = ResampleAxis.clip8(s1)
+                    temp[out + 2] = ResampleAxis.clip8(s2)
+                }
+            }
+        }
+        guard let v = vertical else {
+            return RGBImage(width: tempWidth, height: rows.count, pixels: temp)
+        }
+        var result = [UInt8](repeating: 0, count: tempWidth * rows.count * 3)
+        for (ry, oy) in rows.enumerated() {
+            let base = oy * v.width
+            for x in 0..<tempWidth {
+                var s0 = bias, s1 = bias, s2 = bias
+                for i in 0..<v.count[oy] {
+                    let p = ((v.first[oy] + i - sourceRows.lowerBound) * tempWidth + x) * 3
+                    let w = v.weights[base + i]
+                    s0 &+= Int32(temp[p]) &* w
+                    s1 &+= Int32(temp[p + 1]) &* w
+                    s2 &+= Int32(temp[p + 2]) &* w
+                }
+                let out = (ry * tempWidth + x) * 3
+                result[out] = ResampleAxis.clip8(s0)
+                result[out + 1] = ResampleAxis.clip8(s1)
+                result[out + 2] = ResampleAxis.clip8(s2)
+            }
+        }
+        return RGBImage(width: tempWidth, height: rows.count, pixels: result)
+    }
+}

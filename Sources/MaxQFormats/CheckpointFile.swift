@@ -1,0 +1,21 @@
+// Any checkpoint by its format: safetensors, or PyTorch's zip (.pth, .pth.tar, .pt), with the
+// `module.` and `_orig_mod.` prefixes of DataParallel and torch.compile stripped.
+import Foundation
+import MaxQTensor
+
+public enum CheckpointFile {
+    public static func readStateDict(path: String) throws -> [(name: String, tensor: Tensor)] {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw SafetensorsError.unreadable(path: path, reason: "no such file")
+        }
+        let isSafetensors = path.hasSuffix(".safetensors")
+        let raw = isSafetensors ? try SafetensorsFile.read(path: path).tensors : try TorchCheckpoint.read(path: path).stateDict
+        return raw.map { (stripPrefixes($0.name), $0.tensor) }
+    }
+
+    static func stripPrefixes(_ name: String) -> String {
+        var n = Substring(name)
+        for prefix in ["module.", "_orig_mod."] where n.hasPrefix(prefix) { n = n.dropFirst(prefix.count) }
+        return String(n)
+    }
+}

@@ -1,0 +1,82 @@
+// `maxq inspect`: is this checkpoint really sparse? A row per layer: shape, unit type, zeros,
+// sparsity, the N:M pattern the zeros satisfy, the soft mask's value range; then a total.
+import ArgumentParser
+import Foundation
+import MaxQFormats
+import MaxQSparsity
+import MaxQTensor
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Per-layer sparsity report of a checkpoint (.pth, .pth.tar or .safetensors).")
+
+    @Argument(help: "Checkpoint.") var checkpoint: String
+    @Flag(help: "One JSON object for machines instead of the table.") var json = false
+
+    func run() throws {
+        let state: [(name: String, tensor: Tensor)]
+        do { state = try CheckpointFile.readStateDict(path: checkpoint) } catch { fail(error) }
+        let rows = InspectRow.rows(state)
+        if json {
+            printJSON(rows)
+        } else {
+            printTable(rows)
+        }
+    }
+
+    private func printTable(_ rows: [InspectRow]) {
+        print("layer".padding(toLength: 34, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
+            + "type        zeros       sparsity  N:M      mask range")
+        for r in rows {
+            let pattern = r.sparsity.pattern.map { "\($0.n):\($0.m)" } ?? (r.sparsity.zeros == 0 ? "dense" : "-")
+            let range = r.maskRange.map { String(format: "[%.3f, %.3f]", $0.0, $0.1) } ?? ""
+            print(r.name.padding(toLength: 34, withPad: " ", startingAt: 0)
+                + "\(r.shape)".padding(toLength: 20, withPad: " ", startingAt: 0)
+                + r.kind.padding(toLength: 12, withPad: " ", startingAt: 0)
+                + "\(r.sparsity.zeros)".padding(toLength: 12, withPad: " ", startingAt: 0)
+                + String(format: "%6.2f%%   ", 100 * r.sparsity.fraction) + pattern.padding(toLength: 9, withPad: " ", startingAt: 0) + range)
+        }
+        let zeros = rows.map(\.sparsity.zeros).reduce(0, +), total = rows.map(\.sparsity.total).reduce(0, +)
+        let nm = rows.filter { $0.sparsity.pattern != nil }
+        print(String(format: "total: %d weights in %d convolution layers, %d zeros (%.2f%%); %d layers with a valid N:M pattern",
+            total, rows.count, zeros, 100 * Double(zeros) / Double(max(total, 1)), nm.count))
+    }
+
+    private func printJSON(_ rows: [InspectRow]) {
+        let layers: [[String: Any]] = rows.map { r in
+            var o: [String: Any] = ["name": r.name, "shape": r.shape, "type": r.kind, "zeros": r.sparsity.zeros,
+                                    "total": r.sparsity.total, "sparsity": r.sparsity.fraction]
+            if let p = r.sparsity.pattern { o["n"] = p.n; o["m"] = p.m }
+            if let m = r.maskRange { o["mask_min"] = Double(m.0); o["mask_max"] = Double(m.1) }
+            return o
+        }
+        let zeros = rows.map(\.sparsity.zeros).reduce(0, +), total = rows.map(\.sparsity.total).reduce(0, +)
+        let object: [String: Any] = ["layers": layers, "total": total, "zeros": zeros, "sparsity": Double(zeros) / Double(max(total, 1))]
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// One convolution weight of a state dict with its mask (if any) applied.
+struct InspectRow {
+    var name: String
+    var shape: [Int]
+    var kind: String
+    var sparsity: LayerSparsity
+    var maskRange: (Float, Float)?
+
+    static func rows(_ state: [(name: String, tensor: Tensor)]) -> [InspectRow] {
+        let byName = Dictionary(state.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
+        return state.filter { $0.tensor.rank == 4 && $0.name.hasSuffix("weight") }.map { name, weight in
+            let unit = name.hasSuffix(".conv.weight") ? String(name.dropLast(".conv.weight".count)) : nil
+            guard let unit, let mask = byName["\(unit).mask"], mask.shape == weight.shape else {
+                return InspectRow(name: name, shape: weight.shape, kind: "dense", sparsity: LayerSparsity(effectiveWeight: weight))
+            }
+            let effective = try! CPUBackend.shared.multiply(weight, mask)
+            let kept = mask.scalars.filter { $0 != 0 }
+            let soft = kept.contains { $0 != 1 }
+            return InspectRow(
+                name: unit, shape: weight.shape, kind: soft ? "MaxQ soft" : "N:M 0/1", sparsity: LayerSparsity(effectiveWeight: effective),
+                maskRange: soft ? (kept.min() ?? 0, kept.max() ?? 0) : nil)
+        }
+    }
+}

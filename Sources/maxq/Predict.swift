@@ -1,0 +1,64 @@
+// `maxq predict`: a checkpoint's top-5 classes for images, after the validation transform.
+import ArgumentParser
+import Foundation
+import MaxQData
+import MaxQFormats
+import MaxQModels
+import MaxQNN
+import MaxQTensor
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Classify images with a checkpoint (validation transform, evaluation mode).")
+
+    @Option(name: [.customShort("a"), .long], help: "Architecture.") var arch: Architecture = .resnet18
+    @Option(help: "Checkpoint (.pth, .pth.tar or .safetensors).") var pretrained: String
+    @Option(name: .customLong("num-classes"), help: "Classes of the checkpoint's classifier.") var numClasses = 1000
+    @OptionGroup var sparsity: SparsityOptions
+    @Flag(help: "One JSON object per image: image, logits, top5.") var json = false
+    @Argument(help: "JPEG or PNG images.") var images: [String]
+
+    func validate() throws {
+        guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        guard numClasses >= 1 else { throw ValidationError("--num-classes must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            try predict()
+        } catch {
+            fail(error)
+        }
+    }
+
+    private func predict() throws {
+        let model = try arch.build(classes: numClasses, sparsity: try sparsity.config())
+        let report = try model.load(try CheckpointFile.readStateDict(path: pretrained))
+        if !report.missing.isEmpty { note("missing keys (left as initialised): \(report.missing.joined(separator: ", "))") }
+        if !report.unexpected.isEmpty { note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))") }
+        model.setTraining(false)
+        let resolution = arch.resolution
+        for path in images {
+            let image = try ImageDecoder.decode(path: path)
+            var input = Tensor(uninitializedShape: [1, 3, resolution, resolution])
+            input.withUnsafeMutableBufferPointer { buffer in
+                if resolution == 224 {
+                    ValidationTransform.apply(image, into: buffer.baseAddress!)
+                } else {
+                    ValidationTransform.apply(image, resize: resolution, crop: resolution, normalization: .cifar, into: buffer.baseAddress!)
+                }
+            }
+            let logits = try GradientMode.withoutGradients { try model(Variable(input)) }.value.scalars
+            let peak = logits.max() ?? 0
+            let exps = logits.map { Foundation.exp(Double($0 - peak)) }
+            let total = exps.reduce(0, +)
+            let top = logits.indices.sorted { (logits[$0], -$0) > (logits[$1], -$1) }.prefix(5).map { ($0, exps[$0] / total) }
+            if json {
+                let object: [String: Any] = ["image": path, "logits": logits.map(Double.init), "top5": top.map { [$0.0, $0.1] as [Any] }]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                print(path)
+                for (index, probability) in top { print(String(format: "  class %4d  %6.2f%%", index, 100 * probability)) }
+            }
+        }
+    }
+}
