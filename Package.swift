@@ -42,6 +42,8 @@ let package = Package(
         // Fixture loading and tolerance checks shared by the test targets.
         .target(name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats"], path: "Tests/TestSupport"),
         .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQTestSupport"]),
+        .testTarget(name: "MaxQFormatsTests", dependencies: ["MaxQFormats", "MaxQTestSupport"]),
+        .testTarget(name: "MaxQDataTests", dependencies: ["MaxQData", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQNNTests", dependencies: ["MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxqCLITests", dependencies: ["maxq", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQSparsityTests", dependencies: ["MaxQSparsity", "MaxQNN", "MaxQFormats", "MaxQTestSupport"]),

@@ -37,7 +37,7 @@ def save(name, tensors, dtypes=None):
         offset += len(raw)
     js = json.dumps(header).encode()
     js += b" " * ((8 - len(js) % 8) % 8)
-    path = os.path.join(OUT, "ops", name + ".safetensors")
+    path = os.path.normpath(os.path.join(OUT, "ops", name + ".safetensors"))
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
 
@@ -215,6 +215,78 @@ def tiny_network_fixture():
     save("tiny_network", out, {"labels": "I64"})
 
 
+def checkpoint_fixtures():
+    """A checkpoint written by torch.save holding what state dicts hold (prefixes, a strided
+    view, fp16, bf16, int64, an optimizer with lists, None and booleans), the values it must
+    load as, and a pickle that tries to run code."""
+    from collections import OrderedDict
+    import pickle, subprocess, zipfile
+    base = torch.arange(20.0).reshape(4, 5)
+    sd = OrderedDict()
+    sd["module.conv.weight"] = torch.randn(4, 3, 3, 3)
+    sd["module.fc.weight"] = torch.randn(3, 5).t()
+    sd["module.slice"] = base[1:3, ::2]
+    sd["module.half"] = torch.randn(6).half()
+    sd["module.bf16"] = torch.randn(6).bfloat16()
+    sd["module.bn.num_batches_tracked"] = torch.tensor(7)
+    optimizer = {"state": {0: {"momentum_buffer": torch.ones(2)}},
+                 "param_groups": [{"lr": 0.1, "nesterov": False, "params": [0, 1], "foreach": None}]}
+    torch.save({"epoch": 3, "arch": "tiny", "state_dict": sd, "best_acc1": 12.5, "optimizer": optimizer},
+               os.path.join(OUT, "checkpoints", "torch_saved.pth.tar"))
+    save_to = os.path.join(OUT, "checkpoints")
+    expected = {k[len("module."):]: v.float().contiguous() for k, v in sd.items()}
+    path = os.path.join(save_to, "torch_saved_expected.safetensors")
+    save("../checkpoints/torch_saved_expected", expected)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo this must never run",))
+    with zipfile.ZipFile(os.path.join(save_to, "evil.pth"), "w", zipfile.ZIP_STORED) as z:
+        z.writestr("evil/data.pkl", pickle.dumps({"state_dict": Evil()}, protocol=2))
+        z.writestr("evil/version", "3\n")
+
+    # The other direction: our writer, read back by torch.load (weights_only, the default).
+    maxq = os.path.join(os.path.dirname(OUT), "..", ".build", "debug", "maxq")
+    written = "/tmp/maxq_roundtrip.pth.tar"
+    subprocess.run([maxq, "convert", path, "--out", written, "--arch", "tiny"], check=True)
+    loaded = torch.load(written)
+    assert loaded["arch"] == "tiny" and set(loaded["state_dict"]) == set(expected)
+    for k, v in expected.items():
+        assert torch.equal(loaded["state_dict"][k], v), k
+    print("round trip: torch.load reads maxq's checkpoint, all", len(expected), "tensors equal")
+
+
+def transform_fixtures():
+    """Small images and what torchvision + Pillow make of them: the validation transform at a
+    reduced size (Resize(16), CenterCrop(14)) and a crop-resize like RandomResizedCrop's."""
+    from PIL import Image
+    import numpy
+    import torchvision.transforms as T
+    import torchvision.transforms.functional as TF
+    rng = numpy.random.default_rng(0)
+    smooth = lambda h, w: (numpy.stack(numpy.meshgrid(numpy.linspace(0, 255, w), numpy.linspace(0, 255, h)), -1).sum(-1) / 2
+                           + rng.integers(0, 60, (h, w)))
+    rgb = numpy.stack([smooth(37, 23), smooth(37, 23)[::-1], rng.integers(0, 255, (37, 23))], -1).clip(0, 255).astype("uint8")
+    images = {
+        "photo.jpg": Image.fromarray(rgb),
+        "wide.png": Image.fromarray(rgb.transpose(1, 0, 2).copy()),
+        "alpha.png": Image.fromarray(numpy.dstack([rgb, rng.integers(0, 255, (37, 23))]).astype("uint8"), "RGBA"),
+        "gray.png": Image.fromarray(rgb[:, :, 0]),
+    }
+    normalize = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    out = {}
+    for name, image in images.items():
+        path = os.path.join(OUT, "images", name)
+        image.save(path, quality=90) if name.endswith(".jpg") else image.save(path)
+        loaded = Image.open(path).convert("RGB")
+        key = name.replace(".", "_")
+        out[key + ".decoded"] = torch.tensor(numpy.asarray(loaded)).float()
+        out[key + ".val"] = normalize(T.ToTensor()(T.CenterCrop(14)(T.Resize(16)(loaded))))
+        crop = TF.resized_crop(loaded, 3, 2, 19, 11, [13, 17], interpolation=T.InterpolationMode.BILINEAR)
+        out[key + ".crop"] = T.ToTensor()(crop)
+    save("../images/expected", out)
+
+
 if __name__ == "__main__":
     conv_fixtures()
     batchnorm_fixtures()
@@ -224,4 +296,6 @@ if __name__ == "__main__":
     dtype_fixture()
     xoshiro_fixture()
     tiny_network_fixture()
+    checkpoint_fixtures()
+    transform_fixtures()
     print("fixtures written to", os.path.normpath(OUT))

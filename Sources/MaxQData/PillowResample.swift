@@ -114,3 +114,12 @@ extension RGBImage {
         return RGBImage(width: tempWidth, height: rows.count, pixels: result)
     }
 }
+
+extension RGBImage {
+    /// `img.crop((x, y, x + width, y + height)).resize((outputWidth, outputHeight), BILINEAR)`.
+    public func resizedCrop(x: Int, y: Int, width cropWidth: Int, height cropHeight: Int, outputWidth: Int, outputHeight: Int) -> RGBImage {
+        resampled(
+            crop: (x, y, cropWidth, cropHeight), outputWidth: outputWidth, outputHeight: outputHeight,
+            columns: 0..<outputWidth, rows: 0..<outputHeight)
+    }
+}

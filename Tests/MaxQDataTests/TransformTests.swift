@@ -1,0 +1,58 @@
+// Decoding and resizing against Pillow and torchvision (Scripts/make_fixtures.py).
+import MaxQData
+import MaxQFormats
+import MaxQTensor
+import MaxQTestSupport
+import Testing
+
+@Suite struct TransformTests {
+    static let images = ["photo.jpg", "wide.png", "alpha.png", "gray.png"]
+
+    @Test(arguments: images)
+    func decodesLikePillow(_ name: String) throws {
+        let expected = try SafetensorsFile.read(path: Fixtures.path("images/expected.safetensors"))
+        let image = try ImageDecoder.decode(path: Fixtures.path("images/\(name)"))
+        let reference = try expected.tensor(name.replacingOccurrences(of: ".", with: "_") + ".decoded")
+        #expect([image.height, image.width, 3] == reference.shape)
+        #expect(image.pixels.map(Float.init) == reference.scalars)
+    }
+
+    @Test(arguments: images)
+    func validationTransformMatchesTorchvision(_ name: String) throws {
+        let expected = try SafetensorsFile.read(path: Fixtures.path("images/expected.safetensors"))
+        let image = try ImageDecoder.decode(path: Fixtures.path("images/\(name)"))
+        var out = Tensor(zeros: [3, 14, 14])
+        out.withUnsafeMutableBufferPointer { ValidationTransform.apply(image, resize: 16, crop: 14, into: $0.baseAddress!) }
+        // Within 1/255 per pixel before normalisation (std >= 0.224): exact in practice.
+        let reference = try expected.tensor(name.replacingOccurrences(of: ".", with: "_") + ".val")
+        #expect(toleranceFailure(out, reference, rtol: 0, atol: 1e-5) == nil)
+    }
+
+    @Test(arguments: images)
+    func cropResizeMatchesPillow(_ name: String) throws {
+        let expected = try SafetensorsFile.read(path: Fixtures.path("images/expected.safetensors"))
+        let image = try ImageDecoder.decode(path: Fixtures.path("images/\(name)"))
+        let crop = image.resizedCrop(x: 2, y: 3, width: 11, height: 19, outputWidth: 17, outputHeight: 13)
+        let reference = try expected.tensor(name.replacingOccurrences(of: ".", with: "_") + ".crop")
+        for c in 0..<3 {
+            for y in 0..<13 {
+                for x in 0..<17 {
+                    let ours = Float(crop.pixels[(y * 17 + x) * 3 + c]) / 255
+                    // Pillow 13 sometimes runs the vertical pass first, which can round an 8-bit
+                    // intermediate differently: within 1/255, the bound of the specification.
+                    #expect(abs(ours - reference[flat: (c * 13 + y) * 17 + x]) <= 1 / 255 + 1e-6, "\(name) (\(c), \(y), \(x))")
+                }
+            }
+        }
+    }
+
+    @Test func corruptAndMissingImagesAreNamed() {
+        #expect(throws: ImageError.self) { try ImageDecoder.decode(path: "/nonexistent.jpg") }
+        #expect { try ImageDecoder.decode(Array("not an image".utf8).withUnsafeBufferPointer { .init($0) }, path: "x.jpg") } throws: {
+            "\($0)".contains("x.jpg")
+        }
+        var truncated = [UInt8]([0xFF, 0xD8, 0xFF, 0xE0, 0, 16])
+        truncated += [UInt8](repeating: 0, count: 20)
+        #expect(throws: ImageError.self) { try ImageDecoder.decode(.init(truncated), path: "t.jpg") }
+    }
+}
