@@ -287,6 +287,41 @@ def transform_fixtures():
     save("../images/expected", out)
 
 
+def formula(name, shape):
+    """Deterministic weights both sides can compute: a sine of the element index, salted by
+    the tensor's (torchvision) name; BatchNorm scales and variances kept positive."""
+    import math
+    n = 1
+    for d in shape:
+        n *= d
+    values = [math.sin(i * 0.37 + len(name) * 1.3) for i in range(n)]
+    if name.endswith("running_var"):
+        values = [1 + 0.5 * v for v in values]
+    elif name.endswith("num_batches_tracked"):
+        values = [0.0 for _ in values]
+    elif len(shape) == 1 and name.endswith("weight"):
+        values = [1 + 0.1 * v for v in values]
+    else:
+        values = [0.05 * v for v in values]
+    return torch.tensor(values, dtype=torch.float64).float().reshape(shape)
+
+
+def model_fixtures():
+    """Whole-model checks: torchvision models filled with `formula` weights, their logits in
+    evaluation mode on a formula input, and their state-dict names and shapes."""
+    import torchvision
+    for arch in ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"]:
+        model = torchvision.models.__dict__[arch](num_classes=10).eval()
+        state = model.state_dict()
+        model.load_state_dict({k: formula(k, tuple(v.shape)).to(v.dtype) for k, v in state.items()})
+        x = formula("input", (2, 3, 64, 64)) * 20
+        with torch.no_grad():
+            logits = model(x)
+        save(f"../models/{arch}", {"logits": logits})
+        with open(os.path.join(OUT, "models", f"{arch}.keys.json"), "w") as f:
+            json.dump([[k, list(v.shape)] for k, v in state.items()], f)
+
+
 if __name__ == "__main__":
     conv_fixtures()
     batchnorm_fixtures()
@@ -298,4 +333,5 @@ if __name__ == "__main__":
     tiny_network_fixture()
     checkpoint_fixtures()
     transform_fixtures()
+    model_fixtures()
     print("fixtures written to", os.path.normpath(OUT))

@@ -4,6 +4,8 @@ import MaxQTensor
 
 public enum Architecture: String, CaseIterable, Sendable {
     case resnet18, resnet34, resnet50
+    case mobilenetV1 = "mobilenet_v1", mobilenetV2 = "mobilenet_v2"
+    case mobilenetV3Small = "mobilenet_v3_small", mobilenetV3Large = "mobilenet_v3_large"
     case cResnet18 = "c_resnet18", cResnet34 = "c_resnet34", cResnet50 = "c_resnet50"
 
     /// Input resolution the architecture is built for.
@@ -22,6 +24,10 @@ public enum Architecture: String, CaseIterable, Sendable {
         case .cResnet18: try ResNet(ResNetSpec.resnet18.forCIFAR, classes: classes, sparsity: sparsity, seed: seed)
         case .cResnet34: try ResNet(ResNetSpec.resnet34.forCIFAR, classes: classes, sparsity: sparsity, seed: seed)
         case .cResnet50: try ResNet(ResNetSpec.resnet50.forCIFAR, classes: classes, sparsity: sparsity, seed: seed)
+        case .mobilenetV1: try MobileNet.v1(classes: classes, sparsity: sparsity, seed: seed)
+        case .mobilenetV2: try MobileNet.v2(classes: classes, sparsity: sparsity, seed: seed)
+        case .mobilenetV3Small: try MobileNet.v3(large: false, classes: classes, sparsity: sparsity, seed: seed)
+        case .mobilenetV3Large: try MobileNet.v3(large: true, classes: classes, sparsity: sparsity, seed: seed)
         }
     }
 }

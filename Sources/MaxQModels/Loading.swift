@@ -24,7 +24,7 @@ extension Model {
 
     /// torchvision ResNet names to the reference's: `layerS.J.convK`/`bnK` are the conv and
     /// scale of `convbnK`; `downsample.0`/`.1` those of `downsample`. Other names pass through.
-    static func referenceName(_ name: String) -> String {
+    public static func referenceName(_ name: String) -> String {
         var parts = name.split(separator: ".").map(String.init)
         guard parts.count >= 4, parts[0].hasPrefix("layer") else { return name }
         if parts[2].hasPrefix("conv"), !parts[2].hasPrefix("convbn"), let k = Int(parts[2].dropFirst(4)) {

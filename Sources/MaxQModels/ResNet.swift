@@ -28,10 +28,16 @@ struct UnitFactory {
     var generator: RandomGenerator
     var seeds: UInt64 = 0
 
-    /// A conv-bn unit with the ResNet initialisation: weight ~ Normal(0, sqrt(2 / (k*k*out))).
-    mutating func unit(_ input: Int, _ output: Int, kernel: Int, stride: Int = 1) throws(TensorError) -> ConvBNUnit {
+    /// A conv-bn unit with the ResNet (and torchvision MobileNet) initialisation: weight ~
+    /// Normal(0, sqrt(2 / (k*k*out))), kaiming-normal with fan-out. `sparse: false` keeps it dense.
+    mutating func unit(
+        _ input: Int, _ output: Int, kernel: Int, stride: Int = 1, groups: Int = 1, sparse: Bool = true,
+        names: UnitNames = .reference, eps: Float = 1e-5, momentum: Float = 0.1
+    ) throws(TensorError) -> ConvBNUnit {
         seeds += 1
-        let u = try ConvBNUnit(input, output, kernelSize: kernel, stride: stride, config: config, seed: seeds, generator: &generator)
+        let u = try ConvBNUnit(
+            input, output, kernelSize: kernel, stride: stride, groups: groups, config: sparse ? config : .dense, names: names,
+            eps: eps, momentum: momentum, seed: seeds, generator: &generator)
         u.conv.weight.value = Tensor(
             normal: u.conv.weight.shape, std: (2 / Float(kernel * kernel * output)).squareRoot(), generator: &generator)
         return u

@@ -27,7 +27,9 @@ public final class Buffer {
 }
 
 /// A state-dict name under a prefix: `stateKey("layer1.0", "weight")` is "layer1.0.weight".
-public func stateKey(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+public func stateKey(_ prefix: String, _ name: String) -> String {
+    prefix.isEmpty ? name : name.isEmpty ? prefix : "\(prefix).\(name)"
+}
 
 /// 2-D convolution over (N, C, H, W) input; weight (O, C/groups, k, k). PyTorch's default
 /// initialisation: uniform(+-1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5)).

@@ -21,9 +21,28 @@ public struct SparsityConfig: Sendable {
         type: .dense, pattern: try! NMPattern(n: 1, m: 1), schedule: try! IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
 }
 
+/// Where a unit's tensors live in the state dict: the reference's `<unit>.conv.weight`,
+/// `<unit>.scale.*`, `<unit>.mask`, or torchvision's `<unit>.0.weight`, `<unit>.1.*` with the
+/// mask beside the weight (`<unit>.0.mask`).
+public struct UnitNames: Sendable {
+    public var conv: String
+    public var scale: String
+    public var maskBesideWeight: Bool
+
+    public init(conv: String, scale: String, maskBesideWeight: Bool) {
+        self.conv = conv
+        self.scale = scale
+        self.maskBesideWeight = maskBesideWeight
+    }
+
+    public static let reference = UnitNames(conv: "conv", scale: "scale", maskBesideWeight: false)
+    public static let torchvision = UnitNames(conv: "0", scale: "1", maskBesideWeight: true)
+}
+
 public final class ConvBNUnit: Layer {
-    public let conv: Conv2d  // conv.weight
-    public let scale: BatchNorm2d  // scale.*
+    public let conv: Conv2d
+    public let scale: BatchNorm2d
+    public let names: UnitNames
     /// nil for dense units, and for units whose input channels are not a multiple of M.
     public let mask: Buffer?
     public let config: SparsityConfig
@@ -35,17 +54,20 @@ public final class ConvBNUnit: Layer {
     /// Set when `recomputeMasks(of:)` already computed the mask for the next training forward pass.
     var maskIsFresh = false
 
-    /// A 3x3 or 1x1 (padding k/2) convolution without bias, then batch normalisation.
+    /// A k x k convolution (padding k/2) without bias, then batch normalisation.
     public init(
-        _ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, config: SparsityConfig,
+        _ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, groups: Int = 1,
+        config: SparsityConfig, names: UnitNames = .reference, eps: Float = 1e-5, momentum: Float = 0.1,
         seed: UInt64 = 0, generator: inout RandomGenerator
     ) throws(TensorError) {
         conv = try Conv2d(
-            inputChannels, outputChannels, kernelSize: kernelSize, stride: stride, padding: kernelSize / 2, generator: &generator)
-        scale = BatchNorm2d(outputChannels)
+            inputChannels, outputChannels, kernelSize: kernelSize, stride: stride, padding: kernelSize / 2, groups: groups,
+            generator: &generator)
+        scale = BatchNorm2d(outputChannels, eps: eps, momentum: momentum)
+        self.names = names
         self.config = config
         self.generator = RandomGenerator(seed: seed)
-        let canBeNM = config.type.hasMask && config.pattern.fits(weightShape: conv.weight.shape)
+        let canBeNM = config.type.hasMask && config.pattern.fits(weightShape: conv.weight.shape, groups: groups)
         mask = canBeNM ? Buffer(Tensor(shape: conv.weight.shape, repeating: 1)) : nil
     }
 
@@ -91,11 +113,12 @@ public final class ConvBNUnit: Layer {
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] {
-        conv.namedParameters(prefix: stateKey(prefix, "conv")) + scale.namedParameters(prefix: stateKey(prefix, "scale"))
+        conv.namedParameters(prefix: stateKey(prefix, names.conv)) + scale.namedParameters(prefix: stateKey(prefix, names.scale))
     }
 
     public func namedBuffers(prefix: String) -> [(String, Buffer)] {
-        scale.namedBuffers(prefix: stateKey(prefix, "scale")) + (mask.map { [(stateKey(prefix, "mask"), $0)] } ?? [])
+        let maskName = names.maskBesideWeight ? "\(names.conv).mask" : "mask"
+        return scale.namedBuffers(prefix: stateKey(prefix, names.scale)) + (mask.map { [(stateKey(prefix, maskName), $0)] } ?? [])
     }
 
     public func setTraining(_ training: Bool) {

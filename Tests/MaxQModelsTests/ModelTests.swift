@@ -1,0 +1,91 @@
+// The model zoo against torchvision: state-dict names and shapes, and whole-model logits with
+// the same deterministic weights (Scripts/make_fixtures.py `formula`).
+import Foundation
+import MaxQFormats
+import MaxQModels
+import MaxQNN
+import MaxQSparsity
+import MaxQTensor
+import MaxQTestSupport
+import Testing
+
+/// The fixture script's `formula`: sines of the element index salted by the tensor's name.
+func formula(_ name: String, _ shape: [Int]) -> Tensor {
+    let values = (0..<shape.reduce(1, *)).map { i -> Float in
+        let v = Foundation.sin(Double(i) * 0.37 + Double(name.count) * 1.3)
+        if name.hasSuffix("running_var") { return Float(1 + 0.5 * v) }
+        if name.hasSuffix("num_batches_tracked") { return 0 }
+        if shape.count == 1 && name.hasSuffix("weight") { return Float(1 + 0.1 * v) }
+        return Float(0.05 * v)
+    }
+    return try! Tensor(shape: shape, scalars: values)
+}
+
+func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
+    try arch.build(classes: classes, sparsity: .dense)
+}
+
+@Suite struct ModelTests {
+    @Test(arguments: [Architecture.resnet18, .resnet50, .mobilenetV2, .mobilenetV3Small, .mobilenetV3Large])
+    func matchesTorchvisionNamesShapesAndLogits(_ arch: Architecture) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("models/\(arch.rawValue).keys.json")))
+        let torchvision = (try JSONSerialization.jsonObject(with: data) as! [[Any]]).map { ($0[0] as! String, $0[1] as! [Int]) }
+        let model = try dense(arch)
+        let ours = Dictionary(uniqueKeysWithValues: model.stateDict().map { ($0.0, $0.1.shape) })
+        let mapped = torchvision.map { (name: ResNet.referenceName($0.0), shape: $0.1, original: $0.0) }
+        #expect(Set(mapped.map(\.name)) == Set(ours.keys))
+        for entry in mapped { #expect(ours[entry.name] == entry.shape, "\(entry.name)") }
+        let report = try model.load(mapped.map { ($0.name, formula($0.original, $0.shape)) })
+        #expect(report.missing.isEmpty && report.unexpected.isEmpty)
+        model.setTraining(false)
+        let x = try CPUBackend.shared.scale(formula("input", [2, 3, 64, 64]), by: 20).reshaped([2, 3, 64, 64])
+        let logits = try GradientMode.withoutGradients { try model(Variable(x)) }.value
+        let expected = try SafetensorsFile.read(path: Fixtures.path("models/\(arch.rawValue).safetensors")).tensor("logits")
+        #expect(toleranceFailure(logits, expected, rtol: 1e-3, atol: 1e-4) == nil)
+    }
+
+    @Test func mobileNetV1HasTheReferenceNames() throws {
+        let names = try dense(.mobilenetV1).stateDict().map(\.0)
+        #expect(names.prefix(2) == ["conv1.0.weight", "conv1.1.weight"])
+        #expect(names.contains("features.0.0.weight") && names.contains("features.0.1.running_var"))
+        #expect(names.contains("features.12.3.conv.weight") && names.contains("features.12.3.scale.bias"))
+        #expect(names.contains("fc.weight") && names.contains("fc.bias") && names.count == Set(names).count)
+        let sparse = try Architecture.mobilenetV1.build(
+            classes: 10, sparsity: SparsityConfig(type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4), schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0)))
+        #expect(sparse.units.filter { $0.1.mask != nil }.count == 13)
+        #expect(sparse.stateDict().map(\.0).contains("features.0.3.mask"))
+    }
+
+    @Test(arguments: Architecture.allCases)
+    func everyArchitectureRunsForwardAndBackwardWithMasks(_ arch: Architecture) throws {
+        let config = SparsityConfig(
+            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4), schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+        let model = try arch.build(classes: 5, sparsity: config)
+        let size = arch.resolution == 32 ? 32 : 64
+        var generator = RandomGenerator(seed: 1)
+        let logits = try model(Variable(Tensor(normal: [2, 3, size, size], generator: &generator)))
+        #expect(logits.shape == [2, 5])
+        try logits.crossEntropy(labels: [0, 4]).backward()
+        #expect(model.parameters.allSatisfy { $0.grad != nil })
+        // MobileNet masks sit beside their weights, torchvision-style.
+        if arch == .mobilenetV2 { #expect(model.stateDict().map(\.0).contains("features.2.conv.0.0.mask")) }
+        // Every 1x1/3x3 unit whose input channels allow it is N:M; the rest are listed.
+        for (name, unit) in model.units where unit.mask == nil && unit.config.type.hasMask {
+            #expect(model.denseUnits.contains(name))
+        }
+    }
+
+    @Test func torchvisionResNetNamesMapPositionally() {
+        #expect(ResNet.referenceName("layer1.0.conv2.weight") == "layer1.0.convbn2.conv.weight")
+        #expect(ResNet.referenceName("layer2.0.bn1.running_mean") == "layer2.0.convbn1.scale.running_mean")
+        #expect(ResNet.referenceName("layer3.0.downsample.0.weight") == "layer3.0.downsample.conv.weight")
+        #expect(ResNet.referenceName("layer3.0.downsample.1.bias") == "layer3.0.downsample.scale.bias")
+        #expect(ResNet.referenceName("fc.weight") == "fc.weight")
+        #expect(ResNet.referenceName("layer1.0.convbn1.conv.weight") == "layer1.0.convbn1.conv.weight")
+    }
+
+    @Test func loadingRefusesAShapeMismatchNamingTheKey() throws {
+        let model = try dense(.resnet18)
+        #expect { try model.load([("fc.weight", Tensor(zeros: [7, 512]))]) } throws: { "\($0)".contains("fc.weight") && "\($0)".contains("[10, 512]") }
+    }
+}
