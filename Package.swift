@@ -8,7 +8,7 @@ let package = Package(
     name: "MaxQ",
     products: [
         .executable(name: "maxq", targets: ["maxq"]),
-        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"]),
+        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,8 +19,11 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
+        // Parallel loops on libgomp, the OpenMP runtime oneDNN uses (C: Swift cannot call it generically).
+        .target(
+            name: "CParallel", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("gomp")]),
         // Layer 1: tensors, random streams and the CPU kernels behind the backend interface.
-        .target(name: "MaxQTensor", dependencies: ["CDNNL", "COpenBLAS"], swiftSettings: optimized),
+        .target(name: "MaxQTensor", dependencies: ["CDNNL", "COpenBLAS", "CParallel"], swiftSettings: optimized),
         // Layer 2: reverse-mode automatic differentiation and the network layers.
         .target(name: "MaxQNN", dependencies: ["MaxQTensor"], swiftSettings: optimized),
         // Layer 3: N:M masks (hard, MaxQ), schedules and the masked conv-bn units.
@@ -29,13 +32,15 @@ let package = Package(
         .target(name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity"], swiftSettings: optimized),
         // Layer 5: image decoding, torchvision-equivalent transforms, datasets and loading.
         .target(name: "MaxQData", dependencies: ["MaxQTensor", "CTurboJPEG", "CPNG"], swiftSettings: optimized),
+        // Layer 6: training and evaluation loops, schedules, logs, checkpoints of runs.
+        .target(name: "MaxQTraining", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"], swiftSettings: optimized),
         // I/O formats: safetensors.
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"], swiftSettings: optimized),
         // The command line.
         .executableTarget(
             name: "maxq",
             dependencies: [
-                "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats",
+                "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),

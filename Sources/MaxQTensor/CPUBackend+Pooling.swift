@@ -13,25 +13,42 @@ extension CPUBackend {
         let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], oh, ow])
         var argmax = [Int32](repeating: 0, count: y.count)
         let (xp, yp) = (x.pointer, y.mutablePointer)
+        // Separable: the maximum of each row's window (first of equals), then of the window's
+        // rows (first of equals): the first maximum in row-major window order, as PyTorch.
         argmax.withUnsafeMutableBufferPointer { idx in
             let ip = idx.baseAddress!
             parallelRanges(planes) { range in
+                var rowMax = [Float](repeating: 0, count: h * ow)
+                var rowArg = [Int32](repeating: 0, count: h * ow)
                 for p in range {
                     let input = xp + p * h * w
-                    for oy in 0..<oh {
-                        let y0 = max(oy * stride - padding, 0), y1 = min(oy * stride - padding + kernel, h)
+                    for iy in 0..<h {
                         for ox in 0..<ow {
                             let x0 = max(ox * stride - padding, 0), x1 = min(ox * stride - padding + kernel, w)
-                            var best = -Float.infinity, bestIndex = y0 * w + x0
-                            for iy in y0..<y1 {
-                                for ix in x0..<x1 where input[iy * w + ix] > best || input[iy * w + ix].isNaN {
-                                    best = input[iy * w + ix]
-                                    bestIndex = iy * w + ix
-                                }
+                            var best = input[iy * w + x0], bestIndex = Int32(iy * w + x0)
+                            for ix in (x0 + 1)..<max(x1, x0 + 1) {
+                                let v = input[iy * w + ix]
+                                let better = v > best
+                                best = better ? v : best
+                                bestIndex = better ? Int32(iy * w + ix) : bestIndex
                             }
-                            let o = (p * oh + oy) * ow + ox
-                            yp[o] = best
-                            ip[o] = Int32(bestIndex)
+                            rowMax[iy * ow + ox] = best
+                            rowArg[iy * ow + ox] = bestIndex
+                        }
+                    }
+                    for oy in 0..<oh {
+                        let y0 = max(oy * stride - padding, 0), y1 = min(oy * stride - padding + kernel, h)
+                        let out = (p * oh + oy) * ow
+                        for ox in 0..<ow {
+                            var best = rowMax[y0 * ow + ox], bestIndex = rowArg[y0 * ow + ox]
+                            for iy in (y0 + 1)..<max(y1, y0 + 1) {
+                                let v = rowMax[iy * ow + ox]
+                                let better = v > best
+                                best = better ? v : best
+                                bestIndex = better ? rowArg[iy * ow + ox] : bestIndex
+                            }
+                            yp[out + ox] = best
+                            ip[out + ox] = bestIndex
                         }
                     }
                 }

@@ -1,9 +1,11 @@
-// Parallel loops for our own kernels: a range split into one contiguous chunk per core.
+// Parallel loops for our own kernels, run on OpenMP's pool (CParallel) so that they share the
+// cores with oneDNN's threads instead of fighting their spin-waits.
+import CParallel
 import Foundation
 
 public enum Threading {
     /// Worker count for our kernels, oneDNN (OpenMP) and OpenBLAS alike.
-    public static let count = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    public static let count = max(1, Int(maxq_max_threads()))
 }
 
 /// Runs `body` on disjoint sub-ranges of `0..<total`, in parallel when the work is large enough.
@@ -15,43 +17,27 @@ func parallelRanges(_ total: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) 
         if total > 0 { body(0..<total) }
         return
     }
-    withoutActuallyEscaping(body) { body in
-        let work = UncheckedSendable(body)
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-            let start = total * chunk / chunks
-            let end = total * (chunk + 1) / chunks
-            if start < end { work.value(start..<end) }
-        }
-    }
-}
-
-/// Our kernels write disjoint ranges through raw pointers; the compiler cannot see that.
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
+    run(total, chunks: chunks, dynamic: false, body)
 }
 
 /// Runs `body(i)` for every i in 0..<count on all cores, each worker taking the next index
 /// when it finishes one (for tasks of uneven size; put the largest first).
 public func parallelForEach(_ count: Int, _ body: (Int) -> Void) {
-    let next = SharedCounter()
-    withoutActuallyEscaping(body) { body in
-        let work = UncheckedSendable(body)
-        DispatchQueue.concurrentPerform(iterations: min(Threading.count, max(count, 1))) { _ in
-            while let i = next.take(below: count) { work.value(i) }
-        }
-    }
+    run(count, chunks: count, dynamic: true) { range in range.forEach(body) }
 }
 
-private final class SharedCounter: @unchecked Sendable {
-    private var value = 0
-    private let lock = NSLock()
-
-    func take(below limit: Int) -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard value < limit else { return nil }
-        value += 1
-        return value - 1
+private func run(_ total: Int, chunks: Int, dynamic: Bool, _ body: (Range<Int>) -> Void) {
+    withoutActuallyEscaping(body) { body in
+        var box = body
+        withUnsafeMutablePointer(to: &box) { context in
+            let trampoline: maxq_range_body = { context, start, end in
+                context!.assumingMemoryBound(to: ((Range<Int>) -> Void).self).pointee(Int(start)..<Int(end))
+            }
+            if dynamic {
+                maxq_parallel_dynamic(total, context, trampoline)
+            } else {
+                maxq_parallel_ranges(total, chunks, context, trampoline)
+            }
+        }
     }
 }

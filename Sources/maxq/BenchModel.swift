@@ -1,0 +1,75 @@
+// `maxq bench train-step` and `maxq bench eval`: images per second of a whole model
+// (compare with ../shared/bench/pytorch_baseline.py on the same machine).
+import ArgumentParser
+import MaxQModels
+import MaxQNN
+import MaxQTensor
+import MaxQTraining
+
+struct ModelBenchOptions: ParsableArguments {
+    @Option(name: [.customShort("a"), .long], help: "Architecture.") var arch: Architecture = .resnet18
+    @Option(name: [.customShort("b"), .long], help: "Batch size.") var batchSize = 32
+    @Option(help: "Classes of the classifier.") var classes = 1000
+    @Option(help: "Timed iterations (median reported, after one warm-up).") var iterations = 5
+    @OptionGroup var sparsity: SparsityOptions
+
+    func model() throws -> any Model {
+        try arch.build(classes: classes, sparsity: try sparsity.config())
+    }
+
+    func batch() -> (Tensor, [Int]) {
+        var generator = RandomGenerator(seed: 0)
+        let images = Tensor(normal: [batchSize, 3, arch.resolution, arch.resolution], generator: &generator)
+        return (images, (0..<batchSize).map { _ in generator.integer(below: classes) })
+    }
+
+    func report(_ what: String, milliseconds: Double) {
+        print("\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) batch=\(batchSize) "
+            + "res=\(arch.resolution) threads=\(Threading.count) \(what)_img_s="
+            + String(format: "%.2f", Double(batchSize) / milliseconds * 1000))
+    }
+}
+
+struct BenchTrainStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-step", abstract: "Training step (forward, loss, backward, SR-STE decay, SGD) images per second.")
+
+    @OptionGroup var options: ModelBenchOptions
+
+    func run() throws {
+        do {
+            let model = try options.model()
+            let (images, labels) = options.batch()
+            let optimizer = TrainStep.optimizer(
+                for: model, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: false, noBNDecay: false)
+            let decay: Float = options.sparsity.convBNType.hasMask ? 2e-4 : 0
+            let ms = try medianMilliseconds(iterations: options.iterations) {
+                _ = try TrainStep.run(model, optimizer, images: images, labels: labels, labelSmoothing: 0.1, srsteDecay: decay)
+            }
+            options.report("train", milliseconds: ms)
+        } catch {
+            fail(error)
+        }
+    }
+}
+
+struct BenchEval: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluation (no-grad forward) images per second.")
+
+    @OptionGroup var options: ModelBenchOptions
+
+    func run() throws {
+        do {
+            let model = try options.model()
+            let (images, _) = options.batch()
+            model.recomputeMasks()
+            model.setTraining(false)
+            let ms = try medianMilliseconds(iterations: options.iterations) {
+                _ = try GradientMode.withoutGradients { try model(Variable(images)) }
+            }
+            options.report("eval", milliseconds: ms)
+        } catch {
+            fail(error)
+        }
+    }
+}
