@@ -21,50 +21,72 @@ struct BroadcastPattern {
     }
 }
 
+/// Element-wise functions as types, so that generic kernels specialise and inline them (a
+/// closure called per element through a parallel loop would not vectorise).
+protocol UnaryFunction { static func apply(_ x: Float) -> Float }
+protocol BinaryFunction { static func apply(_ a: Float, _ b: Float) -> Float }
+
+enum ReLU: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { max(x, 0) } }
+enum ReLU6: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { min(max(x, 0), 6) } }
+enum Hardswish: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { x * min(max(x + 3, 0), 6) / 6 } }
+enum Hardsigmoid: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { min(max(x + 3, 0), 6) / 6 } }
+enum Sigmoid: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) } }
+
+/// Derivatives with PyTorch's choices at the kinks: relu'(0) = 0, relu6 and hardsigmoid flat
+/// at their end points, hardswish'(-3) = 0 and hardswish'(3) = 1. Arguments: (dy, x).
+enum ReLUGrad: BinaryFunction { @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v > 0 ? g : 0 } }
+enum ReLU6Grad: BinaryFunction { @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v > 0 && v < 6 ? g : 0 } }
+enum HardswishGrad: BinaryFunction {
+    @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v <= -3 ? 0 : (v < 3 ? g * (v / 3 + 0.5) : g) }
+}
+enum HardsigmoidGrad: BinaryFunction { @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v > -3 && v < 3 ? g / 6 : 0 } }
+/// Arguments (dy, y): sigmoid' from its output.
+enum SigmoidGrad: BinaryFunction { @inline(__always) static func apply(_ g: Float, _ s: Float) -> Float { g * s * (1 - s) } }
+enum Plus: BinaryFunction { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
+enum Times: BinaryFunction { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
+
 extension CPUBackend {
-    func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
+    func map<F: UnaryFunction>(_ x: Tensor, _: F.Type) -> Tensor {
         let y = Tensor(uninitializedShape: x.shape)
         let (xp, yp) = (x.pointer, y.mutablePointer)
         parallelRanges(x.count, grain: 1 << 15) { r in
-            for i in r { yp[i] = f(xp[i]) }
+            for i in r { yp[i] = F.apply(xp[i]) }
         }
         return y
     }
 
-    func zip(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
+    func zip<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _: F.Type) -> Tensor {
         let y = Tensor(uninitializedShape: a.shape)
         let (ap, bp, yp) = (a.pointer, b.pointer, y.mutablePointer)
         parallelRanges(a.count, grain: 1 << 15) { r in
-            for i in r { yp[i] = f(ap[i], bp[i]) }
+            for i in r { yp[i] = F.apply(ap[i], bp[i]) }
         }
         return y
     }
 
     public func activation(_ kind: Activation, _ x: Tensor) -> Tensor {
         switch kind {
-        case .relu: map(x) { max($0, 0) }
-        case .relu6: map(x) { min(max($0, 0), 6) }
-        case .hardswish: map(x) { $0 * min(max($0 + 3, 0), 6) / 6 }
-        case .hardsigmoid: map(x) { min(max($0 + 3, 0), 6) / 6 }
-        case .sigmoid: map(x) { 1 / (1 + Foundation.exp(-$0)) }
+        case .relu: map(x, ReLU.self)
+        case .relu6: map(x, ReLU6.self)
+        case .hardswish: map(x, Hardswish.self)
+        case .hardsigmoid: map(x, Hardsigmoid.self)
+        case .sigmoid: map(x, Sigmoid.self)
         }
     }
 
-    /// PyTorch's derivatives, including its choices at the kinks (relu' (0) = 0, relu6 and
-    /// hardsigmoid flat at their end points, hardswish'(-3) = 0 and (3) = 1).
     public func activationBackward(_ kind: Activation, _ dy: Tensor, x: Tensor, y: Tensor) -> Tensor {
         switch kind {
-        case .relu: zip(dy, x) { g, v in v > 0 ? g : 0 }
-        case .relu6: zip(dy, x) { g, v in v > 0 && v < 6 ? g : 0 }
-        case .hardswish: zip(dy, x) { g, v in v <= -3 ? 0 : (v < 3 ? g * (v / 3 + 0.5) : g) }
-        case .hardsigmoid: zip(dy, x) { g, v in v > -3 && v < 3 ? g / 6 : 0 }
-        case .sigmoid: zip(dy, y) { g, s in g * s * (1 - s) }
+        case .relu: zip(dy, x, ReLUGrad.self)
+        case .relu6: zip(dy, x, ReLU6Grad.self)
+        case .hardswish: zip(dy, x, HardswishGrad.self)
+        case .hardsigmoid: zip(dy, x, HardsigmoidGrad.self)
+        case .sigmoid: zip(dy, y, SigmoidGrad.self)
         }
     }
 
-    func broadcast(_ a: Tensor, _ b: Tensor, op: String, _ f: (Float, Float) -> Float) throws(TensorError) -> Tensor {
+    func broadcast<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, op: String, _: F.Type) throws(TensorError) -> Tensor {
         let pattern = try BroadcastPattern(a.shape, b.shape, op: op)
-        if pattern.outer == 1, pattern.inner == 1 { return zip(a, b, f) }
+        if pattern.outer == 1, pattern.inner == 1 { return zip(a, b, F.self) }
         let y = Tensor(uninitializedShape: a.shape)
         let (ap, bp, yp) = (a.pointer, b.pointer, y.mutablePointer)
         let (middle, inner) = (pattern.middle, pattern.inner)
@@ -72,18 +94,18 @@ extension CPUBackend {
             for row in rows {
                 let v = bp[row % middle]
                 let base = row * inner
-                for i in 0..<inner { yp[base + i] = f(ap[base + i], v) }
+                for i in 0..<inner { yp[base + i] = F.apply(ap[base + i], v) }
             }
         }
         return y
     }
 
     public func add(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
-        try broadcast(a, b, op: "add", +)
+        try broadcast(a, b, op: "add", Plus.self)
     }
 
     public func multiply(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
-        try broadcast(a, b, op: "multiply", *)
+        try broadcast(a, b, op: "multiply", Times.self)
     }
 
     public func sum(_ t: Tensor, toShape shape: [Int]) throws(TensorError) -> Tensor {
@@ -108,6 +130,11 @@ extension CPUBackend {
     }
 
     public func scale(_ t: Tensor, by factor: Float) -> Tensor {
-        map(t) { $0 * factor }
+        let y = Tensor(uninitializedShape: t.shape)
+        let (tp, yp) = (t.pointer, y.mutablePointer)
+        parallelRanges(t.count, grain: 1 << 15) { r in
+            for i in r { yp[i] = tp[i] * factor }
+        }
+        return y
     }
 }

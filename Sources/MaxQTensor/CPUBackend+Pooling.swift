@@ -13,6 +13,9 @@ extension CPUBackend {
         let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], oh, ow])
         var argmax = [Int32](repeating: 0, count: y.count)
         let (xp, yp) = (x.pointer, y.mutablePointer)
+        if kernel == 3, stride == 2, padding == 1 {
+            return (y, maxPool3x3Stride2(xp, yp, planes: planes, h: h, w: w, oh: oh, ow: ow))
+        }
         // Separable: the maximum of each row's window (first of equals), then of the window's
         // rows (first of equals): the first maximum in row-major window order, as PyTorch.
         argmax.withUnsafeMutableBufferPointer { idx in
@@ -55,6 +58,40 @@ extension CPUBackend {
             }
         }
         return (y, argmax)
+    }
+
+    /// The ResNet stem's pool, written out: 3x3 windows, stride 2, padding 1.
+    private func maxPool3x3Stride2(
+        _ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, planes: Int, h: Int, w: Int, oh: Int, ow: Int
+    ) -> [Int32] {
+        var argmax = [Int32](repeating: 0, count: planes * oh * ow)
+        argmax.withUnsafeMutableBufferPointer { idx in
+            let ip = idx.baseAddress!
+            parallelRanges(planes) { range in
+                for p in range {
+                    let input = xp + p * h * w
+                    for oy in 0..<oh {
+                        let y0 = max(2 * oy - 1, 0), y1 = min(2 * oy + 2, h)
+                        let out = (p * oh + oy) * ow
+                        for ox in 0..<ow {
+                            let x0 = max(2 * ox - 1, 0), x1 = min(2 * ox + 2, w)
+                            var best = -Float.infinity, bestIndex: Int32 = 0
+                            for iy in y0..<y1 {
+                                for ix in x0..<x1 {
+                                    let v = input[iy * w + ix]
+                                    let better = v > best
+                                    best = better ? v : best
+                                    bestIndex = better ? Int32(iy * w + ix) : bestIndex
+                                }
+                            }
+                            yp[out + ox] = best
+                            ip[out + ox] = bestIndex
+                        }
+                    }
+                }
+            }
+        }
+        return argmax
     }
 
     public func maxPool2dBackward(_ dy: Tensor, argmax: [Int32], inputShape: [Int]) -> Tensor {
