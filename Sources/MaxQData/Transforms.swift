@@ -12,17 +12,21 @@ public struct Normalization: Sendable {
     /// CIFAR statistics of TRAINING.md.
     public static let cifar = Normalization(mean: (0.491, 0.482, 0.447), std: (0.247, 0.243, 0.262))
 
-    /// ToTensor then Normalize of an RGB image into `destination` (3, H, W).
-    func write(_ image: RGBImage, to destination: UnsafeMutablePointer<Float>, flip: Bool = false) {
+    /// ToTensor, an optional flip and per-channel offset (lighting), then Normalize, of an
+    /// RGB image into `destination` (3, H, W): one pass.
+    func write(_ image: RGBImage, to destination: UnsafeMutablePointer<Float>, flip: Bool = false, offsets: [Float] = [0, 0, 0]) {
         let plane = image.width * image.height
         let means = [mean.0, mean.1, mean.2], stds = [std.0, std.1, std.2]
-        for c in 0..<3 {
-            let out = destination + c * plane
-            for y in 0..<image.height {
-                for x in 0..<image.width {
-                    let sx = flip ? image.width - 1 - x : x
-                    let v = Float(image.pixels[(y * image.width + sx) * 3 + c]) / 255
-                    out[y * image.width + x] = (v - means[c]) / stds[c]
+        image.pixels.withUnsafeBufferPointer { pixels in
+            for c in 0..<3 {
+                let out = destination + c * plane
+                let (shift, inverse) = (offsets[c] - means[c], 1 / stds[c])
+                for y in 0..<image.height {
+                    for x in 0..<image.width {
+                        let sx = flip ? image.width - 1 - x : x
+                        let v = Float(pixels[(y * image.width + sx) * 3 + c]) / 255
+                        out[y * image.width + x] = (v + shift) * inverse
+                    }
                 }
             }
         }

@@ -124,3 +124,11 @@ extension Tensor: CustomStringConvertible {
         return "Tensor(\(shape): [\(preview)\(count > 8 ? ", ..." : "")])"
     }
 }
+
+extension Tensor {
+    /// The first `count` elements of `source` under `shape` (a copy).
+    public init(copying source: Tensor, count: Int, shape: [Int]) {
+        self.init(uninitializedShape: shape)
+        storage.pointer.update(from: source.storage.pointer, count: count)
+    }
+}

@@ -1,0 +1,38 @@
+// `maxq bench data`: images per second of the input pipeline alone (decode, transform, batch).
+import ArgumentParser
+import Foundation
+import MaxQData
+
+struct BenchData: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "data", abstract: "Images per second of decoding and transforms over an image folder.")
+
+    enum Transform: String, ExpressibleByArgument { case train, val }
+
+    @Argument(help: "A folder of images (class sub-folders, or images directly).") var directory: String
+    @Option(help: "train (RandomResizedCrop, flip, lighting) or val (resize 256, centre crop 224).") var transform: Transform = .train
+    @Option(name: [.customShort("j"), .long], help: "Decoding threads.") var workers = 2
+    @Option(name: [.customShort("b"), .long], help: "Batch size.") var batchSize = 32
+    @Option(help: "Epochs over the folder (median epoch reported).") var epochs = 3
+    @Option(help: "Input resolution (32 for CIFAR JPEGs).") var resolution = 224
+
+    func run() throws {
+        do {
+            let dataset = try ImageFolderDataset(
+                root: directory, split: transform == .train ? .train : .validation, resolution: resolution,
+                normalization: resolution <= 64 ? .cifar : .imageNet)
+            let loader = DataLoader(dataset: dataset, batchSize: batchSize, shuffle: true, seed: 0, workers: workers)
+            var rates: [Double] = []
+            for epoch in 0..<epochs {
+                let start = Date()
+                var images = 0
+                let batches = loader.epoch(epoch)
+                while let batch = batches.next() { images += batch.labels.count }
+                rates.append(Double(images) / Date().timeIntervalSince(start))
+            }
+            print(String(format: "%@ transform=%@ workers=%d batch=%d images=%d: %.0f img/s (median of %d epochs)",
+                directory, transform.rawValue, workers, batchSize, dataset.count, rates.sorted()[rates.count / 2], epochs))
+        } catch {
+            fail(error)
+        }
+    }
+}
