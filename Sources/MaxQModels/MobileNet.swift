@@ -32,7 +32,7 @@ final class SqueezeExcitation: Composite {
         }
     }
 
-    var children: [(String, any Layer)] { [("fc1", fc1), ("fc2", fc2)] }
+    public var children: [(String, any Layer)] { [("fc1", fc1), ("fc2", fc2)] }
 
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         let pooled = try x.globalAveragePool().reshaped([x.shape[0], x.shape[1], 1, 1])
@@ -54,7 +54,7 @@ final class InvertedResidual: Composite {
         self.residual = residual
     }
 
-    var children: [(String, any Layer)] {
+    public var children: [(String, any Layer)] {
         var list = steps.map { ($0.name, $0.unit as any Layer) }
         if let se { list.insert((se.name, se.layer), at: se.after + 1) }
         return list
@@ -88,7 +88,7 @@ public final class MobileNet: Model, Composite {
         units = collectUnits()
     }
 
-    var children: [(String, any Layer)] { features.map { ($0.0, $0.1) } + head }
+    public var children: [(String, any Layer)] { features.map { ($0.0, $0.1) } + head }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         var h = x

@@ -22,7 +22,7 @@ extension Model {
 }
 
 /// Children under their names: the state dict of a composite layer is the walk over them.
-protocol Composite: Layer {
+public protocol Composite: Layer {
     var children: [(String, any Layer)] { get }
 }
 

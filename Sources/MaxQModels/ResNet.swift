@@ -63,7 +63,7 @@ final class ResidualBlock: Composite {
         shortcutName = spec.cifar ? "shortcut.0" : "downsample"
     }
 
-    var children: [(String, any Layer)] {
+    public var children: [(String, any Layer)] {
         convbns.enumerated().map { ("convbn\($0.offset + 1)", $0.element as any Layer) } + (shortcut.map { [(shortcutName, $0)] } ?? [])
     }
 
@@ -116,7 +116,7 @@ public final class ResNet: Model, Composite {
         units = collectUnits()
     }
 
-    var children: [(String, any Layer)] {
+    public var children: [(String, any Layer)] {
         var list: [(String, any Layer)] = [("conv1", conv1), ("bn1", bn1)]
         for (s, blocks) in stages.enumerated() {
             for (j, block) in blocks.enumerated() { list.append(("layer\(s + 1).\(j)", block)) }

@@ -1,0 +1,68 @@
+// The run's log: every line stamped `[YYYY-MM-DD HH:MM:SS] ` to stdout and to
+// `<save_dir>/<arch>.<prefix>.log`, and a live progress line when stdout is a terminal.
+import Foundation
+
+public final class RunLog: @unchecked Sendable {
+    private let file: FileHandle?
+    public let isTerminal = isatty(STDOUT_FILENO) != 0
+    private var progressShown = false
+    private let formatter: DateFormatter = {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        f.locale = Locale(identifier: "en_US_POSIX")
+        return f
+    }()
+
+    public init(path: String?) {
+        if let path {
+            FileManager.default.createFile(atPath: path, contents: nil)
+            file = FileHandle(forWritingAtPath: path)
+        } else {
+            file = nil
+        }
+    }
+
+    public func stamp(_ date: Date = Date()) -> String { formatter.string(from: date) }
+
+    public func line(_ text: String) {
+        clearProgress()
+        let stamped = "[\(stamp())] \(text)\n"
+        FileHandle.standardOutput.write(Data(stamped.utf8))
+        file?.write(Data(stamped.utf8))
+    }
+
+    /// Overwrites the terminal's last line (nothing when not a terminal).
+    public func progress(_ text: String) {
+        guard isTerminal else { return }
+        FileHandle.standardOutput.write(Data("\r\u{1B}[K\(text)".utf8))
+        progressShown = true
+    }
+
+    private func clearProgress() {
+        guard progressShown else { return }
+        FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+        progressShown = false
+    }
+
+    /// hh:mm:ss for a number of seconds.
+    public static func duration(_ seconds: Double) -> String {
+        let s = max(0, Int(seconds.rounded()))
+        return String(format: "%02d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+    }
+}
+
+/// A running average, as the reference's `AverageMeter`.
+public struct AverageMeter {
+    public private(set) var value: Double = 0
+    public private(set) var sum: Double = 0
+    public private(set) var count: Double = 0
+    public var average: Double { count > 0 ? sum / count : 0 }
+
+    public init() {}
+
+    public mutating func update(_ v: Double, weight: Double = 1) {
+        value = v
+        sum += v * weight
+        count += weight
+    }
+}

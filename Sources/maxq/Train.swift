@@ -1,0 +1,147 @@
+// `maxq train`: the reference's `pruning_train.py` command line (same flags, defaults and log
+// lines), training or, with `--evaluate`, validating a checkpoint.
+import ArgumentParser
+import Foundation
+import MaxQData
+import MaxQFormats
+import MaxQModels
+import MaxQSparsity
+import MaxQTensor
+import MaxQTraining
+
+/// Python-style `True`/`False` values, as the reference parses them.
+enum PyBool: String, ExpressibleByArgument {
+    case `true` = "True", `false` = "False"
+    init?(argument: String) {
+        switch argument.lowercased() {
+        case "true", "1", "yes": self = .true
+        case "false", "0", "no": self = .false
+        default: return nil
+        }
+    }
+    var value: Bool { self == .true }
+}
+
+enum DataSet: String, ExpressibleByArgument, CaseIterable {
+    case imageNet = "ImageNet", imageFolder = "ImageFolder", cifar10 = "CIFAR10", cifar100 = "CIFAR100", synthetic = "Synthetic"
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train (or with --evaluate, validate) a network with N:M sparsity; flags as the reference's pruning_train.py.")
+
+    @Argument(help: "Dataset folder (not needed for --set Synthetic).") var data: String?
+    @Option(help: "ImageNet, ImageFolder, CIFAR10, CIFAR100 or Synthetic.") var set: DataSet = .imageNet
+    @Option(name: [.customShort("a"), .long], help: "Architecture.") var arch: Architecture = .resnet18
+    @Option(name: .customLong("save_dir"), help: "Folder for logs, checkpoints and results.") var saveDir = "./"
+    @Option(name: [.customShort("j"), .long], help: "Data-loading threads.") var workers = 8
+    @Option(help: "Epochs.") var epochs = 120
+    @Option(name: .customLong("start-epoch"), help: "First epoch (0-based).") var startEpoch = 0
+    @Option(name: [.customShort("b"), .customLong("batch-size")], help: "Batch size.") var batchSize = 256
+    @Option(help: "Learning rate.") var lr = 0.1
+    @Option(help: "SGD momentum.") var momentum = 0.9
+    @Option(name: [.customLong("weight-decay"), .customLong("wd")], help: "Weight decay.") var weightDecay = 1e-4
+    @Option(help: "Nesterov momentum: True or False.") var nesterov: PyBool = .false
+    @Option(name: .customLong("no-bn-decay"), help: "No weight decay on 1-D parameters: True or False.") var noBNDecay: PyBool = .false
+    @Option(name: .customLong("lr-schedule"), help: "cos or step.") var lrSchedule = "cos"
+    @Option(name: .customLong("lr-adjust"), help: "Step schedule: x0.1 every this many epochs.") var lrAdjust = 30
+    @Option(name: .customLong("warmup-length"), help: "Epochs of linear warm-up.") var warmupLength = 0
+    @Option(name: .customLong("label-smoothing"), help: "Default 0.1 (ImageNet, ImageFolder), 0 (CIFAR, Synthetic).") var labelSmoothing: Double?
+    @OptionGroup var sparsity: SparsityOptions
+    @Option(help: "SR-STE decay lambda.") var decay = 2e-4
+    @Option(name: .customLong("decay-type"), help: "SR-STE decay type (v1).") var decayType = "v1"
+    @Option(help: "Checkpoint to start from (any format).") var pretrained: String?
+    @Option(help: "Run checkpoint to continue exactly.") var resume: String?
+    @Flag(name: [.customShort("e"), .long], help: "Validate --pretrained and stop.") var evaluate = false
+    @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(name: [.customShort("p"), .customLong("print-freq")], help: "Log every this many iterations.") var printFreq = 100
+    @Option(name: .customLong("save-format"), help: "safetensors, or pth to also write the reference's .pth.tar.") var saveFormat = "safetensors"
+    @Option(name: .customLong("synthetic-classes"), help: "Synthetic: classes.") var syntheticClasses = 10
+    @Option(name: .customLong("synthetic-images"), help: "Synthetic: training images (validation: a fifth).") var syntheticImages = 5000
+
+    func validate() throws {
+        if set != .synthetic && data == nil { throw ValidationError("give the dataset folder (or --set Synthetic)") }
+        guard epochs >= 1, startEpoch >= 0, startEpoch < epochs else { throw ValidationError("need 0 <= --start-epoch < --epochs") }
+        guard batchSize >= 1, workers >= 1 else { throw ValidationError("--batch-size and --workers must be at least 1") }
+        guard ["cos", "step"].contains(lrSchedule) else { throw ValidationError("--lr-schedule must be cos or step") }
+        guard ["safetensors", "pth"].contains(saveFormat) else { throw ValidationError("--save-format must be safetensors or pth") }
+        guard decayType == "v1" else { throw ValidationError("--decay-type: only v1 is defined") }
+        guard lr > 0, warmupLength >= 0, warmupLength < epochs || warmupLength == 0 else { throw ValidationError("need --lr > 0 and --warmup-length < --epochs") }
+        if evaluate && pretrained == nil && resume == nil { throw ValidationError("--evaluate needs --pretrained (or --resume)") }
+        if resume != nil && pretrained != nil { throw ValidationError("give --resume or --pretrained, not both") }
+        for path in [pretrained, resume].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: path) {
+            throw ValidationError("checkpoint \(path) does not exist")
+        }
+    }
+
+    func run() throws {
+        do {
+            try train()
+        } catch {
+            fail(error)
+        }
+    }
+
+    var config: TrainingConfig {
+        let cifarLike = [.cifar10, .cifar100, .synthetic].contains(set)
+        return TrainingConfig(
+            data: data ?? "", set: set.rawValue, arch: arch.rawValue, saveDir: saveDir, workers: workers, epochs: epochs,
+            startEpoch: startEpoch, batchSize: batchSize, lr: lr, momentum: momentum, weightDecay: weightDecay,
+            nesterov: nesterov.value, noBNDecay: noBNDecay.value, lrSchedule: lrSchedule, lrAdjust: lrAdjust,
+            warmupLength: warmupLength, labelSmoothing: labelSmoothing ?? (cifarLike ? 0 : 0.1),
+            convBNType: sparsity.convBNType.rawValue, n: sparsity.n, m: sparsity.m, decay: decay, decayType: decayType,
+            tau: Double(sparsity.tau), increaseStart: sparsity.increaseStart, increaseEnd: sparsity.increaseEnd,
+            pruneSchedule: sparsity.pruneSchedule.rawValue, seed: seed, printFreq: printFreq, saveFormat: saveFormat,
+            syntheticClasses: syntheticClasses, syntheticImages: syntheticImages)
+    }
+
+    /// (train, validation, classes) for the chosen set.
+    func datasets() throws -> (any Dataset, any Dataset, Int) {
+        let resolution = arch.resolution
+        switch set {
+        case .synthetic:
+            let train = try SyntheticDataset(classes: syntheticClasses, images: syntheticImages, resolution: resolution, seed: seed)
+            let val = try SyntheticDataset(classes: syntheticClasses, images: max(syntheticImages / 5, syntheticClasses), resolution: resolution, seed: seed &+ 1)
+            return (train, val, syntheticClasses)
+        case .cifar10, .cifar100:
+            let classes = set == .cifar10 ? 10 : 100
+            return (try CIFARDataset(root: data!, classes: classes, train: true), try CIFARDataset(root: data!, classes: classes, train: false), classes)
+        case .imageNet, .imageFolder:
+            let normalization: Normalization = resolution <= 64 ? .cifar : .imageNet
+            let (train, val) = try ImageFolderDataset.splits(root: data!, resolution: resolution, normalization: normalization)
+            guard train.classNames == val.classNames else {
+                throw ValidationError("\(data!): train/ and validation folders have different classes")
+            }
+            return (train, val, train.classNames.count)
+        }
+    }
+
+    private func train() throws {
+        try FileManager.default.createDirectory(atPath: saveDir, withIntermediateDirectories: true)
+        let config = self.config
+        let (trainSet, valSet, classes) = try datasets()
+        let model = try arch.build(classes: classes, sparsity: try config.sparsity(), seed: seed)
+        let prefix = "\(RunLog(path: nil).stamp().prefix(10))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        let log = RunLog(path: "\(saveDir)/\(arch.rawValue).\(prefix).log")
+        log.line("maxq train \(CommandLine.arguments.dropFirst().joined(separator: " "))")
+        log.line("\(arch.rawValue): \(model.parameters.map { $0.value.count }.reduce(0, +)) parameters, \(model.units.filter { $0.1.mask != nil }.count) N:M layers (\(config.convBNType) \(config.n):\(config.m)), \(classes) classes, \(trainSet.count) training and \(valSet.count) validation images")
+        for name in model.denseUnits { log.line("note: \(name) stays dense: its input channels are not a multiple of M = \(config.m)") }
+        let valBatch = set == .imageNet ? max(1, batchSize / 4) : batchSize
+        let trainer = Trainer(
+            config: config, model: model,
+            train: evaluate ? nil : DataLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, seed: seed, workers: workers),
+            validation: DataLoader(dataset: valSet, batchSize: valBatch, shuffle: false, seed: seed, workers: workers),
+            classes: classes, log: log, prefix: prefix)
+        if let pretrained {
+            let report = try model.load(try CheckpointFile.readStateDict(path: pretrained))
+            log.line("=> loaded \(pretrained); missing keys: \(report.missing.isEmpty ? "none" : report.missing.joined(separator: ", ")); unexpected keys: \(report.unexpected.isEmpty ? "none" : report.unexpected.joined(separator: ", "))")
+        }
+        if let resume { try trainer.resume(from: resume) }
+        if evaluate {
+            try trainer.evaluate()
+            return
+        }
+        let (last, best) = try trainer.run()
+        log.line(String(format: "done: last top-1 %.2f%%, best top-1 %.2f%%; checkpoints, metrics.csv and curves.svg in %@", last, best, saveDir))
+    }
+}
