@@ -53,15 +53,16 @@ public final class Trainer {
     var checkpointPath: String { "\(config.saveDir)/checkpoint.\(config.arch).\(prefix).safetensors" }
     var bestPath: String { "\(config.saveDir)/best.\(config.arch).\(prefix).safetensors" }
 
-    /// Trains from `startEpoch` to `epochs`; returns (last top-1, best top-1).
+    /// Trains from `startEpoch` to `epochs` (or only up to epoch `until`, exclusive, as if
+    /// stopped there); returns (last top-1, best top-1).
     @discardableResult
-    public func run() throws -> (last: Double, best: Double) {
+    public func run(until: Int? = nil) throws -> (last: Double, best: Double) {
         signal(SIGINT) { _ in interruptRequested = 1 }
         defer { signal(SIGINT, SIG_DFL) }
         let sparsity = try config.sparsity()
         var last = 0.0
         var epochSeconds: [Double] = []
-        for epoch in startEpoch..<config.epochs {
+        for epoch in startEpoch..<min(config.epochs, until ?? config.epochs) {
             let started = Date()
             let need = (epochSeconds.reduce(0, +) / Double(max(epochSeconds.count, 1))) * Double(config.epochs - epoch)
             log.line(String(format: " [%@] :: %3d/%3d ----- [%@] [Need: %@]", config.arch, epoch, config.epochs, log.stamp(), RunLog.duration(need)))

@@ -1,0 +1,84 @@
+// Training runs end to end on the built-in dataset: exact resume, a non-finite loss stopping
+// the run with the last checkpoint kept, the learning-rate schedules, the files a run leaves.
+import Foundation
+import MaxQData
+import MaxQFormats
+import MaxQModels
+import MaxQTensor
+import MaxQTraining
+import Testing
+
+func config(_ saveDir: String, epochs: Int = 3, type: String = "SoftMaxQConv2DBN") -> TrainingConfig {
+    TrainingConfig(
+        data: "", set: "Synthetic", arch: "c_resnet18", saveDir: saveDir, workers: 2, epochs: epochs, startEpoch: 0, batchSize: 16,
+        lr: 0.05, momentum: 0.9, weightDecay: 1e-4, nesterov: true, noBNDecay: true, lrSchedule: "cos", lrAdjust: 30,
+        warmupLength: 1, labelSmoothing: 0.1, convBNType: type, n: 2, m: 4, decay: 2e-4, decayType: "v1", tau: 0.01,
+        increaseStart: 0, increaseEnd: 2, pruneSchedule: "linear", seed: 7, printFreq: 100, saveFormat: "safetensors",
+        syntheticClasses: 4, syntheticImages: 32)
+}
+
+func trainer(_ c: TrainingConfig, prefix: String, train: (any Dataset)? = nil) throws -> Trainer {
+    let trainSet = try train ?? SyntheticDataset(classes: 4, images: 32, resolution: 32, seed: 7)
+    let valSet = try SyntheticDataset(classes: 4, images: 8, resolution: 32, seed: 8)
+    let model = try Architecture.cResnet18.build(classes: 4, sparsity: try c.sparsity(), seed: c.seed)
+    return Trainer(
+        config: c, model: model, train: DataLoader(dataset: trainSet, batchSize: c.batchSize, shuffle: true, seed: c.seed, workers: 2),
+        validation: DataLoader(dataset: valSet, batchSize: c.batchSize, shuffle: false, seed: c.seed, workers: 2), classes: 4,
+        log: RunLog(path: "\(c.saveDir)/\(prefix).log"), prefix: prefix)
+}
+
+/// A dataset whose images are NaN: the loss cannot be finite.
+struct PoisonedDataset: Dataset {
+    var count: Int { 8 }
+    var classNames: [String] { ["a", "b"] }
+    var sampleShape: [Int] { [3, 32, 32] }
+    func label(_ index: Int) -> Int { index % 2 }
+    func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError) {
+        destination.initialize(repeating: .nan, count: 3 * 32 * 32)
+    }
+}
+
+@Suite(.serialized) struct TrainerTests {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("maxq-train-\(UUID().uuidString)").path
+
+    init() throws { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+
+    @Test func resumingAfterAnEpochGivesBitIdenticalWeights() throws {
+        try FileManager.default.createDirectory(atPath: "\(directory)/whole", withIntermediateDirectories: true)
+        try trainer(config("\(directory)/whole"), prefix: "whole").run()
+        try FileManager.default.createDirectory(atPath: "\(directory)/parts", withIntermediateDirectories: true)
+        try trainer(config("\(directory)/parts"), prefix: "first").run(until: 1)
+        let second = try trainer(config("\(directory)/parts"), prefix: "second")
+        try second.resume(from: "\(directory)/parts/checkpoint.c_resnet18.first.safetensors")
+        try second.run()
+        let a = try SafetensorsFile.read(path: "\(directory)/whole/checkpoint.c_resnet18.whole.safetensors")
+        let b = try SafetensorsFile.read(path: "\(directory)/parts/checkpoint.c_resnet18.second.safetensors")
+        #expect(a.tensors.map(\.name) == b.tensors.map(\.name))
+        #expect(a.tensors.contains { $0.name.hasPrefix("optimizer.") } && a.tensors.contains { $0.name.hasSuffix(".mask") })
+        for (name, tensor) in a.tensors { #expect(tensor.scalars == b[name]?.scalars, "\(name) differs") }
+        for file in ["metrics.csv", "curves.svg", "results.csv"] {
+            #expect(FileManager.default.fileExists(atPath: "\(directory)/whole/\(file)"), "\(file)")
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    @Test func aNonFiniteLossStopsTheRunNamingEpochAndIteration() throws {
+        let saveDir = "\(directory)/nan"
+        try FileManager.default.createDirectory(atPath: saveDir, withIntermediateDirectories: true)
+        let run = try trainer(config(saveDir, type: "DenseConv2dBN"), prefix: "nan", train: PoisonedDataset())
+        #expect(throws: TrainingError.self) { try run.run() }
+        do { try run.run() } catch { #expect("\(error)".contains("epoch 0, iteration 0")) }
+        #expect(!FileManager.default.fileExists(atPath: "\(saveDir)/checkpoint.c_resnet18.nan.safetensors"))
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    @Test func learningRateSchedulesFollowTheReference() {
+        var c = config(directory, epochs: 10)
+        c.warmupLength = 2
+        #expect(abs(c.learningRate(epoch: 0) - 0.025) < 1e-12 && abs(c.learningRate(epoch: 1) - 0.05) < 1e-12)
+        #expect(abs(c.learningRate(epoch: 2) - 0.05) < 1e-12 && abs(c.learningRate(epoch: 6) - 0.025) < 1e-12)
+        c.lrSchedule = "step"
+        c.lrAdjust = 3
+        #expect(abs(c.learningRate(epoch: 2) - 0.05) < 1e-12 && abs(c.learningRate(epoch: 3) - 0.005) < 1e-12)
+    }
+}
