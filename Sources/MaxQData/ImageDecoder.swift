@@ -16,6 +16,16 @@ public struct RGBImage: Sendable {
         self.height = height
         self.pixels = pixels
     }
+
+    /// The pixels as R, G and B planes (CHW bytes).
+    public var planes: [UInt8] {
+        let plane = width * height
+        var out = [UInt8](repeating: 0, count: 3 * plane)
+        for i in 0..<plane {
+            for c in 0..<3 { out[c * plane + i] = pixels[3 * i + c] }
+        }
+        return out
+    }
 }
 
 public enum ImageError: Error, Equatable, CustomStringConvertible {

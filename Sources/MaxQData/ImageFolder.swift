@@ -51,19 +51,21 @@ public struct ImageFolderDataset: Dataset {
     public func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError) {
         let image: RGBImage
         do { image = try ImageDecoder.decode(path: files[index].path) } catch { throw .corrupt(path: files[index].path, reason: "\(error)") }
-        switch split {
-        case .train:
-            TrainTransform.apply(
-                image, size: resolution, lighting: resolution > 64, normalization: normalization, generator: &generator, into: destination)
-        case .validation:
-            // Small resolutions (CIFAR as JPEG folders) are used as they are, as the reference does.
-            if resolution > 64 {
+        if resolution > 64 {
+            switch split {
+            case .train:
+                TrainTransform.apply(image, size: resolution, normalization: normalization, generator: &generator, into: destination)
+            case .validation:
                 ValidationTransform.apply(image, resize: resolution * 256 / 224, crop: resolution, normalization: normalization, into: destination)
-            } else {
-                let fitted = image.width == resolution && image.height == resolution
-                    ? image : image.resizedCrop(x: 0, y: 0, width: image.width, height: image.height, outputWidth: resolution, outputHeight: resolution)
-                normalization.write(fitted, to: destination)
             }
+            return
+        }
+        // Small images (CIFAR as JPEG folders): CIFAR's transforms, after a resize if needed.
+        let fitted = image.width == resolution && image.height == resolution
+            ? image : image.resizedCrop(x: 0, y: 0, width: image.width, height: image.height, outputWidth: resolution, outputHeight: resolution)
+        fitted.planes.withUnsafeBufferPointer { planes in
+            CIFARTransform.apply(
+                planes: planes.baseAddress!, size: resolution, train: split == .train, generator: &generator, into: destination)
         }
     }
 
