@@ -306,12 +306,77 @@ def formula(name, shape):
     return torch.tensor(values, dtype=torch.float64).float().reshape(shape)
 
 
+class Unit(torch.nn.Module):
+    """The reference's dense conv-bn unit: `conv` (no bias, padding k/2) then `scale`."""
+    def __init__(self, i, o, k, s=1):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(i, o, k, s, k // 2, bias=False)
+        self.scale = torch.nn.BatchNorm2d(o)
+
+    def forward(self, x):
+        return self.scale(self.conv(x))
+
+
+class CifarBasicBlock(torch.nn.Module):
+    def __init__(self, i, planes, s):
+        super().__init__()
+        self.convbn1, self.convbn2 = Unit(i, planes, 3, s), Unit(planes, planes, 3)
+        self.shortcut = torch.nn.Sequential(Unit(i, planes, 1, s)) if s != 1 or i != planes else torch.nn.Sequential()
+
+    def forward(self, x):
+        return F.relu(self.convbn2(F.relu(self.convbn1(x))) + self.shortcut(x))
+
+
+class CifarResNet18(torch.nn.Module):
+    """MODELS.md's c_resnet18, written out in PyTorch with the reference's names."""
+    def __init__(self, classes):
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(64)
+        i = 64
+        for s, planes in enumerate([64, 128, 256, 512]):
+            blocks = []
+            for j in range(2):
+                blocks.append(CifarBasicBlock(i, planes, 2 if j == 0 and s > 0 else 1))
+                i = planes
+            setattr(self, f"layer{s + 1}", torch.nn.Sequential(*blocks))
+        self.fc = torch.nn.Conv2d(512, classes, 1)
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.layer4(self.layer3(self.layer2(self.layer1(h))))
+        return self.fc(F.adaptive_avg_pool2d(h, 1)).flatten(1)
+
+
+class MobileNetV1(torch.nn.Module):
+    """MODELS.md's mobilenet_v1 with the reference's names."""
+    def __init__(self, classes):
+        super().__init__()
+        self.conv1 = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, 2, 1, bias=False), torch.nn.BatchNorm2d(32), torch.nn.ReLU())
+        table = [64, (128, 2), 128, (256, 2), 256, (512, 2), 512, 512, 512, 512, 512, (1024, 2), 1024]
+        layers, i = [], 32
+        for entry in table:
+            o, s = entry if isinstance(entry, tuple) else (entry, 1)
+            layers.append(torch.nn.Sequential(torch.nn.Conv2d(i, i, 3, s, 1, groups=i, bias=False), torch.nn.BatchNorm2d(i),
+                                              torch.nn.ReLU(), Unit(i, o, 1), torch.nn.ReLU()))
+            i = o
+        self.features = torch.nn.Sequential(*layers)
+        self.fc = torch.nn.Linear(1024, classes)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.features(self.conv1(x)), 1).flatten(1))
+
+
 def model_fixtures():
-    """Whole-model checks: torchvision models filled with `formula` weights, their logits in
-    evaluation mode on a formula input, and their state-dict names and shapes."""
+    """Whole-model checks: torchvision models (and the reference's own c_resnet18 and
+    mobilenet_v1, written out above) filled with `formula` weights, their logits in evaluation
+    mode on a formula input, and their state-dict names and shapes."""
     import torchvision
-    for arch in ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"]:
-        model = torchvision.models.__dict__[arch](num_classes=10).eval()
+    builders = {name: (lambda n=name: torchvision.models.__dict__[n](num_classes=10))
+                for name in ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"]}
+    builders["c_resnet18"] = lambda: CifarResNet18(10)
+    builders["mobilenet_v1"] = lambda: MobileNetV1(10)
+    for arch, build in builders.items():
+        model = build().eval()
         state = model.state_dict()
         model.load_state_dict({k: formula(k, tuple(v.shape)).to(v.dtype) for k, v in state.items()})
         x = formula("input", (2, 3, 64, 64)) * 20

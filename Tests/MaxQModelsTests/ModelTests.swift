@@ -26,7 +26,7 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
 }
 
 @Suite struct ModelTests {
-    @Test(arguments: [Architecture.resnet18, .resnet50, .mobilenetV2, .mobilenetV3Small, .mobilenetV3Large])
+    @Test(arguments: [Architecture.resnet18, .resnet34, .resnet50, .cResnet18, .mobilenetV1, .mobilenetV2, .mobilenetV3Small, .mobilenetV3Large])
     func matchesTorchvisionNamesShapesAndLogits(_ arch: Architecture) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("models/\(arch.rawValue).keys.json")))
         let torchvision = (try JSONSerialization.jsonObject(with: data) as! [[Any]]).map { ($0[0] as! String, $0[1] as! [Int]) }
