@@ -66,27 +66,37 @@ extension RGBImage {
         let tempWidth = columns.count
         var temp = [UInt8](repeating: 0, count: tempWidth * sourceRows.count * 3)
         let bias = Int32(1) << Int32(ResampleAxis.precisionBits - 1)
+        // Raw pointers throughout: array subscripts would check uniqueness on every store.
         pixels.withUnsafeBufferPointer { src in
-            for (ty, sy) in sourceRows.enumerated() {
-                let row = (crop.y + sy) * width * 3
-                for (tx, ox) in columns.enumerated() {
-                    let out = (ty * tempWidth + tx) * 3
-                    guard let h = horizontal else {
-                        for c in 0..<3 { temp[out + c] = src[row + (crop.x + ox) * 3 + c] }
-                        continue
+            temp.withUnsafeMutableBufferPointer { tmp in
+                guard let h = horizontal else {
+                    for (ty, sy) in sourceRows.enumerated() {
+                        let row = (crop.y + sy) * width * 3
+                        for (tx, ox) in columns.enumerated() {
+                            for c in 0..<3 { tmp[(ty * tempWidth + tx) * 3 + c] = src[row + (crop.x + ox) * 3 + c] }
+                        }
                     }
-                    var s0 = bias, s1 = bias, s2 = bias
-                    let base = ox * h.width
-                    for i in 0..<h.count[ox] {
-                        let p = row + (crop.x + h.first[ox] + i) * 3
-                        let w = h.weights[base + i]
-                        s0 &+= Int32(src[p]) &* w
-                        s1 &+= Int32(src[p + 1]) &* w
-                        s2 &+= Int32(src[p + 2]) &* w
+                    return
+                }
+                h.weights.withUnsafeBufferPointer { weights in
+                    for (ty, sy) in sourceRows.enumerated() {
+                        let row = src.baseAddress! + (crop.y + sy) * width * 3 + crop.x * 3
+                        for (tx, ox) in columns.enumerated() {
+                            var s0 = bias, s1 = bias, s2 = bias
+                            let k = weights.baseAddress! + ox * h.width
+                            let p = row + h.first[ox] * 3
+                            for i in 0..<h.count[ox] {
+                                let w = k[i]
+                                s0 &+= Int32(p[3 * i]) &* w
+                                s1 &+= Int32(p[3 * i + 1]) &* w
+                                s2 &+= Int32(p[3 * i + 2]) &* w
+                            }
+                            let out = (ty * tempWidth + tx) * 3
+                            tmp[out] = ResampleAxis.clip8(s0)
+                            tmp[out + 1] = ResampleAxis.clip8(s1)
+                            tmp[out + 2] = ResampleAxis.clip8(s2)
+                        }
                     }
-                    temp[out] = ResampleAxis.clip8(s0)
-                    temp[out + 1] = ResampleAxis.clip8(s1)
-                    temp[out + 2] = ResampleAxis.clip8(s2)
                 }
             }
         }
@@ -94,21 +104,26 @@ extension RGBImage {
             return RGBImage(width: tempWidth, height: rows.count, pixels: temp)
         }
         var result = [UInt8](repeating: 0, count: tempWidth * rows.count * 3)
-        for (ry, oy) in rows.enumerated() {
-            let base = oy * v.width
-            for x in 0..<tempWidth {
-                var s0 = bias, s1 = bias, s2 = bias
-                for i in 0..<v.count[oy] {
-                    let p = ((v.first[oy] + i - sourceRows.lowerBound) * tempWidth + x) * 3
-                    let w = v.weights[base + i]
-                    s0 &+= Int32(temp[p]) &* w
-                    s1 &+= Int32(temp[p + 1]) &* w
-                    s2 &+= Int32(temp[p + 2]) &* w
+        let rowLength = tempWidth * 3
+        temp.withUnsafeBufferPointer { tmp in
+            result.withUnsafeMutableBufferPointer { out in
+                v.weights.withUnsafeBufferPointer { weights in
+                    var sums = [Int32](repeating: 0, count: rowLength)
+                    sums.withUnsafeMutableBufferPointer { acc in
+                        for (ry, oy) in rows.enumerated() {
+                            // Accumulate whole rows (contiguous, vectorisable), then clip.
+                            for j in 0..<rowLength { acc[j] = bias }
+                            let k = weights.baseAddress! + oy * v.width
+                            for i in 0..<v.count[oy] {
+                                let w = k[i]
+                                let source = tmp.baseAddress! + (v.first[oy] + i - sourceRows.lowerBound) * rowLength
+                                for j in 0..<rowLength { acc[j] &+= Int32(source[j]) &* w }
+                            }
+                            let target = out.baseAddress! + ry * rowLength
+                            for j in 0..<rowLength { target[j] = ResampleAxis.clip8(acc[j]) }
+                        }
+                    }
                 }
-                let out = (ry * tempWidth + x) * 3
-                result[out] = ResampleAxis.clip8(s0)
-                result[out + 1] = ResampleAxis.clip8(s1)
-                result[out + 2] = ResampleAxis.clip8(s2)
             }
         }
         return RGBImage(width: tempWidth, height: rows.count, pixels: result)
