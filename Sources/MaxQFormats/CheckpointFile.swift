@@ -4,13 +4,14 @@ import Foundation
 import MaxQTensor
 
 public enum CheckpointFile {
+    /// The model state of a checkpoint (a run checkpoint's `optimizer.*` entries left out).
     public static func readStateDict(path: String) throws -> [(name: String, tensor: Tensor)] {
         guard FileManager.default.fileExists(atPath: path) else {
             throw SafetensorsError.unreadable(path: path, reason: "no such file")
         }
         let isSafetensors = path.hasSuffix(".safetensors")
         let raw = isSafetensors ? try SafetensorsFile.read(path: path).tensors : try TorchCheckpoint.read(path: path).stateDict
-        return raw.map { (stripPrefixes($0.name), $0.tensor) }
+        return raw.filter { !$0.name.hasPrefix("optimizer.") }.map { (stripPrefixes($0.name), $0.tensor) }
     }
 
     static func stripPrefixes(_ name: String) -> String {

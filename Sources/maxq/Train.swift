@@ -123,7 +123,7 @@ struct Train: ParsableCommand {
         let model = try arch.build(classes: classes, sparsity: try config.sparsity(), seed: seed)
         let prefix = "\(RunLog(path: nil).stamp().prefix(10))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
         let log = RunLog(path: "\(saveDir)/\(arch.rawValue).\(prefix).log")
-        log.line("maxq train \(CommandLine.arguments.dropFirst().joined(separator: " "))")
+        log.line("maxq \(CommandLine.arguments.dropFirst().joined(separator: " "))")
         log.line("\(arch.rawValue): \(model.parameters.map { $0.value.count }.reduce(0, +)) parameters, \(model.units.filter { $0.1.mask != nil }.count) N:M layers (\(config.convBNType) \(config.n):\(config.m)), \(classes) classes, \(trainSet.count) training and \(valSet.count) validation images")
         for name in model.denseUnits { log.line("note: \(name) stays dense: its input channels are not a multiple of M = \(config.m)") }
         let valBatch = set == .imageNet ? max(1, batchSize / 4) : batchSize

@@ -57,6 +57,48 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         #expect(!FileManager.default.fileExists(atPath: output))
     }
 
+    @Test func trainAndEvaluateWithTheReferenceFlags() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let run = try maxq([
+            "train", "--set", "Synthetic", "-a", "c_resnet18", "--epochs", "1", "-b", "16", "--synthetic-images", "32",
+            "--synthetic-classes", "4", "--save_dir", temporary.path, "-p", "1", "--nesterov", "True", "--no-bn-decay", "True",
+            "--wd", "5e-4", "--conv-bn-type", "SoftSRSTEConv2dBN", "--N", "1", "--M", "4", "--save-format", "pth", "-j", "2",
+        ])
+        #expect(run.status == 0, "\(run.err)")
+        let lines = run.out.split(separator: "\n")
+        #expect(lines.allSatisfy { $0.range(of: #"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] "#, options: .regularExpression) != nil })
+        #expect(lines.contains { $0.contains("Epoch: [0][0/2]\tTime ") } && lines.contains { $0.contains(" * Prec@1 ") })
+        #expect(lines.contains { $0.hasSuffix("weight num: 36864, zero num: 27648") })
+        let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
+        for expected in ["results.csv", "metrics.csv", "curves.svg"] { #expect(files.contains(expected)) }
+        #expect(files.contains { $0.hasPrefix("c_resnet18.") && $0.hasSuffix(".log") })
+        let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") && $0.hasSuffix(".safetensors") })
+        #expect(files.contains(checkpoint.replacingOccurrences(of: ".safetensors", with: ".pth.tar")))
+        let evaluation = try maxq([
+            "train", "--set", "Synthetic", "-a", "c_resnet18", "-e", "--pretrained", temporary.path + "/" + checkpoint, "-b", "16",
+            "--synthetic-images", "32", "--synthetic-classes", "4", "--save_dir", temporary.path, "--conv-bn-type", "SoftSRSTEConv2dBN",
+            "--N", "1", "--M", "4",
+        ])
+        #expect(evaluation.status == 0, "\(evaluation.err)")
+        #expect(evaluation.out.contains(" * Prec@1 ") && evaluation.out.contains("Error@1"))
+        #expect(evaluation.out.contains("missing keys: none; unexpected keys: none"))
+    }
+
+    @Test(arguments: [
+        (["train", "--epochs", "3"], "dataset folder"),
+        (["train", "/nonexistent", "--set", "ImageFolder", "--epochs", "1"], "/nonexistent"),
+        (["train", "--set", "Synthetic", "--increase-start", "5", "--increase-end", "2"], "increase-end 2"),
+        (["train", "--set", "Synthetic", "-e"], "--pretrained"),
+        (["train", "--set", "Synthetic", "--nesterov", "maybe"], "maybe"),
+    ])
+    func trainRefusesBadInputBeforeWorking(_ arguments: [String], _ expected: String) throws {
+        let run = try maxq(arguments + ["--save_dir", temporary.path])
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        #expect(run.status != 0)
+        #expect(run.err.contains(expected), "\(run.err)")
+    }
+
     @Test func doctorRunsEndToEnd() throws {
         let run = try maxq(["doctor"])
         #expect(run.status == 0, "\(run.err)")
