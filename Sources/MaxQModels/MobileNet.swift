@@ -63,8 +63,7 @@ final class InvertedResidual: Composite {
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         var h = x
         for (i, step) in steps.enumerated() {
-            h = try step.unit(h)
-            if let activation = step.activation { h = h.activation(activation) }
+            h = try step.unit(h, activation: step.activation)
             if let se, se.after == i { h = try se.layer(h) }
         }
         return residual ? try h + x : h
@@ -98,10 +97,7 @@ public final class MobileNet: Model, Composite {
 
     /// A unit plus its activation as one feature step.
     static func step(_ name: String, _ unit: ConvBNUnit, _ activation: Activation?) -> (String, any Layer, (Variable) throws(TensorError) -> Variable) {
-        (name, unit, { (x) throws(TensorError) in
-            let y = try unit(x)
-            return activation.map { y.activation($0) } ?? y
-        })
+        (name, unit, { (x) throws(TensorError) in try unit(x, activation: activation) })
     }
 
     static func block(_ name: String, _ block: InvertedResidual) -> (String, any Layer, (Variable) throws(TensorError) -> Variable) {

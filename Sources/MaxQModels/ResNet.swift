@@ -70,8 +70,7 @@ final class ResidualBlock: Composite {
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         var h = x
         for (k, unit) in convbns.enumerated() {
-            h = try unit(h)
-            if k < convbns.count - 1 { h = h.relu() }
+            h = try unit(h, activation: k < convbns.count - 1 ? .relu : nil)
         }
         return try (h + (shortcut.map { (s) throws(TensorError) in try s(x) } ?? x)).relu()
     }

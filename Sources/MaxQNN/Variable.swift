@@ -86,7 +86,7 @@ final class BackwardNode {
 
 /// Whether operations record backward nodes. Evaluation runs under `withoutGradients`.
 public enum GradientMode {
-    @TaskLocal static var isRecording = true
+    @TaskLocal public static var isRecording = true
 
     /// Runs `body` without recording anything for backward.
     public static func withoutGradients<R>(_ body: () throws -> R) rethrows -> R {

@@ -87,11 +87,37 @@ public final class ConvBNUnit: Layer {
     }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        guard let mask else { return try scale(conv(x)) }
-        if training && !maskIsFresh { recomputeMask() }
-        maskIsFresh = false
-        let weight = try conv.weight.masked(by: mask.value, straightThrough: config.type.isStraightThrough)
-        return try scale(x.conv2d(weight, conv.geometry))
+        try callAsFunction(x, activation: nil)
+    }
+
+    /// `activation(scale(conv(x)))`. In evaluation without gradients the batch norm is folded
+    /// into the convolution and the activation fused: one pass over the output, not three.
+    public func callAsFunction(_ x: Variable, activation: Activation?) throws(TensorError) -> Variable {
+        if !training && !GradientMode.isRecording { return try folded(x, activation: activation) }
+        let y: Variable
+        if let mask {
+            if training && !maskIsFresh { recomputeMask() }
+            maskIsFresh = false
+            let weight = try conv.weight.masked(by: mask.value, straightThrough: config.type.isStraightThrough)
+            y = try scale(x.conv2d(weight, conv.geometry))
+        } else {
+            y = try scale(conv(x))
+        }
+        return activation.map { y.activation($0) } ?? y
+    }
+
+    /// W' = W * mask * gamma / sqrt(var + eps) per output channel, b' = beta - mean * that factor.
+    private func folded(_ x: Variable, activation: Activation?) throws(TensorError) -> Variable {
+        let backend = x.value.backend
+        let channels = conv.weight.shape[0]
+        var factor = Tensor(zeros: [channels, 1, 1, 1]), bias = Tensor(zeros: [channels])
+        for c in 0..<channels {
+            factor[flat: c] = scale.weight.value[flat: c] / (scale.runningVar.value[flat: c] + scale.eps).squareRoot()
+            bias[flat: c] = scale.bias.value[flat: c] - scale.runningMean.value[flat: c] * factor[flat: c]
+        }
+        let weight = try mask.map { (m) throws(TensorError) in try backend.multiply(conv.weight.value, m.value) } ?? conv.weight.value
+        let y = try backend.conv2dInference(x.value, try backend.multiply(weight, factor), bias: bias, conv.geometry, activation: activation)
+        return Variable(y)
     }
 
     /// SR-STE decay (`--decay-type v1`): grad += lambda * (1 - clamp(mask, 0, 1)) * W, after

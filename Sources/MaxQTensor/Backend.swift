@@ -32,6 +32,9 @@ public protocol Backend: Sendable {
 
     /// x (N, C, H, W), w (O, C/groups, k, k) -> (N, O, H', W'); no bias.
     func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
+    /// Inference only: convolution plus a per-output-channel bias and an optional activation,
+    /// fused where the library can (a folded conv-bn unit in evaluation).
+    func conv2dInference(_ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?) throws(TensorError) -> Tensor
     func conv2dBackwardInput(_ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
     func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
 

@@ -8,6 +8,8 @@ struct ConvolutionKey: Hashable {
     var input: [Int]  // (N, C, H, W)
     var weight: [Int]  // (O, C/groups, k, k)
     var geometry: Conv2dGeometry
+    /// Inference with a bias and this activation fused in (oneDNN post-op); no backward.
+    var inference: InferenceEpilogue?
 
     var output: [Int] {
         let k = weight[2]
@@ -27,6 +29,7 @@ final class ConvolutionPlan: @unchecked Sendable {
     private let forwardPD: dnnl_primitive_desc_t
     private let forward: dnnl_primitive_t
     private let source, weights, destination: LayoutBridge
+    private let bias: dnnl_memory_desc_t?
     private var backward: Backward?
     private let backwardLock = NSLock()
 
@@ -46,18 +49,23 @@ final class ConvolutionPlan: @unchecked Sendable {
         var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any)
         var dst = try DNNL.memoryDesc(key.output, dnnl_format_tag_any)
         var desc = dnnl_convolution_desc_t()
+        var biasMD = key.inference == nil ? nil : try DNNL.memoryDesc([key.weight[0]], dnnl_a)
         try Self.withGeometry(key.geometry) { (s, p) throws(TensorError) in
-            try DNNL.check(
-                dnnl_convolution_forward_desc_init(
-                    &desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, nil, &dst, s, p, p), op)
+            let status = biasMD == nil
+                ? dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, nil, &dst, s, p, p)
+                : dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, &biasMD!, &dst, s, p, p)
+            try DNNL.check(status, op)
         }
+        let attributes = try key.inference?.attributes(op)
+        defer { if let attributes { dnnl_primitive_attr_destroy(attributes) } }
         var pd: dnnl_primitive_desc_t?
-        try DNNL.check(dnnl_primitive_desc_create(&pd, &desc, nil, DNNL.shared.engine, nil), op)
+        try DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attributes, DNNL.shared.engine, nil), op)
         forwardPD = pd!
         forward = try DNNL.makePrimitive(forwardPD, op)
         source = try LayoutBridge(plain: plain.src, wanted: DNNL.queryMD(forwardPD, dnnl_query_src_md), op)
         weights = try LayoutBridge(plain: plain.wei, wanted: DNNL.queryMD(forwardPD, dnnl_query_weights_md), op)
         destination = try LayoutBridge(plain: plain.dst, wanted: DNNL.queryMD(forwardPD, dnnl_query_dst_md), op)
+        bias = biasMD  // given in the plain layout `a`, which oneDNN keeps for biases
     }
 
     private static func plainDescs(_ key: ConvolutionKey) throws(TensorError) -> (
@@ -122,9 +130,12 @@ final class ConvolutionPlan: @unchecked Sendable {
         return made
     }
 
-    func runForward(_ x: Tensor, _ w: Tensor) throws(TensorError) -> Tensor {
+    func runForward(_ x: Tensor, _ w: Tensor, bias b: Tensor? = nil) throws(TensorError) -> Tensor {
         let y = Tensor(uninitializedShape: key.output)
-        try run(forward, "conv2d", [(DNNL_ARG_SRC, source, x), (DNNL_ARG_WEIGHTS, weights, w)], (DNNL_ARG_DST, destination, y))
+        var extra: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)] = []
+        if let b, let bias { extra.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(mutating: b.pointer), bias)) }
+        try run(
+            forward, "conv2d", [(DNNL_ARG_SRC, source, x), (DNNL_ARG_WEIGHTS, weights, w)], (DNNL_ARG_DST, destination, y), extra: extra)
         return y
     }
 
@@ -149,7 +160,7 @@ final class ConvolutionPlan: @unchecked Sendable {
     /// Stages each input in the primitive's layout, runs it, and drains the output into `output`'s tensor.
     private func run(
         _ primitive: dnnl_primitive_t, _ name: String, _ inputs: [(Int32, LayoutBridge, Tensor)],
-        _ output: (Int32, LayoutBridge, Tensor)
+        _ output: (Int32, LayoutBridge, Tensor), extra: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)] = []
     ) throws(TensorError) {
         let op = "\(name) \(key.input) * \(key.weight)"
         var staged: [StagedBuffer] = []
@@ -157,7 +168,7 @@ final class ConvolutionPlan: @unchecked Sendable {
         let out = output.1.stagedOutput(output.2.mutablePointer)
         var args = zip(inputs, staged).map { ($0.0.0, $0.1.pointer, $0.0.1.wanted) }
         args.append((output.0, out.pointer, output.1.wanted))
-        try DNNL.shared.execute(primitive, args, op)
+        try DNNL.shared.execute(primitive, args + extra, op)
         try output.1.drain(out, into: output.2.mutablePointer, op)
     }
 
@@ -174,7 +185,9 @@ final class ConvolutionPlan: @unchecked Sendable {
 
 extension CPUBackend {
     /// Validates shapes and returns the plan's key; every error names both shapes.
-    static func convolutionKey(_ input: [Int], _ weight: [Int], _ g: Conv2dGeometry) throws(TensorError) -> ConvolutionKey {
+    static func convolutionKey(
+        _ input: [Int], _ weight: [Int], _ g: Conv2dGeometry, inference: InferenceEpilogue? = nil
+    ) throws(TensorError) -> ConvolutionKey {
         guard input.count == 4 else { throw .invalidShape(op: "conv2d", shape: input, reason: "input must be (N, C, H, W)") }
         guard weight.count == 4, weight[2] > 0, weight[3] > 0 else {
             throw .invalidShape(op: "conv2d", shape: weight, reason: "weight must be (O, C/groups, kh, kw)")
@@ -185,7 +198,7 @@ extension CPUBackend {
         guard input[1] == weight[1] * g.groups, weight[0] % g.groups == 0 else {
             throw .shapeMismatch(op: "conv2d (groups \(g.groups))", input, weight)
         }
-        let key = ConvolutionKey(input: input, weight: weight, geometry: g)
+        let key = ConvolutionKey(input: input, weight: weight, geometry: g, inference: inference)
         guard key.output[2] > 0, key.output[3] > 0 else {
             throw .shapeMismatch(op: "conv2d: kernel larger than padded input", input, weight)
         }
@@ -195,6 +208,18 @@ extension CPUBackend {
     public func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor {
         let key = try Self.convolutionKey(x.shape, w.shape, geometry)
         return try convolutionPlan(key).runForward(x, w)
+    }
+
+    public func conv2dInference(
+        _ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?
+    ) throws(TensorError) -> Tensor {
+        let fused = activation.flatMap(InferenceEpilogue.init(fusing:))
+        let key = try Self.convolutionKey(x.shape, w.shape, geometry, inference: fused ?? InferenceEpilogue(activation: nil))
+        guard bias.shape == [w.shape[0]] else { throw .shapeMismatch(op: "conv2d bias", w.shape, bias.shape) }
+        let y = try convolutionPlan(key).runForward(x, w, bias: bias)
+        // Activations oneDNN cannot fuse here run as a separate pass.
+        guard let activation, fused == nil else { return y }
+        return self.activation(activation, y)
     }
 
     public func conv2dBackwardInput(
@@ -211,5 +236,32 @@ extension CPUBackend {
         let key = try Self.convolutionKey(x.shape, weightShape, geometry)
         guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
         return try convolutionPlan(key).runBackwardWeight(dy, x)
+    }
+}
+
+/// What an inference convolution applies after the bias: nothing, ReLU or ReLU6 (oneDNN's
+/// `relu` and `clip(0, 6)` post-ops).
+struct InferenceEpilogue: Hashable {
+    var activation: Activation?
+
+    init(activation: Activation?) { self.activation = activation }
+
+    /// Nil when the activation has no fused form.
+    init?(fusing activation: Activation) {
+        guard activation == .relu || activation == .relu6 else { return nil }
+        self.activation = activation
+    }
+
+    func attributes(_ op: String) throws(TensorError) -> dnnl_primitive_attr_t? {
+        guard let activation else { return nil }
+        var postOps: dnnl_post_ops_t?
+        var attributes: dnnl_primitive_attr_t?
+        try DNNL.check(dnnl_post_ops_create(&postOps), op)
+        defer { dnnl_post_ops_destroy(postOps) }
+        let (kind, alpha, beta): (dnnl_alg_kind_t, Float, Float) = activation == .relu ? (dnnl_eltwise_relu, 0, 0) : (dnnl_eltwise_clip, 0, 6)
+        try DNNL.check(dnnl_post_ops_append_eltwise(postOps, 1, kind, alpha, beta), op)
+        try DNNL.check(dnnl_primitive_attr_create(&attributes), op)
+        try DNNL.check(dnnl_primitive_attr_set_post_ops(attributes, postOps), op)
+        return attributes
     }
 }

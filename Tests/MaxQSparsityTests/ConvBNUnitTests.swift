@@ -39,6 +39,22 @@ func unit(_ type: ConvBNType, inputs: Int = 8, n: Int = 2, m: Int = 4, seed: UIn
         #expect(toleranceFailure(u.conv.weight.grad!, expected) == nil, "\(type)")
     }
 
+    @Test(arguments: [Activation.relu, .relu6, .hardswish])
+    func foldedEvaluationMatchesTheUnfoldedUnit(_ activation: Activation) throws {
+        for type in [ConvBNType.dense, .softMaxQ] {
+            let u = try unit(type)
+            var generator = RandomGenerator(seed: 12)
+            let x = Variable(Tensor(normal: [2, 8, 6, 6], generator: &generator))
+            _ = try u(x)  // training step: batch statistics move the running estimates, the mask is set
+            u.scale.weight.value = Tensor(uniform: [4], low: 0.5, high: 1.5, generator: &generator)
+            u.scale.bias.value = Tensor(normal: [4], generator: &generator)
+            u.setTraining(false)
+            let folded = try GradientMode.withoutGradients { try u(x, activation: activation) }
+            let unfolded = try u(x, activation: activation)  // recording gradients: the plain path
+            #expect(toleranceFailure(folded.value, unfolded.value, rtol: 1e-4, atol: 1e-5) == nil, "\(type) \(activation)")
+        }
+    }
+
     @Test func srsteDecayTouchesOnlyPrunedWeights() throws {
         let u = try unit(.softSRSTE)
         _ = try u(Variable(Tensor(shape: [1, 8, 4, 4], repeating: 1)))
