@@ -13,69 +13,18 @@ extension CPUBackend {
         let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], oh, ow])
         var argmax = [Int32](repeating: 0, count: y.count)
         let (xp, yp) = (x.pointer, y.mutablePointer)
-        if kernel == 3, stride == 2, padding == 1 {
-            return (y, maxPool3x3Stride2(xp, yp, planes: planes, h: h, w: w, oh: oh, ow: ow))
-        }
-        // Separable: the maximum of each row's window (first of equals), then of the window's
-        // rows (first of equals): the first maximum in row-major window order, as PyTorch.
         argmax.withUnsafeMutableBufferPointer { idx in
             let ip = idx.baseAddress!
             parallelRanges(planes) { range in
-                var rowMax = [Float](repeating: 0, count: h * ow)
-                var rowArg = [Int32](repeating: 0, count: h * ow)
                 for p in range {
                     let input = xp + p * h * w
-                    for iy in 0..<h {
-                        for ox in 0..<ow {
-                            let x0 = max(ox * stride - padding, 0), x1 = min(ox * stride - padding + kernel, w)
-                            var best = input[iy * w + x0], bestIndex = Int32(iy * w + x0)
-                            for ix in (x0 + 1)..<max(x1, x0 + 1) {
-                                let v = input[iy * w + ix]
-                                let better = v > best
-                                best = better ? v : best
-                                bestIndex = better ? Int32(iy * w + ix) : bestIndex
-                            }
-                            rowMax[iy * ow + ox] = best
-                            rowArg[iy * ow + ox] = bestIndex
-                        }
-                    }
                     for oy in 0..<oh {
                         let y0 = max(oy * stride - padding, 0), y1 = min(oy * stride - padding + kernel, h)
                         let out = (p * oh + oy) * ow
                         for ox in 0..<ow {
-                            var best = rowMax[y0 * ow + ox], bestIndex = rowArg[y0 * ow + ox]
-                            for iy in (y0 + 1)..<max(y1, y0 + 1) {
-                                let v = rowMax[iy * ow + ox]
-                                let better = v > best
-                                best = better ? v : best
-                                bestIndex = better ? rowArg[iy * ow + ox] : bestIndex
-                            }
-                            yp[out + ox] = best
-                            ip[out + ox] = bestIndex
-                        }
-                    }
-                }
-            }
-        }
-        return (y, argmax)
-    }
-
-    /// The ResNet stem's pool, written out: 3x3 windows, stride 2, padding 1.
-    private func maxPool3x3Stride2(
-        _ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, planes: Int, h: Int, w: Int, oh: Int, ow: Int
-    ) -> [Int32] {
-        var argmax = [Int32](repeating: 0, count: planes * oh * ow)
-        argmax.withUnsafeMutableBufferPointer { idx in
-            let ip = idx.baseAddress!
-            parallelRanges(planes) { range in
-                for p in range {
-                    let input = xp + p * h * w
-                    for oy in 0..<oh {
-                        let y0 = max(2 * oy - 1, 0), y1 = min(2 * oy + 2, h)
-                        let out = (p * oh + oy) * ow
-                        for ox in 0..<ow {
-                            let x0 = max(2 * ox - 1, 0), x1 = min(2 * ox + 2, w)
-                            var best = -Float.infinity, bestIndex: Int32 = 0
+                            let x0 = max(ox * stride - padding, 0), x1 = min(ox * stride - padding + kernel, w)
+                            // The first maximum in row-major window order, as PyTorch; selects, not branches.
+                            var best = -Float.infinity, bestIndex = Int32(y0 * w + x0)
                             for iy in y0..<y1 {
                                 for ix in x0..<x1 {
                                     let v = input[iy * w + ix]
@@ -91,7 +40,7 @@ extension CPUBackend {
                 }
             }
         }
-        return argmax
+        return (y, argmax)
     }
 
     public func maxPool2dBackward(_ dy: Tensor, argmax: [Int32], inputShape: [Int]) -> Tensor {

@@ -88,6 +88,8 @@ func distinctInput(_ shape: [Int], seed: UInt64) -> Tensor {
 
     @Test func maxPool() throws {
         try gradientCheck([distinctInput([2, 2, 7, 7], seed: 11)]) { try $0[0].maxPool2d() }
+        try gradientCheck([distinctInput([1, 2, 6, 6], seed: 12)]) { try $0[0].maxPool2d(kernel: 2, stride: 2, padding: 0) }
+        try gradientCheck([distinctInput([1, 2, 7, 7], seed: 13)]) { try $0[0].maxPool2d(kernel: 3, stride: 1, padding: 1) }
     }
 
     @Test func globalAveragePool() throws {
