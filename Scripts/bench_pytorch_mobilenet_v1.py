@@ -4,8 +4,10 @@ torchvision models (training step with SGD and label smoothing, then no-grad eva
 
     python3 Scripts/bench_pytorch_mobilenet_v1.py
 """
-import importlib.util, statistics, time, torch
-spec=importlib.util.spec_from_file_location('mf','/work/main/Scripts/make_fixtures.py'); m=importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+import importlib.util, os, statistics, time, torch
+spec = importlib.util.spec_from_file_location("mf", os.path.join(os.path.dirname(os.path.abspath(__file__)), "make_fixtures.py"))
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
 torch.set_num_threads(2); torch.manual_seed(0)
 model=m.MobileNetV1(1000); bs=32
 x=torch.randn(bs,3,224,224); y=torch.randint(0,1000,(bs,))
