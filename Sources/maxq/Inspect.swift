@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import MaxQFormats
+import MaxQModels
 import MaxQSparsity
 import MaxQTensor
 
@@ -10,16 +11,35 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Per-layer sparsity report of a checkpoint (.pth, .pth.tar or .safetensors).")
 
     @Argument(help: "Checkpoint.") var checkpoint: String
+    @Option(name: [.customShort("a"), .long], help: "Also check the checkpoint against this architecture's state dict.") var arch: Architecture?
     @Flag(help: "One JSON object for machines instead of the table.") var json = false
 
     func run() throws {
         let state: [(name: String, tensor: Tensor)]
         do { state = try CheckpointFile.readStateDict(path: checkpoint) } catch { fail(error) }
+        if let arch { check(state, against: arch) }
         let rows = InspectRow.rows(state)
         if json {
             printJSON(rows)
         } else {
             printTable(rows)
+        }
+    }
+
+    /// Loads the state into the architecture (classes from its classifier) and reports what
+    /// does not fit; a shape mismatch is an error naming the key.
+    private func check(_ state: [(name: String, tensor: Tensor)], against arch: Architecture) {
+        let classifier = ["fc.weight", "classifier.1.weight", "classifier.3.weight"]
+        guard let classes = state.first(where: { classifier.contains($0.name) })?.tensor.shape.first else {
+            fail("\(checkpoint): no classifier weight (\(classifier.joined(separator: ", "))) to take the class count from")
+        }
+        do {
+            let model = try arch.build(classes: classes, sparsity: .dense)
+            let report = try model.load(state.filter { !$0.name.hasSuffix(".mask") })
+            let note = { (what: String, keys: [String]) in keys.isEmpty ? "no \(what) keys" : "\(keys.count) \(what) keys (\(keys.prefix(5).joined(separator: ", "))\(keys.count > 5 ? ", ..." : ""))" }
+            FileHandle.standardError.write(Data("\(arch.rawValue) with \(classes) classes: \(note("missing", report.missing)), \(note("unexpected", report.unexpected))\n".utf8))
+        } catch {
+            fail(error)
         }
     }
 
@@ -37,8 +57,8 @@ struct Inspect: ParsableCommand {
         }
         let zeros = rows.map(\.sparsity.zeros).reduce(0, +), total = rows.map(\.sparsity.total).reduce(0, +)
         let nm = rows.filter { $0.sparsity.pattern != nil }
-        print(String(format: "total: %d weights in %d convolution layers, %d zeros (%.2f%%); %d layers with a valid N:M pattern",
-            total, rows.count, zeros, 100 * Double(zeros) / Double(max(total, 1)), nm.count))
+        print(String(format: "total: %d weights in %d convolution layers, %d zeros (%.2f%%); a valid N:M pattern in %d of the %d layers",
+            total, rows.count, zeros, 100 * Double(zeros) / Double(max(total, 1)), nm.count, rows.count))
     }
 
     private func printJSON(_ rows: [InspectRow]) {

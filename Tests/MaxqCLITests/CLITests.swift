@@ -99,6 +99,29 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         #expect(run.err.contains(expected), "\(run.err)")
     }
 
+    @Test func inspectReportsTheNMPatternAndChecksAnArchitecture() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let run = try maxq([
+            "train", "--set", "Synthetic", "-a", "c_resnet18", "--epochs", "1", "-b", "16", "--synthetic-images", "16",
+            "--synthetic-classes", "4", "--save_dir", temporary.path, "--increase-start", "0", "--increase-end", "0",
+        ])
+        #expect(run.status == 0, "\(run.err)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
+        let checkpoint = temporary.path + "/" + (try #require(files.first { $0.hasPrefix("checkpoint.") }))
+        let table = try maxq(["inspect", checkpoint, "-a", "c_resnet18"])
+        #expect(table.status == 0, "\(table.err)")
+        #expect(table.out.contains("layer4.1.convbn2") && table.out.contains("2:4"))
+        #expect(table.out.contains("a valid N:M pattern in 19 of the 21 layers"))
+        #expect(table.err.contains("c_resnet18 with 4 classes: no missing keys, no unexpected keys"))
+        let json = try maxq(["inspect", checkpoint, "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
+        let layers = try #require(object?["layers"] as? [[String: Any]])
+        #expect(layers.filter { $0["n"] as? Int == 2 && $0["m"] as? Int == 4 }.count == 19)
+        let wrong = try maxq(["inspect", checkpoint, "-a", "resnet50"])
+        #expect(wrong.status != 0 && wrong.err.contains("load 'conv1.weight': shapes [64, 3, 7, 7] and [64, 3, 3, 3]"))
+    }
+
     @Test func doctorRunsEndToEnd() throws {
         let run = try maxq(["doctor"])
         #expect(run.status == 0, "\(run.err)")
