@@ -108,14 +108,6 @@ public struct Tensor: @unchecked Sendable {
         result.shape = newShape
         return result
     }
-
-    /// Largest absolute element-wise difference; shapes must match.
-    public func maxAbsDifference(_ other: Tensor) throws(TensorError) -> Float {
-        guard shape == other.shape else { throw .shapeMismatch(op: "compare", shape, other.shape) }
-        var worst: Float = 0
-        for i in 0..<count { worst = max(worst, abs(storage.pointer[i] - other.storage.pointer[i])) }
-        return worst
-    }
 }
 
 extension Tensor: CustomStringConvertible {
