@@ -124,18 +124,22 @@ public final class ConvBNUnit: Layer {
     /// backward and before the optimizer step. Only pruned weights (mask 0) are touched.
     public func applySRSTEDecay(_ lambda: Float) {
         guard let mask, var grad = conv.weight.grad else { return }
-        let w = conv.weight.value
-        grad.withUnsafeMutableBufferPointer { g in
-            for i in g.indices { g[i] += lambda * (1 - min(max(mask.value[flat: i], 0), 1)) * w[flat: i] }
+        conv.weight.grad = nil  // the gradient's storage stays unique: updated in place, not copied
+        conv.weight.value.withUnsafeBufferPointer { w in
+            mask.value.withUnsafeBufferPointer { m in
+                grad.withUnsafeMutableBufferPointer { g in
+                    for i in g.indices { g[i] += lambda * (1 - min(max(m[i], 0), 1)) * w[i] }
+                }
+            }
         }
         conv.weight.grad = grad
     }
 
     /// (zeros, total) of the effective weight W * mask.
     public var zeroCount: (zeros: Int, total: Int) {
-        let w = conv.weight.value
-        let zeros = (0..<w.count).filter { w[flat: $0] * (mask?.value[flat: $0] ?? 1) == 0 }.count
-        return (zeros, w.count)
+        let effective = mask.map { try! conv.weight.value.backend.multiply(conv.weight.value, $0.value) } ?? conv.weight.value
+        let zeros = effective.withUnsafeBufferPointer { $0.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
+        return (zeros, effective.count)
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] {
