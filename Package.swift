@@ -17,8 +17,9 @@ let package = Package(
         // System libraries from Debian packages (Scripts/setup.sh installs them).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
-        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
+        // JPEG regions with libjpeg-turbo's libjpeg API (libjpeg62-turbo-dev; C: errors arrive by longjmp).
+        .target(name: "CJPEG", cSettings: [.unsafeFlags(["-O2", "-march=haswell"])], linkerSettings: [.linkedLibrary("jpeg")]),
         // Parallel loops on libgomp, the OpenMP runtime oneDNN uses (C: Swift cannot call it generically).
         .target(
             name: "CParallel", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("gomp")]),
@@ -31,7 +32,7 @@ let package = Package(
         // Layer 4: the model zoo (ResNets, MobileNets) built from conv-bn units.
         .target(name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity"], swiftSettings: optimized),
         // Layer 5: image decoding, torchvision-equivalent transforms, datasets and loading.
-        .target(name: "MaxQData", dependencies: ["MaxQTensor", "CTurboJPEG", "CPNG"], swiftSettings: optimized),
+        .target(name: "MaxQData", dependencies: ["MaxQTensor", "CJPEG", "CPNG"], swiftSettings: optimized),
         // Layer 6: training and evaluation loops, schedules, logs, checkpoints of runs.
         .target(name: "MaxQTraining", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"], swiftSettings: optimized),
         // I/O formats: safetensors.

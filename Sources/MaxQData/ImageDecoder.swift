@@ -1,8 +1,9 @@
 // Image decoding to 8-bit RGB: JPEG with libjpeg-turbo (accurate integer DCT and fancy
-// upsampling, as Pillow decodes) and PNG with libpng; grayscale, palette, CMYK and alpha
-// images become RGB the way Pillow's `convert("RGB")` makes them.
+// upsampling, as Pillow decodes; only the region a transform reads is turned into pixels) and
+// PNG with libpng; grayscale, palette, CMYK and alpha images become RGB the way Pillow's
+// `convert("RGB")` makes them.
+import CJPEG
 import CPNG
-import CTurboJPEG
 import Foundation
 
 /// 8-bit RGB pixels, row-major, interleaved.
@@ -28,66 +29,117 @@ public struct RGBImage: Sendable {
     }
 }
 
+/// Decoded pixels of part of an image: `image` holds columns x..<x + image.width and rows
+/// y..<y + image.height of the whole.
+public struct PixelRegion: Sendable {
+    public let image: RGBImage
+    public let x: Int
+    public let y: Int
+}
+
 public enum ImageError: Error, Equatable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     case corrupt(path: String, reason: String)
 
     public var description: String {
         switch self {
-        case let .unreadable(path, reason): "\(path): cannot read: \(reason)"
-        case let .corrupt(path, reason): "\(path): not a decodable image: \(reason)"
+        case let .unreadable(path, _), let .corrupt(path, _): "\(path): \(reason)"
+        }
+    }
+
+    /// What went wrong, without the path.
+    public var reason: String {
+        switch self {
+        case let .unreadable(_, reason): "cannot read: \(reason)"
+        case let .corrupt(_, reason): "not a decodable image: \(reason)"
         }
     }
 }
 
-public enum ImageDecoder {
-    public static func decode(path: String) throws(ImageError) -> RGBImage {
+/// An image file read into memory with its size known; pixels are decoded on request.
+public struct EncodedImage: Sendable {
+    public let path: String
+    public let width: Int
+    public let height: Int
+    private let content: Content
+
+    private enum Content: Sendable {
+        case jpeg(Data, channels: Int)
+        case decoded(RGBImage)
+    }
+
+    public init(path: String) throws(ImageError) {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw .unreadable(path: path, reason: (error as NSError).localizedDescription)
         }
-        return try decode(data, path: path)
+        try self.init(data, path: path)
     }
 
-    public static func decode(_ data: Data, path: String) throws(ImageError) -> RGBImage {
-        if data.starts(with: [0xFF, 0xD8]) { return try decodeJPEG(data, path: path) }
-        if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try decodePNG(data, path: path) }
-        throw .corrupt(path: path, reason: "neither JPEG nor PNG")
-    }
-
-    static func decodeJPEG(_ data: Data, path: String) throws(ImageError) -> RGBImage {
-        guard let handle = tjInitDecompress() else { throw .corrupt(path: path, reason: "libjpeg-turbo failed to start") }
-        defer { tjDestroy(handle) }
-        var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
-        let header = data.withUnsafeBytes { raw in
-            tjDecompressHeader3(handle, raw.bindMemory(to: UInt8.self).baseAddress, UInt(data.count), &width, &height, &subsampling, &colorspace)
-        }
-        guard header == 0, width > 0, height > 0 else { throw .corrupt(path: path, reason: String(cString: tjGetErrorStr2(handle))) }
-        let cmyk = colorspace == TJCS_CMYK.rawValue || colorspace == TJCS_YCCK.rawValue
-        let channels = cmyk ? 4 : 3
-        var out = [UInt8](repeating: 0, count: Int(width) * Int(height) * channels)
-        let status = data.withUnsafeBytes { raw in
-            out.withUnsafeMutableBufferPointer { o in
-                tjDecompress2(
-                    handle, raw.bindMemory(to: UInt8.self).baseAddress, UInt(data.count), o.baseAddress, width, 0, height,
-                    cmyk ? TJPF_CMYK.rawValue : TJPF_RGB.rawValue, TJFLAG_ACCURATEDCT)
+    /// Reads the header of a JPEG (pixels come later, by region); decodes a PNG whole.
+    public init(_ data: Data, path: String) throws(ImageError) {
+        self.path = path
+        if data.starts(with: [0xFF, 0xD8]) {
+            var header = mq_jpeg_header()
+            var message = [CChar](repeating: 0, count: 256)
+            let status = data.withUnsafeBytes { raw in
+                mq_jpeg_read_header(raw.bindMemory(to: UInt8.self).baseAddress, data.count, &header, &message, message.count)
             }
+            guard status == 0, header.width > 0, header.height > 0 else { throw .corrupt(path: path, reason: String(cString: message)) }
+            (width, height) = (Int(header.width), Int(header.height))
+            content = .jpeg(data, channels: Int(header.channels))
+        } else if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+            let image = try Self.decodePNG(data, path: path)
+            (width, height) = (image.width, image.height)
+            content = .decoded(image)
+        } else {
+            throw .corrupt(path: path, reason: "neither JPEG nor PNG")
         }
-        // A warning (status -1 with a recoverable error) still yields an image, as in Pillow.
-        if status != 0 && tjGetErrorCode(handle) == TJERR_FATAL.rawValue {
-            throw .corrupt(path: path, reason: String(cString: tjGetErrorStr2(handle)))
-        }
-        guard cmyk else { return RGBImage(width: Int(width), height: Int(height), pixels: out) }
-        // Adobe CMYK JPEGs store inverted values; Pillow's CMYK->RGB is then r = c * k / 255.
-        var rgb = [UInt8](repeating: 0, count: Int(width) * Int(height) * 3)
-        for i in 0..<Int(width) * Int(height) {
-            let k = Int(out[4 * i + 3])
-            for c in 0..<3 { rgb[3 * i + c] = UInt8((Int(out[4 * i + c]) * k + 127) / 255) }
-        }
-        return RGBImage(width: Int(width), height: Int(height), pixels: rgb)
     }
 
-    static func decodePNG(_ data: Data, path: String) throws(ImageError) -> RGBImage {
+    /// The whole image.
+    public func decoded() throws(ImageError) -> RGBImage {
+        try decode(columns: 0..<width, rows: 0..<height).image
+    }
+
+    /// Pixels covering `columns` x `rows` of the image, equal to the whole image's there. A
+    /// JPEG converts only those rows and the iMCU columns around them; its progressive scans are
+    /// entropy-decoded by our decoder, or by libjpeg-turbo's with `libjpegEntropy` (same pixels).
+    public func decode(columns: Range<Int>, rows: Range<Int>, libjpegEntropy: Bool = false) throws(ImageError) -> PixelRegion {
+        switch content {
+        case let .decoded(image):
+            return PixelRegion(image: image, x: 0, y: 0)
+        case let .jpeg(data, channels):
+            let capacity = width * rows.count * channels
+            var region = mq_jpeg_region()
+            var message = [CChar](repeating: 0, count: 256)
+            var status: Int32 = 0
+            var pixels = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+                status = data.withUnsafeBytes { raw in
+                    mq_jpeg_decode_region(
+                        raw.bindMemory(to: UInt8.self).baseAddress, data.count, Int32(columns.lowerBound), Int32(rows.lowerBound),
+                        Int32(columns.upperBound), Int32(rows.upperBound), libjpegEntropy ? 1 : 0, buffer.baseAddress, capacity, &region, &message, message.count)
+                }
+                count = status == 0 ? Int(region.width) * Int(region.height) * channels : 0
+            }
+            guard status == 0 else { throw .corrupt(path: path, reason: String(cString: message)) }
+            if channels == 4 { pixels = Self.rgb(fromInvertedCMYK: pixels) }
+            return PixelRegion(image: RGBImage(width: Int(region.width), height: Int(region.height), pixels: pixels), x: Int(region.x), y: rows.lowerBound)
+        }
+    }
+
+    /// Adobe CMYK JPEGs store inverted values; Pillow's CMYK->RGB is then r = c * k / 255.
+    private static func rgb(fromInvertedCMYK cmyk: [UInt8]) -> [UInt8] {
+        let count = cmyk.count / 4
+        var rgb = [UInt8](repeating: 0, count: count * 3)
+        for i in 0..<count {
+            let k = Int(cmyk[4 * i + 3])
+            for c in 0..<3 { rgb[3 * i + c] = UInt8((Int(cmyk[4 * i + c]) * k + 127) / 255) }
+        }
+        return rgb
+    }
+
+    private static func decodePNG(_ data: Data, path: String) throws(ImageError) -> RGBImage {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         let begun = data.withUnsafeBytes { png_image_begin_read_from_memory(&image, $0.baseAddress, data.count) }
@@ -110,5 +162,17 @@ public enum ImageDecoder {
 
     private static func pngMessage(_ image: inout png_image) -> String {
         withUnsafeBytes(of: &image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+}
+
+public enum ImageDecoder {
+    /// The whole image at `path`.
+    public static func decode(path: String) throws(ImageError) -> RGBImage {
+        try EncodedImage(path: path).decoded()
+    }
+
+    /// The whole image in `data` (`path` names it in errors).
+    public static func decode(_ data: Data, path: String) throws(ImageError) -> RGBImage {
+        try EncodedImage(data, path: path).decoded()
     }
 }

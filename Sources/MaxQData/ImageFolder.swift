@@ -49,17 +49,25 @@ public struct ImageFolderDataset: Dataset {
     public func label(_ index: Int) -> Int { files[index].label }
 
     public func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError) {
-        let image: RGBImage
-        do { image = try ImageDecoder.decode(path: files[index].path) } catch { throw .corrupt(path: files[index].path, reason: "\(error)") }
-        if resolution > 64 {
-            switch split {
-            case .train:
-                TrainTransform.apply(image, size: resolution, normalization: normalization, generator: &generator, into: destination)
-            case .validation:
-                ValidationTransform.apply(image, resize: resolution * 256 / 224, crop: resolution, normalization: normalization, into: destination)
+        do {
+            let image = try EncodedImage(path: files[index].path)
+            if resolution > 64 {
+                switch split {
+                case .train:
+                    try TrainTransform.apply(image, size: resolution, normalization: normalization, generator: &generator, into: destination)
+                case .validation:
+                    try ValidationTransform.apply(
+                        image, resize: resolution * 256 / 224, crop: resolution, normalization: normalization, into: destination)
+                }
+            } else {
+                try loadSmall(image.decoded(), into: destination, generator: &generator)
             }
-            return
+        } catch {
+            throw .corrupt(path: files[index].path, reason: error.reason)
         }
+    }
+
+    private func loadSmall(_ image: RGBImage, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) {
         // Small images (CIFAR as JPEG folders): CIFAR's transforms, after a resize if needed.
         let fitted = image.width == resolution && image.height == resolution
             ? image : image.resizedCrop(x: 0, y: 0, width: image.width, height: image.height, outputWidth: resolution, outputHeight: resolution)

@@ -1,6 +1,7 @@
 // Pillow's antialiased bilinear resize (libImaging/Resample.c), reproduced exactly on 8-bit
 // data: per-output-pixel triangle-filter coefficients widened by the downscaling factor,
-// 22-bit fixed point, a horizontal pass rounded to 8 bits, then a vertical pass.
+// 22-bit fixed point, a horizontal pass rounded to 8 bits, then a vertical pass. A resampling
+// says which source pixels it reads, so only those need decoding.
 
 /// Fixed-point coefficients of one axis: for output pixel x, inputs first[x] ..< first[x] + count[x].
 struct ResampleAxis {
@@ -42,6 +43,12 @@ struct ResampleAxis {
         self.weights = weights
     }
 
+    /// The input positions that outputs `outputs` read.
+    func inputs(of outputs: Range<Int>) -> Range<Int> {
+        guard !outputs.isEmpty else { return 0..<0 }
+        return first[outputs.lowerBound]..<outputs.map { first[$0] + count[$0] }.max()!
+    }
+
     @inline(__always)
     static func clip8(_ value: Int32) -> UInt8 {
         let shifted = value >> Int32(precisionBits)
@@ -49,92 +56,112 @@ struct ResampleAxis {
     }
 }
 
-extension RGBImage {
-    /// The crop (x, y, width, height) of this image resized to (outputWidth, outputHeight) as
-    /// Pillow's `img.crop(box).resize(size, BILINEAR)` does; only output columns `columns`
-    /// and rows `rows` are produced (a centre crop of the result costs only what it keeps).
-    func resampled(
-        crop: (x: Int, y: Int, width: Int, height: Int), outputWidth: Int, outputHeight: Int,
-        columns: Range<Int>, rows: Range<Int>
-    ) -> RGBImage {
-        let horizontal = crop.width != outputWidth ? ResampleAxis(inputSize: crop.width, outputSize: outputWidth) : nil
-        let vertical = crop.height != outputHeight ? ResampleAxis(inputSize: crop.height, outputSize: outputHeight) : nil
-        // Source rows the vertical pass reads.
-        let sourceRows: Range<Int> = vertical.map { v in
-            v.first[rows.lowerBound]..<(rows.map { v.first[$0] + v.count[$0] }.max() ?? v.first[rows.lowerBound])
-        } ?? rows
-        let tempWidth = columns.count
-        var temp = [UInt8](repeating: 0, count: tempWidth * sourceRows.count * 3)
+/// Pillow's `img.crop(box).resize((outputWidth, outputHeight), BILINEAR)`, of which only output
+/// columns `columns` and rows `rows` are produced (a centre crop of the result costs only what
+/// it keeps).
+struct Resampling {
+    let crop: (x: Int, y: Int, width: Int, height: Int)
+    let columns: Range<Int>
+    let rows: Range<Int>
+    private let horizontal: ResampleAxis?  // nil: the width is unchanged
+    private let vertical: ResampleAxis?
+    /// Rows of the crop that the vertical pass reads (relative to crop.y).
+    private let cropRows: Range<Int>
+
+    init(crop: (x: Int, y: Int, width: Int, height: Int), outputWidth: Int, outputHeight: Int, columns: Range<Int>? = nil, rows: Range<Int>? = nil) {
+        self.crop = crop
+        self.columns = columns ?? 0..<outputWidth
+        self.rows = rows ?? 0..<outputHeight
+        horizontal = crop.width != outputWidth ? ResampleAxis(inputSize: crop.width, outputSize: outputWidth) : nil
+        vertical = crop.height != outputHeight ? ResampleAxis(inputSize: crop.height, outputSize: outputHeight) : nil
+        cropRows = vertical?.inputs(of: self.rows) ?? self.rows
+    }
+
+    /// Image columns and rows the resampling reads.
+    var sourceColumns: Range<Int> {
+        let inCrop = horizontal?.inputs(of: columns) ?? columns
+        return crop.x + inCrop.lowerBound..<crop.x + inCrop.upperBound
+    }
+
+    var sourceRows: Range<Int> { crop.y + cropRows.lowerBound..<crop.y + cropRows.upperBound }
+
+    /// Resamples `source` (covering `sourceColumns` x `sourceRows`) and hands each output row,
+    /// `columns.count` interleaved RGB pixels, to `consume(row index from 0, pixels)`.
+    func run(_ source: PixelRegion, consume: (Int, UnsafePointer<UInt8>) -> Void) {
+        let tempWidth = columns.count, rowLength = tempWidth * 3
+        var temp = [UInt8](repeating: 0, count: rowLength * cropRows.count)
         let bias = Int32(1) << Int32(ResampleAxis.precisionBits - 1)
+        // Offset of crop pixel (0, cropRows.lowerBound) in the region's pixels.
+        let regionWidth = source.image.width
+        let origin = ((crop.y + cropRows.lowerBound - source.y) * regionWidth + crop.x - source.x) * 3
         // Raw pointers throughout: array subscripts would check uniqueness on every store.
-        pixels.withUnsafeBufferPointer { src in
+        source.image.pixels.withUnsafeBufferPointer { src in
             temp.withUnsafeMutableBufferPointer { tmp in
-                guard let h = horizontal else {
-                    for (ty, sy) in sourceRows.enumerated() {
-                        let row = (crop.y + sy) * width * 3
-                        for (tx, ox) in columns.enumerated() {
-                            for c in 0..<3 { tmp[(ty * tempWidth + tx) * 3 + c] = src[row + (crop.x + ox) * 3 + c] }
-                        }
+                let (src, tmp) = (src.baseAddress!, tmp.baseAddress!)
+                for ty in 0..<cropRows.count {
+                    let row = origin + ty * regionWidth * 3
+                    let out = tmp + ty * rowLength
+                    guard let h = horizontal else {
+                        (out).update(from: src + row + columns.lowerBound * 3, count: rowLength)
+                        continue
                     }
-                    return
-                }
-                h.weights.withUnsafeBufferPointer { weights in
-                    for (ty, sy) in sourceRows.enumerated() {
-                        let row = src.baseAddress! + (crop.y + sy) * width * 3 + crop.x * 3
+                    h.weights.withUnsafeBufferPointer { weights in
                         for (tx, ox) in columns.enumerated() {
                             var s0 = bias, s1 = bias, s2 = bias
                             let k = weights.baseAddress! + ox * h.width
-                            let p = row + h.first[ox] * 3
+                            let p = src + row + h.first[ox] * 3
                             for i in 0..<h.count[ox] {
                                 let w = k[i]
                                 s0 &+= Int32(p[3 * i]) &* w
                                 s1 &+= Int32(p[3 * i + 1]) &* w
                                 s2 &+= Int32(p[3 * i + 2]) &* w
                             }
-                            let out = (ty * tempWidth + tx) * 3
-                            tmp[out] = ResampleAxis.clip8(s0)
-                            tmp[out + 1] = ResampleAxis.clip8(s1)
-                            tmp[out + 2] = ResampleAxis.clip8(s2)
+                            out[3 * tx] = ResampleAxis.clip8(s0)
+                            out[3 * tx + 1] = ResampleAxis.clip8(s1)
+                            out[3 * tx + 2] = ResampleAxis.clip8(s2)
                         }
                     }
                 }
-            }
-        }
-        guard let v = vertical else {
-            return RGBImage(width: tempWidth, height: rows.count, pixels: temp)
-        }
-        var result = [UInt8](repeating: 0, count: tempWidth * rows.count * 3)
-        let rowLength = tempWidth * 3
-        temp.withUnsafeBufferPointer { tmp in
-            result.withUnsafeMutableBufferPointer { out in
+                guard let v = vertical else {
+                    for ry in 0..<rows.count { consume(ry, tmp + ry * rowLength) }
+                    return
+                }
                 v.weights.withUnsafeBufferPointer { weights in
-                    var sums = [Int32](repeating: 0, count: rowLength)
-                    sums.withUnsafeMutableBufferPointer { acc in
-                        for (ry, oy) in rows.enumerated() {
-                            // Accumulate whole rows (contiguous, vectorisable), then clip.
-                            for j in 0..<rowLength { acc[j] = bias }
-                            let k = weights.baseAddress! + oy * v.width
-                            for i in 0..<v.count[oy] {
-                                let w = k[i]
-                                let source = tmp.baseAddress! + (v.first[oy] + i - sourceRows.lowerBound) * rowLength
-                                for j in 0..<rowLength { acc[j] &+= Int32(source[j]) &* w }
-                            }
-                            let target = out.baseAddress! + ry * rowLength
-                            for j in 0..<rowLength { target[j] = ResampleAxis.clip8(acc[j]) }
+                    let sums = UnsafeMutablePointer<Int32>.allocate(capacity: rowLength)
+                    let line = UnsafeMutablePointer<UInt8>.allocate(capacity: rowLength)
+                    defer { sums.deallocate(); line.deallocate() }
+                    for (ry, oy) in rows.enumerated() {
+                        // Accumulate whole rows (contiguous, vectorisable), then clip.
+                        for j in 0..<rowLength { sums[j] = bias }
+                        let k = weights.baseAddress! + oy * v.width
+                        for i in 0..<v.count[oy] {
+                            let w = k[i]
+                            let input = tmp + (v.first[oy] + i - cropRows.lowerBound) * rowLength
+                            for j in 0..<rowLength { sums[j] &+= Int32(input[j]) &* w }
                         }
+                        for j in 0..<rowLength { line[j] = ResampleAxis.clip8(sums[j]) }
+                        consume(ry, line)
                     }
                 }
             }
         }
-        return RGBImage(width: tempWidth, height: rows.count, pixels: result)
+    }
+
+    /// The output as an image.
+    func image(of source: PixelRegion) -> RGBImage {
+        let rowLength = columns.count * 3
+        var pixels = [UInt8](repeating: 0, count: rowLength * rows.count)
+        pixels.withUnsafeMutableBufferPointer { out in
+            run(source) { ry, line in (out.baseAddress! + ry * rowLength).update(from: line, count: rowLength) }
+        }
+        return RGBImage(width: columns.count, height: rows.count, pixels: pixels)
     }
 }
 
 extension RGBImage {
     /// `img.crop((x, y, x + width, y + height)).resize((outputWidth, outputHeight), BILINEAR)`.
     public func resizedCrop(x: Int, y: Int, width cropWidth: Int, height cropHeight: Int, outputWidth: Int, outputHeight: Int) -> RGBImage {
-        resampled(
-            crop: (x, y, cropWidth, cropHeight), outputWidth: outputWidth, outputHeight: outputHeight,
-            columns: 0..<outputWidth, rows: 0..<outputHeight)
+        Resampling(crop: (x, y, cropWidth, cropHeight), outputWidth: outputWidth, outputHeight: outputHeight)
+            .image(of: PixelRegion(image: self, x: 0, y: 0))
     }
 }

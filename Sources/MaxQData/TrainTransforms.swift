@@ -49,14 +49,15 @@ public enum Lighting {
 public enum TrainTransform {
     /// RandomResizedCrop(size), flip p = 0.5, to [0, 1], lighting, normalise, into (3, size, size).
     public static func apply(
-        _ image: RGBImage, size: Int = 224, lighting: Bool = true, normalization: Normalization = .imageNet,
+        _ image: EncodedImage, size: Int = 224, lighting: Bool = true, normalization: Normalization = .imageNet,
         generator: inout RandomGenerator, into destination: UnsafeMutablePointer<Float>
-    ) {
+    ) throws(ImageError) {
         let box = randomResizedCropBox(width: image.width, height: image.height, generator: &generator)
         let flip = generator.uniform() < 0.5
         let offsets = lighting ? Lighting.offsets(generator: &generator) : [0, 0, 0]
-        let crop = image.resizedCrop(x: box.x, y: box.y, width: box.width, height: box.height, outputWidth: size, outputHeight: size)
-        normalization.write(crop, to: destination, flip: flip, offsets: offsets)
+        let resampling = Resampling(crop: box, outputWidth: size, outputHeight: size)
+        let source = try image.decode(columns: resampling.sourceColumns, rows: resampling.sourceRows)
+        normalization.write(resampling, of: source, to: destination, flip: flip, offsets: offsets)
     }
 }
 

@@ -12,20 +12,26 @@ public struct Normalization: Sendable {
     /// CIFAR statistics of TRAINING.md.
     public static let cifar = Normalization(mean: (0.491, 0.482, 0.447), std: (0.247, 0.243, 0.262))
 
-    /// ToTensor, an optional flip and per-channel offset (lighting), then Normalize, of an
-    /// RGB image into `destination` (3, H, W): one pass.
-    func write(_ image: RGBImage, to destination: UnsafeMutablePointer<Float>, flip: Bool = false, offsets: [Float] = [0, 0, 0]) {
-        let plane = image.width * image.height
+    /// ToTensor, an optional horizontal flip and per-channel offset (lighting), then Normalize,
+    /// of resampled rows into `destination` (3, height, width): each row is written as it is
+    /// produced, through a table of the 256 values per channel.
+    func write(_ resampling: Resampling, of source: PixelRegion, to destination: UnsafeMutablePointer<Float>, flip: Bool = false, offsets: [Float] = [0, 0, 0]) {
+        let (width, plane) = (resampling.columns.count, resampling.columns.count * resampling.rows.count)
         let means = [mean.0, mean.1, mean.2], stds = [std.0, std.1, std.2]
-        image.pixels.withUnsafeBufferPointer { pixels in
-            for c in 0..<3 {
-                let out = destination + c * plane
-                let (shift, inverse) = (offsets[c] - means[c], 1 / stds[c])
-                for y in 0..<image.height {
-                    for x in 0..<image.width {
-                        let sx = flip ? image.width - 1 - x : x
-                        let v = Float(pixels[(y * image.width + sx) * 3 + c]) / 255
-                        out[y * image.width + x] = (v + shift) * inverse
+        var table = [Float](repeating: 0, count: 3 * 256)
+        for c in 0..<3 {
+            let (shift, inverse) = (offsets[c] - means[c], 1 / stds[c])
+            for v in 0..<256 { table[c * 256 + v] = (Float(v) / 255 + shift) * inverse }
+        }
+        table.withUnsafeBufferPointer { table in
+            let table = table.baseAddress!
+            resampling.run(source) { y, pixels in
+                for c in 0..<3 {
+                    let (out, values) = (destination + c * plane + y * width, table + c * 256)
+                    if flip {
+                        for x in 0..<width { out[width - 1 - x] = values[Int(pixels[3 * x + c])] }
+                    } else {
+                        for x in 0..<width { out[x] = values[Int(pixels[3 * x + c])] }
                     }
                 }
             }
@@ -36,9 +42,9 @@ public struct Normalization: Sendable {
 public enum ValidationTransform {
     /// Resize the shorter side to `resize` (antialiased bilinear as Pillow), centre-crop `crop`.
     public static func apply(
-        _ image: RGBImage, resize: Int = 256, crop: Int = 224, normalization: Normalization = .imageNet,
+        _ image: EncodedImage, resize: Int = 256, crop: Int = 224, normalization: Normalization = .imageNet,
         into destination: UnsafeMutablePointer<Float>
-    ) {
+    ) throws(ImageError) {
         // torchvision: the longer side is int(resize * long / short).
         let (width, height) = image.width <= image.height
             ? (resize, Int(Double(resize) * Double(image.height) / Double(image.width)))
@@ -46,9 +52,10 @@ public enum ValidationTransform {
         // CenterCrop: offsets int(round((size - crop) / 2)) with Python's round-half-even.
         let top = Int((Double(height - crop) / 2).rounded(.toNearestOrEven))
         let left = Int((Double(width - crop) / 2).rounded(.toNearestOrEven))
-        let cropped = image.resampled(
+        let resampling = Resampling(
             crop: (0, 0, image.width, image.height), outputWidth: width, outputHeight: height,
             columns: left..<left + crop, rows: top..<top + crop)
-        normalization.write(cropped, to: destination)
+        let source = try image.decode(columns: resampling.sourceColumns, rows: resampling.sourceRows)
+        normalization.write(resampling, of: source, to: destination)
     }
 }

@@ -38,13 +38,13 @@ struct Predict: ParsableCommand {
         model.setTraining(false)
         let resolution = arch.resolution
         for path in images {
-            let image = try ImageDecoder.decode(path: path)
+            let image = try EncodedImage(path: path)
             var input = Tensor(uninitializedShape: [1, 3, resolution, resolution])
-            input.withUnsafeMutableBufferPointer { buffer in
+            try input.withUnsafeMutableBufferPointer { buffer in
                 if resolution == 224 {
-                    ValidationTransform.apply(image, into: buffer.baseAddress!)
+                    try ValidationTransform.apply(image, into: buffer.baseAddress!)
                 } else {
-                    ValidationTransform.apply(image, resize: resolution, crop: resolution, normalization: .cifar, into: buffer.baseAddress!)
+                    try ValidationTransform.apply(image, resize: resolution, crop: resolution, normalization: .cifar, into: buffer.baseAddress!)
                 }
             }
             let logits = try GradientMode.withoutGradients { try model(Variable(input)) }.value.scalars

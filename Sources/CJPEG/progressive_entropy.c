@@ -1,0 +1,376 @@
+// A faster entropy decoder for progressive Huffman JPEG scans, plugged into libjpeg-turbo in
+// place of its own (jdphuff.c decodes bit by bit through 32-bit buffers and 8-bit lookahead,
+// which is most of the time a progressive photo takes to decode). It writes the same
+// coefficients into the same blocks, so everything after it - dequantisation, IDCT,
+// upsampling, colour conversion - is libjpeg-turbo's, and the pixels are identical.
+//
+// JPEG (ITU T.81) Annex G.1.2: DC first/refine scans over interleaved MCUs, AC first/refine
+// scans over one component; end-of-band runs; restart markers. libjpeg's start_pass still runs
+// for every scan (it validates the scan, tracks the progression in coef_bits and reports bad
+// tables); this decoder then takes the scan over.
+#include "progressive_entropy.h"
+
+#include <immintrin.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jpegint.h>
+#include <jerror.h>
+
+enum { lookahead_bits = 10 };
+
+// Canonical Huffman code with a one-lookup table for codes up to lookahead_bits long.
+typedef struct {
+    uint16_t fast[1 << lookahead_bits];  // (length << 8) | symbol, 0 when the code is longer
+    int32_t max_code[18];                 // largest code of each length, -1 if none; [17] ends the search
+    int32_t value_offset[18];
+    uint8_t values[256];
+} huffman_table;
+
+typedef struct {
+    struct jpeg_entropy_decoder pub;  // first, so that cinfo->entropy points at this
+    struct jpeg_entropy_decoder *libjpeg;
+    const JOCTET *next;  // source position of the next byte not yet in the bit buffer
+    size_t left;
+    uint64_t buffer;     // bits, most significant first
+    int bits;
+    int zero_bits;       // how many of the buffered bits are padding past the segment's end
+    unsigned end_of_band_run;
+    int last_dc[MAX_COMPS_IN_SCAN];
+    unsigned restarts_to_go;
+    const huffman_table *dc_table[MAX_COMPS_IN_SCAN];
+    const huffman_table *ac_table;
+    huffman_table tables[2][NUM_HUFF_TBLS];  // [0] DC, [1] AC
+} fast_entropy;
+
+// Position in natural (row-major) order of the k-th coefficient in zigzag order; the 16
+// extra entries keep a corrupt run that overshoots 63 inside the block.
+static const int natural_order[64 + 16] = {
+    0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6,  7,  14, 21, 28,
+    35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+    63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63};
+
+static void build_table(huffman_table *table, const JHUFF_TBL *source) {
+    memset(table->fast, 0, sizeof table->fast);
+    int code = 0, index = 0;
+    for (int length = 1; length <= 16; length++) {
+        const int count = source->bits[length];
+        table->value_offset[length] = index - code;
+        for (int i = 0; i < count && index < 256; i++, index++, code++) {
+            table->values[index] = source->huffval[index];
+            if (length <= lookahead_bits) {
+                const int shift = lookahead_bits - length;
+                for (int fill = 0; fill < (1 << shift); fill++)
+                    table->fast[(code << shift) | fill] = (uint16_t)((length << 8) | source->huffval[index]);
+            }
+        }
+        table->max_code[length] = count > 0 ? code - 1 : -1;
+        code <<= 1;
+    }
+    table->max_code[17] = INT32_MAX;  // stops the search for an invalid code
+    table->value_offset[17] = 0;
+}
+
+static void save_position(j_decompress_ptr cinfo, const fast_entropy *e) {
+    cinfo->src->next_input_byte = e->next;
+    cinfo->src->bytes_in_buffer = e->left;
+}
+
+static unsigned next_byte(j_decompress_ptr cinfo, fast_entropy *e) {
+    if (e->left == 0) {
+        save_position(cinfo, e);
+        (*cinfo->src->fill_input_buffer)(cinfo);  // a memory source ends with a fake EOI
+        e->next = cinfo->src->next_input_byte;
+        e->left = cinfo->src->bytes_in_buffer;
+    }
+    e->left--;
+    return *e->next++;
+}
+
+// Fills the buffer to at least 57 bits. At a marker the segment ends: the marker is left for
+// libjpeg (unread_marker) and zero bits follow, as libjpeg supplies them.
+static void refill(j_decompress_ptr cinfo, fast_entropy *e) {
+    while (e->bits <= 56) {
+        if (cinfo->unread_marker != 0) {
+            e->zero_bits += 64 - e->bits;
+            e->bits = 64;
+            return;
+        }
+        unsigned c = next_byte(cinfo, e);
+        if (c == 0xFF) {
+            do c = next_byte(cinfo, e);
+            while (c == 0xFF);
+            if (c == 0) {
+                c = 0xFF;  // stuffed zero: an FF data byte
+            } else {
+                cinfo->unread_marker = (int)c;
+                continue;
+            }
+        }
+        e->buffer |= (uint64_t)c << (56 - e->bits);
+        e->bits += 8;
+    }
+}
+
+static inline void ensure(j_decompress_ptr cinfo, fast_entropy *e, int count) {
+    if (e->bits < count) refill(cinfo, e);
+}
+
+static inline unsigned take(fast_entropy *e, int count) {  // 1 <= count <= 31, buffered
+    const unsigned value = (unsigned)(e->buffer >> (64 - count));
+    e->buffer <<= count;
+    e->bits -= count;
+    return value;
+}
+
+static inline unsigned take_bit(j_decompress_ptr cinfo, fast_entropy *e) {
+    ensure(cinfo, e, 1);
+    return take(e, 1);
+}
+
+// The next symbol; needs 16 buffered bits. An invalid code yields symbol 0, as in libjpeg.
+static inline int decode_symbol(fast_entropy *e, const huffman_table *table) {
+    const unsigned entry = table->fast[e->buffer >> (64 - lookahead_bits)];
+    if (entry != 0) {
+        take(e, (int)(entry >> 8));
+        return (int)(entry & 0xFF);
+    }
+    int length = lookahead_bits + 1;
+    int32_t code = (int32_t)(e->buffer >> (64 - length));
+    while (code > table->max_code[length]) {
+        length++;
+        code = (int32_t)(e->buffer >> (64 - length));
+    }
+    if (length > 16) return 0;
+    take(e, length);
+    return table->values[(table->value_offset[length] + code) & 0xFF];
+}
+
+// F.12: a `size`-bit magnitude category value to a signed coefficient.
+static inline int extend(unsigned value, int size) {
+    return value < (1u << (size - 1)) ? (int)value - (1 << size) + 1 : (int)value;
+}
+
+static void begin_segment(fast_entropy *e) {
+    e->buffer = 0;
+    e->bits = 0;
+    e->zero_bits = 0;
+    e->end_of_band_run = 0;
+    memset(e->last_dc, 0, sizeof e->last_dc);
+}
+
+static void restart(j_decompress_ptr cinfo, fast_entropy *e) {
+    cinfo->marker->discarded_bytes += (unsigned)(e->bits - e->zero_bits > 0 ? (e->bits - e->zero_bits) / 8 : 0);
+    save_position(cinfo, e);
+    (*cinfo->marker->read_restart_marker)(cinfo);
+    e->next = cinfo->src->next_input_byte;
+    e->left = cinfo->src->bytes_in_buffer;
+    begin_segment(e);
+    e->restarts_to_go = cinfo->restart_interval;
+    if (cinfo->unread_marker == 0) e->pub.insufficient_data = FALSE;
+}
+
+// Common to every MCU: restarts before, and after, the source position and the check that
+// no padding bits were consumed (then libjpeg's rule: the rest of the segment stays zero).
+static inline boolean begin_mcu(j_decompress_ptr cinfo, fast_entropy *e) {
+    if (cinfo->restart_interval) {
+        if (e->restarts_to_go == 0) restart(cinfo, e);
+        e->restarts_to_go--;
+    }
+    return !e->pub.insufficient_data;
+}
+
+static inline void end_mcu(j_decompress_ptr cinfo, fast_entropy *e) {
+    save_position(cinfo, e);
+    if (e->bits < e->zero_bits) {
+        WARNMS(cinfo, JWRN_HIT_MARKER);
+        e->pub.insufficient_data = TRUE;
+    }
+}
+
+static boolean decode_dc_first(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
+    fast_entropy *e = (fast_entropy *)cinfo->entropy;
+    if (!begin_mcu(cinfo, e)) return TRUE;
+    for (int block = 0; block < cinfo->blocks_in_MCU; block++) {
+        const int component = cinfo->MCU_membership[block];
+        ensure(cinfo, e, 32);
+        const int size = decode_symbol(e, e->dc_table[component]) & 15;
+        const int difference = size ? extend(take(e, size), size) : 0;
+        const int last = e->last_dc[component];
+        if ((last >= 0 && difference > INT_MAX - last) || (last < 0 && difference < INT_MIN - last))
+            ERREXIT(cinfo, JERR_BAD_DCT_COEF);
+        e->last_dc[component] = last + difference;
+        mcu[block][0][0] = (JCOEF)((unsigned)(last + difference) << cinfo->Al);
+    }
+    end_mcu(cinfo, e);
+    return TRUE;
+}
+
+static boolean decode_dc_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
+    fast_entropy *e = (fast_entropy *)cinfo->entropy;
+    if (!begin_mcu(cinfo, e)) return TRUE;
+    const JCOEF bit = (JCOEF)(1 << cinfo->Al);
+    for (int block = 0; block < cinfo->blocks_in_MCU; block++)
+        if (take_bit(cinfo, e)) mcu[block][0][0] |= bit;
+    end_mcu(cinfo, e);
+    return TRUE;
+}
+
+static boolean decode_ac_first(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
+    fast_entropy *e = (fast_entropy *)cinfo->entropy;
+    if (!begin_mcu(cinfo, e)) return TRUE;
+    if (e->end_of_band_run > 0) {
+        e->end_of_band_run--;
+    } else {
+        JCOEF *block = mcu[0][0];
+        const int last = cinfo->Se, shift = cinfo->Al;
+        const huffman_table *table = e->ac_table;
+        for (int k = cinfo->Ss; k <= last; k++) {
+            ensure(cinfo, e, 32);
+            const int symbol = decode_symbol(e, table), run = symbol >> 4, size = symbol & 15;
+            if (size) {
+                k += run;
+                if (k > 63) break;  // corrupt run
+                block[natural_order[k]] = (JCOEF)((unsigned)extend(take(e, size), size) << shift);
+            } else if (run == 15) {
+                k += 15;  // sixteen zeros
+            } else {
+                unsigned band_run = 1u << run;
+                if (run) band_run += take(e, run);
+                e->end_of_band_run = band_run - 1;  // this block ends the first of them
+                break;
+            }
+        }
+    }
+    end_mcu(cinfo, e);
+    return TRUE;
+}
+
+// Zigzag index of each natural-order position.
+static const uint8_t zigzag_index[64] = {
+    0,  1,  5,  6,  14, 15, 27, 28, 2,  4,  7,  13, 16, 26, 29, 42, 3,  8,  12, 17, 25, 30, 41, 43, 9,  11, 18, 24, 31, 40, 44, 53,
+    10, 19, 23, 32, 39, 45, 52, 54, 20, 22, 33, 38, 46, 51, 55, 60, 21, 34, 37, 47, 50, 56, 59, 61, 35, 36, 48, 49, 57, 58, 62, 63};
+
+// Bit k set when the coefficient at zigzag position k is non-zero.
+static inline uint64_t nonzero_in_zigzag_order(const JCOEF *block) {
+    uint64_t natural = 0;
+    for (int half = 0; half < 2; half++) {
+        const __m256i zero = _mm256_setzero_si256();
+        const __m256i a = _mm256_cmpeq_epi16(_mm256_loadu_si256((const __m256i *)(block + 32 * half)), zero);
+        const __m256i b = _mm256_cmpeq_epi16(_mm256_loadu_si256((const __m256i *)(block + 32 * half + 16)), zero);
+        // packs interleaves the 128-bit lanes (a0-7 b0-7 a8-15 b8-15); the permute restores order.
+        const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packs_epi16(a, b), 0xD8);
+        natural |= (uint64_t)(uint32_t)~_mm256_movemask_epi8(bytes) << (32 * half);
+    }
+    uint64_t zigzag = 0;
+    for (; natural != 0; natural &= natural - 1) zigzag |= 1ull << zigzag_index[__builtin_ctzll(natural)];
+    return zigzag;
+}
+
+// Zigzag positions from..<to as bits.
+static inline uint64_t band(int from, int to) {
+    const uint64_t below_to = to >= 64 ? ~0ull : (1ull << to) - 1;
+    return below_to & ~((1ull << from) - 1);
+}
+
+// One correction bit for each already non-zero coefficient in `positions` (zigzag bits), in
+// order; a set bit adds `bit` to the magnitude unless it is there already (G.1.2.3).
+static inline void correct(j_decompress_ptr cinfo, fast_entropy *e, JCOEF *block, uint64_t positions, int bit) {
+    while (positions != 0) {
+        int count = __builtin_popcountll(positions);
+        if (count > 24) count = 24;
+        ensure(cinfo, e, count);
+        unsigned bits = take(e, count) << (32 - count);
+        for (int i = 0; i < count; i++, bits <<= 1, positions &= positions - 1) {
+            // Branch-free: the bits are random, a branch on them mispredicts half the time.
+            JCOEF *coefficient = block + natural_order[__builtin_ctzll(positions)];
+            const int value = *coefficient, apply = (int)(bits >> 31) & ((value & bit) == 0);
+            *coefficient = (JCOEF)(value + ((value < 0 ? -bit : bit) & -apply));
+        }
+    }
+}
+
+static boolean decode_ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
+    fast_entropy *e = (fast_entropy *)cinfo->entropy;
+    if (!begin_mcu(cinfo, e)) return TRUE;
+    JCOEF *block = mcu[0][0];
+    const int last = cinfo->Se, bit = 1 << cinfo->Al;
+    uint64_t nonzero = nonzero_in_zigzag_order(block);
+    int k = cinfo->Ss;
+    if (e->end_of_band_run == 0) {
+        const huffman_table *table = e->ac_table;
+        for (; k <= last; k++) {
+            ensure(cinfo, e, 32);
+            const int symbol = decode_symbol(e, table), run = symbol >> 4;
+            int value = 0;
+            if (symbol & 15) {
+                // A new coefficient of magnitude 1 (size must be 1), its sign in the next bit.
+                value = take(e, 1) ? bit : -bit;
+            } else if (run != 15) {
+                e->end_of_band_run = 1u << run;
+                if (run) e->end_of_band_run += take(e, run);
+                break;
+            }
+            // Pass `run` zero coefficients, correcting the non-zero ones on the way; the new
+            // coefficient, if any, goes to the zero after them.
+            const uint64_t zeros = ~nonzero & band(k, last + 1);
+            const uint64_t after_run = _pdep_u64(1ull << run, zeros);  // the (run + 1)-th zero, if any
+            const int target = after_run != 0 ? __builtin_ctzll(after_run) : last + 1;
+            correct(cinfo, e, block, nonzero & band(k, target), bit);
+            k = target;
+            if (value != 0 && k <= last) {
+                block[natural_order[k]] = (JCOEF)value;
+                nonzero |= 1ull << k;
+            }
+        }
+    }
+    if (e->end_of_band_run > 0) {
+        if (k <= last) correct(cinfo, e, block, nonzero & band(k, last + 1), bit);
+        e->end_of_band_run--;
+    }
+    end_mcu(cinfo, e);
+    return TRUE;
+}
+
+// Sets the decoder up for the scan libjpeg has just started.
+static void begin_scan(j_decompress_ptr cinfo, fast_entropy *e) {
+    const boolean dc = cinfo->Ss == 0;
+    for (int i = 0; i < cinfo->comps_in_scan; i++) {
+        const jpeg_component_info *component = cinfo->cur_comp_info[i];
+        const int number = dc ? component->dc_tbl_no : component->ac_tbl_no;
+        const JHUFF_TBL *source = dc ? cinfo->dc_huff_tbl_ptrs[number] : cinfo->ac_huff_tbl_ptrs[number];
+        if (dc && cinfo->Ah != 0) continue;  // DC refinement reads raw bits
+        if (source == NULL) ERREXIT1(cinfo, JERR_NO_HUFF_TABLE, number);
+        huffman_table *table = &e->tables[dc ? 0 : 1][number];
+        build_table(table, source);
+        if (dc) e->dc_table[i] = table;
+        else e->ac_table = table;
+    }
+    e->pub.decode_mcu = dc ? (cinfo->Ah == 0 ? decode_dc_first : decode_dc_refine)
+                           : (cinfo->Ah == 0 ? decode_ac_first : decode_ac_refine);
+    e->pub.insufficient_data = FALSE;
+    e->next = cinfo->src->next_input_byte;
+    e->left = cinfo->src->bytes_in_buffer;
+    begin_segment(e);
+    e->restarts_to_go = cinfo->restart_interval;
+}
+
+static void start_pass(j_decompress_ptr cinfo) {
+    fast_entropy *e = (fast_entropy *)cinfo->entropy;
+    cinfo->entropy = e->libjpeg;  // libjpeg's start_pass reads its own state through cinfo
+    (*e->libjpeg->start_pass)(cinfo);
+    cinfo->entropy = &e->pub;
+    begin_scan(cinfo, e);
+}
+
+void mq_install_progressive_entropy(j_decompress_ptr cinfo) {
+    fast_entropy *e = (fast_entropy *)(*cinfo->mem->alloc_small)((j_common_ptr)cinfo, JPOOL_IMAGE, sizeof(fast_entropy));
+    memset(e, 0, sizeof *e);
+    e->libjpeg = cinfo->entropy;
+    e->pub.start_pass = start_pass;
+    cinfo->entropy = &e->pub;
+    begin_scan(cinfo, e);  // libjpeg has already started the first scan
+}

@@ -1,2 +1,0 @@
-// libjpeg-turbo TurboJPEG API (Debian package libturbojpeg0-dev).
-#include <turbojpeg.h>
