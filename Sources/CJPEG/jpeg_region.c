@@ -90,6 +90,10 @@ int mq_jpeg_decode_region(
         int status;
         do status = jpeg_consume_input(&info);
         while (status != JPEG_REACHED_EOI && status != JPEG_SUSPENDED);
+        if (mq_progressive_entropy_saw_damage(&info)) {
+            jpeg_destroy_decompress(&info);
+            return mq_jpeg_decode_region(data, size, x0, y0, x1, y1, 1, out, out_size, region, message, message_size);
+        }
         jpeg_start_output(&info, info.input_scan_number);
     }
 

@@ -41,6 +41,7 @@ typedef struct {
     unsigned end_of_band_run;
     int last_dc[MAX_COMPS_IN_SCAN];
     unsigned restarts_to_go;
+    boolean damaged;     // corrupt or truncated data seen: libjpeg's decoder should redo the image
     const huffman_table *dc_table[MAX_COMPS_IN_SCAN];
     const huffman_table *ac_table;
     huffman_table tables[2][NUM_HUFF_TBLS];  // [0] DC, [1] AC
@@ -116,7 +117,24 @@ static void refill(j_decompress_ptr cinfo, fast_entropy *e) {
 }
 
 static inline void ensure(j_decompress_ptr cinfo, fast_entropy *e, int count) {
-    if (e->bits < count) refill(cinfo, e);
+    if (e->bits >= count) return;
+    if (e->left >= 8 && cinfo->unread_marker == 0) {
+        // Eight bytes at once when none is 0xFF (no stuffing, no marker). The bytes beyond the
+        // whole ones taken land below them and are OR-ed in again, unchanged, next time.
+        uint64_t bytes;
+        memcpy(&bytes, e->next, 8);
+        bytes = __builtin_bswap64(bytes);
+        const uint64_t inverted = ~bytes;
+        if (((inverted - 0x0101010101010101ull) & ~inverted & 0x8080808080808080ull) == 0) {
+            const int taken = (63 - e->bits) >> 3;
+            e->buffer |= bytes >> e->bits;
+            e->next += taken;
+            e->left -= (size_t)taken;
+            e->bits += 8 * taken;
+            return;
+        }
+    }
+    refill(cinfo, e);
 }
 
 static inline unsigned take(fast_entropy *e, int count) {  // 1 <= count <= 31, buffered
@@ -144,7 +162,10 @@ static inline int decode_symbol(fast_entropy *e, const huffman_table *table) {
         length++;
         code = (int32_t)(e->buffer >> (64 - length));
     }
-    if (length > 16) return 0;
+    if (length > 16) {
+        e->damaged = TRUE;
+        return 0;
+    }
     take(e, length);
     return table->values[(table->value_offset[length] + code) & 0xFF];
 }
@@ -187,6 +208,7 @@ static inline void end_mcu(j_decompress_ptr cinfo, fast_entropy *e) {
     save_position(cinfo, e);
     if (e->bits < e->zero_bits) {
         WARNMS(cinfo, JWRN_HIT_MARKER);
+        e->damaged = TRUE;
         e->pub.insufficient_data = TRUE;
     }
 }
@@ -233,7 +255,10 @@ static boolean decode_ac_first(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
             const int symbol = decode_symbol(e, table), run = symbol >> 4, size = symbol & 15;
             if (size) {
                 k += run;
-                if (k > 63) break;  // corrupt run
+                if (k > last) {  // a run past the band: corrupt
+                    e->damaged = TRUE;
+                    if (k > 63) break;
+                }
                 block[natural_order[k]] = (JCOEF)((unsigned)extend(take(e, size), size) << shift);
             } else if (run == 15) {
                 k += 15;  // sixteen zeros
@@ -254,8 +279,14 @@ static const uint8_t zigzag_index[64] = {
     0,  1,  5,  6,  14, 15, 27, 28, 2,  4,  7,  13, 16, 26, 29, 42, 3,  8,  12, 17, 25, 30, 41, 43, 9,  11, 18, 24, 31, 40, 44, 53,
     10, 19, 23, 32, 39, 45, 52, 54, 20, 22, 33, 38, 46, 51, 55, 60, 21, 34, 37, 47, 50, 56, 59, 61, 35, 36, 48, 49, 57, 58, 62, 63};
 
-// Bit k set when the coefficient at zigzag position k is non-zero.
-static inline uint64_t nonzero_in_zigzag_order(const JCOEF *block) {
+// The non-zero coefficients of a block as zigzag positions: bit k of `forward` and bit 63 - k
+// of `reversed` set when the coefficient at zigzag position k is non-zero.
+typedef struct {
+    uint64_t forward;
+    uint64_t reversed;
+} nonzero_positions;
+
+static inline nonzero_positions nonzero_in_zigzag_order(const JCOEF *block) {
     uint64_t natural = 0;
     for (int half = 0; half < 2; half++) {
         const __m256i zero = _mm256_setzero_si256();
@@ -265,9 +296,13 @@ static inline uint64_t nonzero_in_zigzag_order(const JCOEF *block) {
         const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packs_epi16(a, b), 0xD8);
         natural |= (uint64_t)(uint32_t)~_mm256_movemask_epi8(bytes) << (32 * half);
     }
-    uint64_t zigzag = 0;
-    for (; natural != 0; natural &= natural - 1) zigzag |= 1ull << zigzag_index[__builtin_ctzll(natural)];
-    return zigzag;
+    nonzero_positions positions = {0, 0};
+    for (; natural != 0; natural &= natural - 1) {
+        const int k = zigzag_index[__builtin_ctzll(natural)];
+        positions.forward |= 1ull << k;
+        positions.reversed |= 1ull << (63 - k);
+    }
+    return positions;
 }
 
 // Zigzag positions from..<to as bits.
@@ -276,30 +311,40 @@ static inline uint64_t band(int from, int to) {
     return below_to & ~((1ull << from) - 1);
 }
 
-// One correction bit for each already non-zero coefficient in `positions` (zigzag bits), in
-// order; a set bit adds `bit` to the magnitude unless it is there already (G.1.2.3).
-static inline void correct(j_decompress_ptr cinfo, fast_entropy *e, JCOEF *block, uint64_t positions, int bit) {
-    while (positions != 0) {
-        int count = __builtin_popcountll(positions);
-        if (count > 24) count = 24;
-        ensure(cinfo, e, count);
-        unsigned bits = take(e, count) << (32 - count);
-        for (int i = 0; i < count; i++, bits <<= 1, positions &= positions - 1) {
-            // Branch-free: the bits are random, a branch on them mispredicts half the time.
-            JCOEF *coefficient = block + natural_order[__builtin_ctzll(positions)];
-            const int value = *coefficient, apply = (int)(bits >> 31) & ((value & bit) == 0);
-            *coefficient = (JCOEF)(value + ((value < 0 ? -bit : bit) & -apply));
-        }
-    }
+static inline uint64_t reverse_band(int from, int to) {  // band(from, to) with bit k at 63 - k
+    const uint64_t above = from == 0 ? ~0ull : ~0ull >> from;
+    return above & ~(to >= 64 ? 0 : ~0ull >> to);
 }
 
+// Appends the next `count` (0...63) bits of the stream to `bits`, the latest lowest.
+static inline uint64_t append_bits(j_decompress_ptr cinfo, fast_entropy *e, uint64_t bits, int count) {
+    while (count > 24) {
+        ensure(cinfo, e, 24);
+        bits = (bits << 24) | take(e, 24);
+        count -= 24;
+    }
+    ensure(cinfo, e, count);
+    // take(count) for 0 <= count <= 24 without a branch on zero: (buffer >> 1) >> (63 - count).
+    const uint64_t value = (e->buffer >> 1) >> (63 - count);
+    e->buffer <<= count;
+    e->bits -= count;
+    return (bits << count) | value;
+}
+
+// G.1.2.3: every coefficient that was non-zero before the scan gets one correction bit, in
+// zigzag order, interleaved with the codes of the new coefficients; a set bit adds `bit` to its
+// magnitude. The bits do not change which coefficients are zero, so they are collected while
+// decoding and applied to the block once at the end (a branch per symbol costs more than the
+// work: the bits are random and mispredict).
 static boolean decode_ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
     fast_entropy *e = (fast_entropy *)cinfo->entropy;
     if (!begin_mcu(cinfo, e)) return TRUE;
     JCOEF *block = mcu[0][0];
-    const int last = cinfo->Se, bit = 1 << cinfo->Al;
-    uint64_t nonzero = nonzero_in_zigzag_order(block);
-    int k = cinfo->Ss;
+    const int first = cinfo->Ss, last = cinfo->Se, bit = 1 << cinfo->Al;
+    const nonzero_positions before = nonzero_in_zigzag_order(block);
+    const uint64_t nonzero = before.forward & band(first, last + 1);
+    uint64_t corrections = 0;
+    int k = first;
     if (e->end_of_band_run == 0) {
         const huffman_table *table = e->ac_table;
         for (; k <= last; k++) {
@@ -307,29 +352,35 @@ static boolean decode_ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
             const int symbol = decode_symbol(e, table), run = symbol >> 4;
             int value = 0;
             if (symbol & 15) {
-                // A new coefficient of magnitude 1 (size must be 1), its sign in the next bit.
-                value = take(e, 1) ? bit : -bit;
+                // A new coefficient of magnitude 1 (size must be 1), its sign in the next bit
+                // (arithmetic, not a branch: the sign is random).
+                if ((symbol & 15) != 1) e->damaged = TRUE;
+                value = (2 * (int)take(e, 1) - 1) * bit;
             } else if (run != 15) {
                 e->end_of_band_run = 1u << run;
                 if (run) e->end_of_band_run += take(e, run);
                 break;
             }
-            // Pass `run` zero coefficients, correcting the non-zero ones on the way; the new
-            // coefficient, if any, goes to the zero after them.
-            const uint64_t zeros = ~nonzero & band(k, last + 1);
-            const uint64_t after_run = _pdep_u64(1ull << run, zeros);  // the (run + 1)-th zero, if any
+            // Pass `run` zero coefficients and the non-zero ones among them (one correction bit
+            // each); the new coefficient, if any, goes to the zero after them.
+            const uint64_t after_run = _pdep_u64(1ull << run, ~nonzero & band(k, last + 1));
             const int target = after_run != 0 ? __builtin_ctzll(after_run) : last + 1;
-            correct(cinfo, e, block, nonzero & band(k, target), bit);
+            if (after_run == 0) e->damaged = TRUE;  // a run past the band
+            corrections = append_bits(cinfo, e, corrections, __builtin_popcountll(nonzero & band(k, target)));
             k = target;
-            if (value != 0 && k <= last) {
-                block[natural_order[k]] = (JCOEF)value;
-                nonzero |= 1ull << k;
-            }
+            if (k <= last) block[natural_order[k]] = (JCOEF)value;  // 0 after sixteen zeros: a zero stays
         }
     }
     if (e->end_of_band_run > 0) {
-        if (k <= last) correct(cinfo, e, block, nonzero & band(k, last + 1), bit);
+        if (k <= last) corrections = append_bits(cinfo, e, corrections, __builtin_popcountll(nonzero & band(k, last + 1)));
         e->end_of_band_run--;
+    }
+    // The last bit read belongs to the highest position: deposit the bits on the reversed mask.
+    uint64_t set = _pdep_u64(corrections, before.reversed & reverse_band(first, last + 1));
+    for (; set != 0; set &= set - 1) {
+        JCOEF *coefficient = block + natural_order[63 - __builtin_ctzll(set)];
+        const int v = *coefficient;
+        *coefficient = (JCOEF)(v + ((v < 0 ? -bit : bit) & -((v & bit) == 0)));
     }
     end_mcu(cinfo, e);
     return TRUE;
@@ -373,4 +424,8 @@ void mq_install_progressive_entropy(j_decompress_ptr cinfo) {
     e->pub.start_pass = start_pass;
     cinfo->entropy = &e->pub;
     begin_scan(cinfo, e);  // libjpeg has already started the first scan
+}
+
+boolean mq_progressive_entropy_saw_damage(j_decompress_ptr cinfo) {
+    return ((fast_entropy *)cinfo->entropy)->damaged;
 }
