@@ -1,4 +1,5 @@
 // Decoding and resizing against Pillow and torchvision (Scripts/make_fixtures.py).
+import Foundation
 import MaxQData
 import MaxQFormats
 import MaxQTensor
@@ -11,7 +12,7 @@ import Testing
     @Test(arguments: images)
     func decodesLikePillow(_ name: String) throws {
         let expected = try SafetensorsFile.read(path: Fixtures.path("images/expected.safetensors"))
-        let image = try ImageDecoder.decode(path: Fixtures.path("images/\(name)"))
+        let image = try EncodedImage(path: Fixtures.path("images/\(name)")).decoded()
         let reference = try expected.tensor(name.replacingOccurrences(of: ".", with: "_") + ".decoded")
         #expect([image.height, image.width, 3] == reference.shape)
         #expect(image.pixels.map(Float.init) == reference.scalars)
@@ -31,7 +32,7 @@ import Testing
     @Test(arguments: images)
     func cropResizeMatchesPillow(_ name: String) throws {
         let expected = try SafetensorsFile.read(path: Fixtures.path("images/expected.safetensors"))
-        let image = try ImageDecoder.decode(path: Fixtures.path("images/\(name)"))
+        let image = try EncodedImage(path: Fixtures.path("images/\(name)")).decoded()
         let crop = image.resizedCrop(x: 2, y: 3, width: 11, height: 19, outputWidth: 17, outputHeight: 13)
         let reference = try expected.tensor(name.replacingOccurrences(of: ".", with: "_") + ".crop")
         for c in 0..<3 {
@@ -47,12 +48,12 @@ import Testing
     }
 
     @Test func corruptAndMissingImagesAreNamed() {
-        #expect(throws: ImageError.self) { try ImageDecoder.decode(path: "/nonexistent.jpg") }
-        #expect { try ImageDecoder.decode(Array("not an image".utf8).withUnsafeBufferPointer { .init($0) }, path: "x.jpg") } throws: {
+        #expect(throws: ImageError.self) { try EncodedImage(path: "/nonexistent.jpg") }
+        #expect { try EncodedImage(Data("not an image".utf8), path: "x.jpg") } throws: {
             "\($0)".contains("x.jpg")
         }
         var truncated = [UInt8]([0xFF, 0xD8, 0xFF, 0xE0, 0, 16])
         truncated += [UInt8](repeating: 0, count: 20)
-        #expect(throws: ImageError.self) { try ImageDecoder.decode(.init(truncated), path: "t.jpg") }
+        #expect(throws: ImageError.self) { try EncodedImage(Data(truncated), path: "t.jpg") }
     }
 }

@@ -164,15 +164,3 @@ public struct EncodedImage: Sendable {
         withUnsafeBytes(of: &image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 }
-
-public enum ImageDecoder {
-    /// The whole image at `path`.
-    public static func decode(path: String) throws(ImageError) -> RGBImage {
-        try EncodedImage(path: path).decoded()
-    }
-
-    /// The whole image in `data` (`path` names it in errors).
-    public static func decode(_ data: Data, path: String) throws(ImageError) -> RGBImage {
-        try EncodedImage(data, path: path).decoded()
-    }
-}
