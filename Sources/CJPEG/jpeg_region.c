@@ -82,7 +82,7 @@ int mq_jpeg_decode_region(
     info.do_fancy_upsampling = TRUE;
     // Progressive Huffman scans go through our faster entropy decoder: buffered-image mode
     // stops jpeg_start_decompress before it reads any scan, so the decoder can be swapped.
-    const int fast_entropy = info.progressive_mode && !info.arith_code && !libjpeg_entropy;
+    const int fast_entropy = MQ_PROGRESSIVE_ENTROPY && info.progressive_mode && !info.arith_code && !libjpeg_entropy;
     info.buffered_image = fast_entropy ? TRUE : FALSE;
     jpeg_start_decompress(&info);
     if (fast_entropy) {

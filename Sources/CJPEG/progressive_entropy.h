@@ -6,6 +6,14 @@
 
 #include <jpeglib.h>
 
+// The decoder relies on libjpeg-turbo's internal interfaces (jpegint.h), checked against the 2.x
+// series; with another library it stays out and libjpeg's own decoder runs.
+#if defined(LIBJPEG_TURBO_VERSION_NUMBER) && LIBJPEG_TURBO_VERSION_NUMBER >= 2000000 && LIBJPEG_TURBO_VERSION_NUMBER < 3000000
+#define MQ_PROGRESSIVE_ENTROPY 1
+#else
+#define MQ_PROGRESSIVE_ENTROPY 0
+#endif
+
 /// Replaces the entropy decoder of a progressive, Huffman-coded decompression started in
 /// buffered-image mode, before any scan data has been read.
 void mq_install_progressive_entropy(j_decompress_ptr cinfo);
