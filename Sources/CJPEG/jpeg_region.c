@@ -63,7 +63,7 @@ int mq_jpeg_read_header(const uint8_t *data, size_t size, mq_jpeg_header *header
 }
 
 int mq_jpeg_decode_region(
-    const uint8_t *data, size_t size, int x0, int y0, int x1, int y1, int libjpeg_entropy, uint8_t *out,
+    const uint8_t *data, size_t size, int x0, int y0, int x1, int y1, mq_jpeg_entropy entropy, uint8_t *out,
     size_t out_size, mq_jpeg_region *region, char *message, size_t message_size) {
     struct jpeg_decompress_struct info;
     recovering_error_mgr errors;
@@ -82,17 +82,17 @@ int mq_jpeg_decode_region(
     info.do_fancy_upsampling = TRUE;
     // Progressive Huffman scans go through our faster entropy decoder: buffered-image mode
     // stops jpeg_start_decompress before it reads any scan, so the decoder can be swapped.
-    const int fast_entropy = MQ_PROGRESSIVE_ENTROPY && info.progressive_mode && !info.arith_code && !libjpeg_entropy;
+    const int fast_entropy = MQ_PROGRESSIVE_ENTROPY && info.progressive_mode && !info.arith_code && entropy != mq_jpeg_libjpeg_entropy;
     info.buffered_image = fast_entropy ? TRUE : FALSE;
     jpeg_start_decompress(&info);
     if (fast_entropy) {
-        mq_install_progressive_entropy(&info);
+        mq_install_progressive_entropy(&info, entropy == mq_jpeg_portable_entropy);
         int status;
         do status = jpeg_consume_input(&info);
         while (status != JPEG_REACHED_EOI && status != JPEG_SUSPENDED);
         if (mq_progressive_entropy_saw_damage(&info)) {
             jpeg_destroy_decompress(&info);
-            return mq_jpeg_decode_region(data, size, x0, y0, x1, y1, 1, out, out_size, region, message, message_size);
+            return mq_jpeg_decode_region(data, size, x0, y0, x1, y1, mq_jpeg_libjpeg_entropy, out, out_size, region, message, message_size);
         }
         jpeg_start_output(&info, info.input_scan_number);
     }

@@ -12,7 +12,9 @@
 #include "progressive_entropy.h"
 
 #include <immintrin.h>
+#include <cpuid.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +45,7 @@ typedef struct {
     int last_dc[MAX_COMPS_IN_SCAN];
     unsigned restarts_to_go;
     boolean damaged;     // corrupt or truncated data seen: libjpeg's decoder should redo the image
+    boolean use_pdep;    // BMI2 pdep for bit selection (one fast instruction, where it is fast)
     const huffman_table *dc_table[MAX_COMPS_IN_SCAN];
     const huffman_table *ac_table;
     huffman_table tables[2][NUM_HUFF_TBLS];  // [0] DC, [1] AC
@@ -280,14 +283,8 @@ static const uint8_t zigzag_index[64] = {
     0,  1,  5,  6,  14, 15, 27, 28, 2,  4,  7,  13, 16, 26, 29, 42, 3,  8,  12, 17, 25, 30, 41, 43, 9,  11, 18, 24, 31, 40, 44, 53,
     10, 19, 23, 32, 39, 45, 52, 54, 20, 22, 33, 38, 46, 51, 55, 60, 21, 34, 37, 47, 50, 56, 59, 61, 35, 36, 48, 49, 57, 58, 62, 63};
 
-// The non-zero coefficients of a block as zigzag positions: bit k of `forward` and bit 63 - k
-// of `reversed` set when the coefficient at zigzag position k is non-zero.
-typedef struct {
-    uint64_t forward;
-    uint64_t reversed;
-} nonzero_positions;
-
-static inline nonzero_positions nonzero_in_zigzag_order(const JCOEF *block) {
+// Bit k set when the coefficient at zigzag position k of the block is non-zero.
+static inline uint64_t nonzero_in_zigzag_order(const JCOEF *block) {
     uint64_t natural = 0;
     for (int half = 0; half < 2; half++) {
         const __m256i zero = _mm256_setzero_si256();
@@ -297,24 +294,45 @@ static inline nonzero_positions nonzero_in_zigzag_order(const JCOEF *block) {
         const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packs_epi16(a, b), 0xD8);
         natural |= (uint64_t)(uint32_t)~_mm256_movemask_epi8(bytes) << (32 * half);
     }
-    nonzero_positions positions = {0, 0};
-    for (; natural != 0; natural &= natural - 1) {
-        const int k = zigzag_index[__builtin_ctzll(natural)];
-        positions.forward |= 1ull << k;
-        positions.reversed |= 1ull << (63 - k);
+    uint64_t zigzag = 0;
+    for (; natural != 0; natural &= natural - 1) zigzag |= 1ull << zigzag_index[__builtin_ctzll(natural)];
+    return zigzag;
+}
+
+// Position of set bit number `n` (from 0, lowest first) of x, or 64 when x has fewer. pdep does
+// it in one instruction, but on AMD before Zen 3 pdep is microcoded and slow; there a broadword
+// select (running byte counts, then a table for the byte) is used.
+static uint8_t select_in_byte[8][256];
+
+static void fill_select_in_byte(void) {
+    for (int byte = 0; byte < 256; byte++) {
+        int rank = 0;
+        for (int b = 0; b < 8; b++)
+            if (byte & (1 << b)) select_in_byte[rank++][byte] = (uint8_t)b;
     }
-    return positions;
+}
+
+static inline int select_bit(const fast_entropy *e, uint64_t x, int n) {
+    if (e->use_pdep) {
+        const uint64_t bit = _pdep_u64(1ull << n, x);
+        return bit != 0 ? __builtin_ctzll(bit) : 64;
+    }
+    uint64_t counts = x - ((x >> 1) & 0x5555555555555555ull);
+    counts = (counts & 0x3333333333333333ull) + ((counts >> 2) & 0x3333333333333333ull);
+    counts = (counts + (counts >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+    const uint64_t running = counts * 0x0101010101010101ull;  // byte i: set bits in bytes 0...i
+    // High bit of each byte whose running count exceeds n (counts <= 64 never borrow across bytes).
+    const uint64_t beyond = ((running | 0x8080808080808080ull) - (uint64_t)(n + 1) * 0x0101010101010101ull) & 0x8080808080808080ull;
+    if (beyond == 0) return 64;
+    const int byte = __builtin_ctzll(beyond) >> 3;
+    const int before = byte == 0 ? 0 : (int)((running >> (8 * byte - 8)) & 0xFF);
+    return 8 * byte + select_in_byte[n - before][(x >> (8 * byte)) & 0xFF];
 }
 
 // Zigzag positions from..<to as bits.
 static inline uint64_t band(int from, int to) {
     const uint64_t below_to = to >= 64 ? ~0ull : (1ull << to) - 1;
     return below_to & ~((1ull << from) - 1);
-}
-
-static inline uint64_t reverse_band(int from, int to) {  // band(from, to) with bit k at 63 - k
-    const uint64_t above = from == 0 ? ~0ull : ~0ull >> from;
-    return above & ~(to >= 64 ? 0 : ~0ull >> to);
 }
 
 // Appends the next `count` (0...63) bits of the stream to `bits`, the latest lowest.
@@ -342,8 +360,7 @@ static boolean decode_ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
     if (!begin_mcu(cinfo, e)) return TRUE;
     JCOEF *block = mcu[0][0];
     const int first = cinfo->Ss, last = cinfo->Se, bit = 1 << cinfo->Al;
-    const nonzero_positions before = nonzero_in_zigzag_order(block);
-    const uint64_t nonzero = before.forward & band(first, last + 1);
+    const uint64_t nonzero = nonzero_in_zigzag_order(block) & band(first, last + 1);
     uint64_t corrections = 0;
     int k = first;
     if (e->end_of_band_run == 0) {
@@ -364,9 +381,11 @@ static boolean decode_ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
             }
             // Pass `run` zero coefficients and the non-zero ones among them (one correction bit
             // each); the new coefficient, if any, goes to the zero after them.
-            const uint64_t after_run = _pdep_u64(1ull << run, ~nonzero & band(k, last + 1));
-            const int target = after_run != 0 ? __builtin_ctzll(after_run) : last + 1;
-            if (after_run == 0) e->damaged = TRUE;  // a run past the band
+            int target = select_bit(e, ~nonzero & band(k, last + 1), run);
+            if (target > last) {  // a run past the band
+                e->damaged = TRUE;
+                target = last + 1;
+            }
             corrections = append_bits(cinfo, e, corrections, __builtin_popcountll(nonzero & band(k, target)));
             k = target;
             if (k <= last) block[natural_order[k]] = (JCOEF)value;  // 0 after sixteen zeros: a zero stays
@@ -376,12 +395,13 @@ static boolean decode_ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
         if (k <= last) corrections = append_bits(cinfo, e, corrections, __builtin_popcountll(nonzero & band(k, last + 1)));
         e->end_of_band_run--;
     }
-    // The last bit read belongs to the highest position: deposit the bits on the reversed mask.
-    uint64_t set = _pdep_u64(corrections, before.reversed & reverse_band(first, last + 1));
-    for (; set != 0; set &= set - 1) {
-        JCOEF *coefficient = block + natural_order[63 - __builtin_ctzll(set)];
-        const int v = *coefficient;
-        *coefficient = (JCOEF)(v + ((v < 0 ? -bit : bit) & -((v & bit) == 0)));
+    // The last bit read belongs to the highest position: apply from the top down.
+    for (uint64_t positions = nonzero; positions != 0; corrections >>= 1) {
+        const int k = 63 - __builtin_clzll(positions);
+        positions ^= 1ull << k;
+        JCOEF *coefficient = block + natural_order[k];
+        const int v = *coefficient, apply = (int)(corrections & 1) & ((v & bit) == 0);
+        *coefficient = (JCOEF)(v + ((v < 0 ? -bit : bit) & -apply));
     }
     end_mcu(cinfo, e);
     return TRUE;
@@ -418,10 +438,24 @@ static void start_pass(j_decompress_ptr cinfo) {
     begin_scan(cinfo, e);
 }
 
-void mq_install_progressive_entropy(j_decompress_ptr cinfo) {
+// pdep is microcoded on AMD families before 19h (Zen 3): hundreds of cycles instead of three.
+static boolean pdep_is_fast(void) {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return FALSE;
+    const boolean amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
+    if (!amd) return TRUE;
+    __get_cpuid(1, &eax, &ebx, &ecx, &edx);
+    const unsigned base = (eax >> 8) & 0xF, family = base == 0xF ? base + ((eax >> 20) & 0xFF) : base;
+    return family >= 0x19;
+}
+
+void mq_install_progressive_entropy(j_decompress_ptr cinfo, int portable) {
+    static pthread_once_t tables = PTHREAD_ONCE_INIT;
+    pthread_once(&tables, fill_select_in_byte);
     fast_entropy *e = (fast_entropy *)(*cinfo->mem->alloc_small)((j_common_ptr)cinfo, JPOOL_IMAGE, sizeof(fast_entropy));
     memset(e, 0, sizeof *e);
     e->libjpeg = cinfo->entropy;
+    e->use_pdep = !portable && pdep_is_fast();
     e->pub.start_pass = start_pass;
     cinfo->entropy = &e->pub;
     begin_scan(cinfo, e);  // libjpeg has already started the first scan

@@ -15,8 +15,9 @@
 #endif
 
 /// Replaces the entropy decoder of a progressive, Huffman-coded decompression started in
-/// buffered-image mode, before any scan data has been read.
-void mq_install_progressive_entropy(j_decompress_ptr cinfo);
+/// buffered-image mode, before any scan data has been read. `portable` non-zero avoids pdep even
+/// where it is fast (tests run both paths).
+void mq_install_progressive_entropy(j_decompress_ptr cinfo, int portable);
 
 /// Whether the installed decoder met corrupt or truncated data. libjpeg's decoder handles such
 /// data its own way (which bits it drops, where it leaves grey); redoing the image with it gives

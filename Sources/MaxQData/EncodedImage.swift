@@ -102,10 +102,19 @@ public struct EncodedImage: Sendable {
         try decode(columns: 0..<width, rows: 0..<height).image
     }
 
+    /// Which decoder reads a progressive JPEG's scans; all give the same pixels.
+    public enum EntropyDecoder: Sendable {
+        /// Ours (Sources/CJPEG/progressive_entropy.c), with pdep where the CPU does it fast.
+        case fast
+        /// Ours without pdep (what AMD CPUs before Zen 3 run).
+        case portable
+        /// libjpeg-turbo's own.
+        case libjpeg
+    }
+
     /// Pixels covering `columns` x `rows` of the image, equal to the whole image's there. A
-    /// JPEG converts only those rows and the iMCU columns around them; its progressive scans are
-    /// entropy-decoded by our decoder, or by libjpeg-turbo's with `libjpegEntropy` (same pixels).
-    public func decode(columns: Range<Int>, rows: Range<Int>, libjpegEntropy: Bool = false) throws(ImageError) -> PixelRegion {
+    /// JPEG converts only those rows and the iMCU columns around them.
+    public func decode(columns: Range<Int>, rows: Range<Int>, entropy: EntropyDecoder = .fast) throws(ImageError) -> PixelRegion {
         switch content {
         case let .decoded(image):
             return PixelRegion(image: image, x: 0, y: 0)
@@ -118,7 +127,7 @@ public struct EncodedImage: Sendable {
                 status = data.withUnsafeBytes { raw in
                     mq_jpeg_decode_region(
                         raw.bindMemory(to: UInt8.self).baseAddress, data.count, Int32(columns.lowerBound), Int32(rows.lowerBound),
-                        Int32(columns.upperBound), Int32(rows.upperBound), libjpegEntropy ? 1 : 0, buffer.baseAddress, capacity, &region, &message, message.count)
+                        Int32(columns.upperBound), Int32(rows.upperBound), entropy.cValue, buffer.baseAddress, capacity, &region, &message, message.count)
                 }
                 count = status == 0 ? Int(region.width) * Int(region.height) * channels : 0
             }
@@ -162,5 +171,15 @@ public struct EncodedImage: Sendable {
 
     private static func pngMessage(_ image: inout png_image) -> String {
         withUnsafeBytes(of: &image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+}
+
+extension EncodedImage.EntropyDecoder {
+    var cValue: mq_jpeg_entropy {
+        switch self {
+        case .fast: mq_jpeg_fast_entropy
+        case .portable: mq_jpeg_portable_entropy
+        case .libjpeg: mq_jpeg_libjpeg_entropy
+        }
     }
 }

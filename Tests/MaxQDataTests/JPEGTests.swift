@@ -16,6 +16,12 @@ import Testing
 
     static func image(_ name: String) throws -> EncodedImage { try EncodedImage(path: Fixtures.path("images/jpeg/\(name)")) }
 
+    /// Bytes that differ, all of them when one side has no image.
+    static func differing(_ a: PixelRegion?, _ b: PixelRegion?) -> Int {
+        guard let a, let b, a.image.pixels.count == b.image.pixels.count else { return max(a?.image.pixels.count ?? 1, 1) }
+        return zip(a.image.pixels, b.image.pixels).filter { $0 != $1 }.count
+    }
+
     @Test(arguments: names)
     func decodesLikePillow(_ name: String) throws {
         let expected = try SafetensorsFile.read(path: Fixtures.path("images/jpeg/expected.safetensors"))
@@ -26,17 +32,13 @@ import Testing
     }
 
     @Test(arguments: names)
-    func ourEntropyDecoderEqualsLibjpegs(_ name: String) throws {
+    func ourEntropyDecodersEqualLibjpegs(_ name: String) throws {
         let image = try Self.image(name)
-        let ours = try image.decode(columns: 0..<image.width, rows: 0..<image.height)
-        let libjpeg = try image.decode(columns: 0..<image.width, rows: 0..<image.height, libjpegEntropy: true)
-        #expect(Self.differing(ours, libjpeg) == 0)
-    }
-
-    /// Bytes that differ, all of them when one side has no image.
-    static func differing(_ a: PixelRegion?, _ b: PixelRegion?) -> Int {
-        guard let a, let b, a.image.pixels.count == b.image.pixels.count else { return max(a?.image.pixels.count ?? 1, 1) }
-        return zip(a.image.pixels, b.image.pixels).filter { $0 != $1 }.count
+        let libjpeg = try image.decode(columns: 0..<image.width, rows: 0..<image.height, entropy: .libjpeg)
+        for entropy in [EncodedImage.EntropyDecoder.fast, .portable] {
+            let ours = try image.decode(columns: 0..<image.width, rows: 0..<image.height, entropy: entropy)
+            #expect(Self.differing(ours, libjpeg) == 0, "\(entropy)")
+        }
     }
 
     @Test(arguments: names)
@@ -53,10 +55,12 @@ import Testing
             // Grey or garbage where the data is missing or wrong, exactly as libjpeg makes it
             // (our decoder hands such files to libjpeg's); a damaged header is an error.
             guard let image = try? EncodedImage(bytes, path: name) else { continue }
-            let ours = try? image.decode(columns: 0..<image.width, rows: 0..<image.height)
-            let libjpeg = try? image.decode(columns: 0..<image.width, rows: 0..<image.height, libjpegEntropy: true)
-            if ours == nil && libjpeg == nil { continue }
-            #expect(Self.differing(ours, libjpeg) == 0, "\(name) \(what)")
+            let libjpeg = try? image.decode(columns: 0..<image.width, rows: 0..<image.height, entropy: .libjpeg)
+            for entropy in [EncodedImage.EntropyDecoder.fast, .portable] {
+                let ours = try? image.decode(columns: 0..<image.width, rows: 0..<image.height, entropy: entropy)
+                if ours == nil && libjpeg == nil { continue }
+                #expect(Self.differing(ours, libjpeg) == 0, "\(name) \(what) \(entropy)")
+            }
         }
     }
 

@@ -27,13 +27,19 @@ typedef struct {
 /// Reads the header. Returns 0, or -1 with a message.
 int mq_jpeg_read_header(const uint8_t *data, size_t size, mq_jpeg_header *header, char *message, size_t message_size);
 
+/// Which entropy decoder runs progressive scans (baseline scans always use libjpeg-turbo's).
+typedef enum {
+    mq_jpeg_fast_entropy = 0,      // ours, with pdep where the CPU does it fast
+    mq_jpeg_libjpeg_entropy = 1,   // libjpeg-turbo's own
+    mq_jpeg_portable_entropy = 2,  // ours without pdep
+} mq_jpeg_entropy;
+
 /// Decodes rows y0..<y1 and at least columns x0..<x1 with accurate integer DCT and fancy
-/// upsampling, pixel-identical to decoding the whole image. Progressive scans are entropy-decoded
-/// by our decoder unless `libjpeg_entropy` is non-zero (same pixels; tests compare). `out` must hold
-/// header.width * (y1 - y0) * header.channels bytes; rows are region->width pixels long.
-/// Returns 0, or -1 with a message.
+/// upsampling, pixel-identical to decoding the whole image; every entropy decoder gives the same
+/// pixels (tests compare). `out` must hold header.width * (y1 - y0) * header.channels bytes;
+/// rows are region->width pixels long. Returns 0, or -1 with a message.
 int mq_jpeg_decode_region(
-    const uint8_t *data, size_t size, int x0, int y0, int x1, int y1, int libjpeg_entropy, uint8_t *out,
+    const uint8_t *data, size_t size, int x0, int y0, int x1, int y1, mq_jpeg_entropy entropy, uint8_t *out,
     size_t out_size, mq_jpeg_region *region, char *message, size_t message_size);
 
 #endif
