@@ -438,12 +438,14 @@ static void start_pass(j_decompress_ptr cinfo) {
     begin_scan(cinfo, e);
 }
 
-// pdep is microcoded on AMD families before 19h (Zen 3): hundreds of cycles instead of three.
+// pdep is microcoded on AMD families before 19h (Zen 3), and on Hygon's Zen-based 18h: hundreds
+// of cycles instead of three.
 static boolean pdep_is_fast(void) {
     unsigned eax, ebx, ecx, edx;
     if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return FALSE;
-    const boolean amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
-    if (!amd) return TRUE;
+    const boolean amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;    // "AuthenticAMD"
+    const boolean hygon = ebx == 0x6f677948 && edx == 0x6e65476e && ecx == 0x656e6975;  // "HygonGenuine"
+    if (!amd && !hygon) return TRUE;
     __get_cpuid(1, &eax, &ebx, &ecx, &edx);
     const unsigned base = (eax >> 8) & 0xF, family = base == 0xF ? base + ((eax >> 20) & 0xFF) : base;
     return family >= 0x19;
