@@ -49,12 +49,50 @@ static int channels_of(j_decompress_ptr info) {
     return info->jpeg_color_space == JCS_CMYK || info->jpeg_color_space == JCS_YCCK ? 4 : 3;
 }
 
+// Whether the marker structure reaches an end-of-image marker: segments are skipped by their
+// lengths and scans' entropy-coded data up to the next marker (where FF is followed by neither
+// 00, a stuffed byte, nor a restart marker). A file cut short never reaches it; Pillow refuses
+// such files ("image file is truncated") while libjpeg would fill the rest with grey, and a
+// region decode may stop before the end: checking the bytes gives one answer for every crop.
+// Data after the end-of-image marker (an appended preview, say) does not matter.
+static int reaches_end_of_image(const uint8_t *data, size_t size) {
+    size_t at = 2;  // after SOI
+    while (at + 1 < size) {
+        if (data[at] != 0xFF) {  // stray bytes before a marker: libjpeg skips them too
+            at++;
+            continue;
+        }
+        const uint8_t marker = data[at + 1];
+        if (marker == 0xD9) return 1;
+        if (marker == 0xFF) {  // fill byte
+            at++;
+            continue;
+        }
+        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length
+            at += 2;
+            continue;
+        }
+        if (at + 3 >= size) return 0;
+        at += 2 + (((size_t)data[at + 2] << 8) | data[at + 3]);
+        if (marker == 0xDA) {  // a scan: entropy-coded data up to the next real marker
+            while (at + 1 < size && !(data[at] == 0xFF && data[at + 1] != 0x00 && (data[at + 1] < 0xD0 || data[at + 1] > 0xD7)))
+                at++;
+        }
+    }
+    return 0;
+}
+
 int mq_jpeg_read_header(const uint8_t *data, size_t size, mq_jpeg_header *header, char *message, size_t message_size) {
     struct jpeg_decompress_struct info;
     recovering_error_mgr errors;
     create(&info, &errors, data, size);
     if (setjmp(errors.recovery)) return fail(&info, message, message_size);
     jpeg_read_header(&info, TRUE);  // without an image it fails (JERR_NO_IMAGE)
+    if (!reaches_end_of_image(data, size)) {
+        snprintf(message, message_size, "truncated: the JPEG data ends before its end-of-image marker");
+        jpeg_destroy_decompress(&info);
+        return -1;
+    }
     header->width = (int)info.image_width;
     header->height = (int)info.image_height;
     header->channels = channels_of(&info);

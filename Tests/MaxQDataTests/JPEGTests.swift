@@ -42,26 +42,35 @@ import Testing
     }
 
     @Test(arguments: names)
-    func damagedFilesDecodeAsLibjpegDecodesThem(_ name: String) throws {
+    func truncatedFilesAreRefusedAsPillowRefusesThem(_ name: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/jpeg/\(name)")))
+        for cut in [data.count * 35 / 100, data.count * 85 / 100, data.count - 2] {  // the last: only the end marker missing
+            #expect(throws: ImageError.self, "\(name) cut to \(cut) bytes") { try EncodedImage(Data(data.prefix(cut)), path: name) }
+        }
+        // Data after the end marker (an appended preview, say) is fine, as in Pillow.
+        _ = try EncodedImage(data + Data("trailing bytes".utf8), path: name)
+    }
+
+    @Test(arguments: names)
+    func corruptFilesDecodeAsLibjpegDecodesThem(_ name: String) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/jpeg/\(name)")))
         var generator = RandomGenerator(seed: 3)
-        var damaged: [(String, Data)] = [35, 60, 85, 99].map { ("cut at \($0)%", Data(data.prefix(data.count * $0 / 100))) }
-        for trial in 0..<6 {
+        var decoded = 0
+        for trial in 0..<8 {
             var bytes = [UInt8](data)
-            for _ in 0..<3 { bytes[data.count / 3 + generator.integer(below: data.count * 2 / 3)] = UInt8(generator.integer(below: 256)) }
-            damaged.append(("corrupted \(trial)", Data(bytes)))
-        }
-        for (what, bytes) in damaged {
-            // Grey or garbage where the data is missing or wrong, exactly as libjpeg makes it
-            // (our decoder hands such files to libjpeg's); a damaged header is an error.
-            guard let image = try? EncodedImage(bytes, path: name) else { continue }
+            for _ in 0..<3 { bytes[data.count / 3 + generator.integer(below: data.count * 2 / 3 - 2)] = UInt8(generator.integer(below: 256)) }
+            // Garbage where the data is wrong, exactly as libjpeg makes it (our decoder hands
+            // damaged scans to libjpeg's); damaged markers are an error for both.
+            guard let image = try? EncodedImage(Data(bytes), path: name) else { continue }
             let libjpeg = try? image.decode(columns: 0..<image.width, rows: 0..<image.height, entropy: .libjpeg)
             for entropy in [EncodedImage.EntropyDecoder.fast, .portable] {
                 let ours = try? image.decode(columns: 0..<image.width, rows: 0..<image.height, entropy: entropy)
-                if ours == nil && libjpeg == nil { continue }
-                #expect(Self.differing(ours, libjpeg) == 0, "\(name) \(what) \(entropy)")
+                #expect((ours == nil) == (libjpeg == nil), "\(name) corrupted \(trial) \(entropy)")
+                if ours != nil { #expect(Self.differing(ours, libjpeg) == 0, "\(name) corrupted \(trial) \(entropy)") }
             }
+            decoded += libjpeg == nil ? 0 : 1
         }
+        #expect(decoded > 0)
     }
 
     @Test(arguments: names)

@@ -24,7 +24,8 @@ typedef struct {
     int height;
 } mq_jpeg_region;
 
-/// Reads the header. Returns 0, or -1 with a message.
+/// Reads the header and checks that the data is complete (an end-of-image marker after the last
+/// scan, as Pillow requires). Returns 0, or -1 with a message.
 int mq_jpeg_read_header(const uint8_t *data, size_t size, mq_jpeg_header *header, char *message, size_t message_size);
 
 /// Which entropy decoder runs progressive scans (baseline scans always use libjpeg-turbo's).
