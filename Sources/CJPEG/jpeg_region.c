@@ -74,9 +74,13 @@ static int reaches_end_of_image(const uint8_t *data, size_t size) {
         }
         if (at + 3 >= size) return 0;
         at += 2 + (((size_t)data[at + 2] << 8) | data[at + 3]);
-        if (marker == 0xDA) {  // a scan: entropy-coded data up to the next real marker
-            while (at + 1 < size && !(data[at] == 0xFF && data[at + 1] != 0x00 && (data[at + 1] < 0xD0 || data[at + 1] > 0xD7)))
-                at++;
+        while (marker == 0xDA && at + 1 < size) {  // a scan: entropy-coded data up to the next real marker
+            const uint8_t *ff = memchr(data + at, 0xFF, size - at - 1);
+            if (ff == NULL) return 0;
+            at = (size_t)(ff - data);
+            const uint8_t next = data[at + 1];
+            if (next != 0x00 && (next < 0xD0 || next > 0xD7)) break;
+            at += 2;
         }
     }
     return 0;
