@@ -95,9 +95,25 @@ static unsigned next_byte(j_decompress_ptr cinfo, fast_entropy *e) {
     return *e->next++;
 }
 
-// Fills the buffer to at least 57 bits. At a marker the segment ends: the marker is left for
+// Fills the buffer to at least 57 bits: eight bytes at once when none is 0xFF (no stuffing, no
+// marker; the bytes beyond the whole ones taken land below them and are OR-ed in again,
+// unchanged, next time), else byte by byte. At a marker the segment ends: the marker is left for
 // libjpeg (unread_marker) and zero bits follow, as libjpeg supplies them.
 static void refill(j_decompress_ptr cinfo, fast_entropy *e) {
+    if (e->left >= 8 && cinfo->unread_marker == 0) {
+        uint64_t bytes;
+        memcpy(&bytes, e->next, 8);
+        bytes = __builtin_bswap64(bytes);
+        const uint64_t inverted = ~bytes;
+        if (((inverted - 0x0101010101010101ull) & ~inverted & 0x8080808080808080ull) == 0) {
+            const int taken = (63 - e->bits) >> 3;
+            e->buffer |= bytes >> e->bits;
+            e->next += taken;
+            e->left -= (size_t)taken;
+            e->bits += 8 * taken;
+            return;
+        }
+    }
     while (e->bits <= 56) {
         if (cinfo->unread_marker != 0) {
             e->zero_bits += 64 - e->bits;
@@ -120,25 +136,9 @@ static void refill(j_decompress_ptr cinfo, fast_entropy *e) {
     }
 }
 
-static inline void ensure(j_decompress_ptr cinfo, fast_entropy *e, int count) {
-    if (e->bits >= count) return;
-    if (e->left >= 8 && cinfo->unread_marker == 0) {
-        // Eight bytes at once when none is 0xFF (no stuffing, no marker). The bytes beyond the
-        // whole ones taken land below them and are OR-ed in again, unchanged, next time.
-        uint64_t bytes;
-        memcpy(&bytes, e->next, 8);
-        bytes = __builtin_bswap64(bytes);
-        const uint64_t inverted = ~bytes;
-        if (((inverted - 0x0101010101010101ull) & ~inverted & 0x8080808080808080ull) == 0) {
-            const int taken = (63 - e->bits) >> 3;
-            e->buffer |= bytes >> e->bits;
-            e->next += taken;
-            e->left -= (size_t)taken;
-            e->bits += 8 * taken;
-            return;
-        }
-    }
-    refill(cinfo, e);
+// The check runs for every symbol and stays inline; the refill (every few symbols) is a call.
+static inline __attribute__((always_inline)) void ensure(j_decompress_ptr cinfo, fast_entropy *e, int count) {
+    if (e->bits < count) refill(cinfo, e);
 }
 
 static inline unsigned take(fast_entropy *e, int count) {  // 1 <= count <= 31, buffered
