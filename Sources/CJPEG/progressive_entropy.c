@@ -451,13 +451,21 @@ static boolean pdep_is_fast(void) {
     return family >= 0x19;
 }
 
+// Set once: cpuid is slow, and in a virtual machine a trap to the hypervisor.
+static boolean fast_pdep;
+
+static void initialise(void) {
+    fill_select_in_byte();
+    fast_pdep = pdep_is_fast();
+}
+
 void mq_install_progressive_entropy(j_decompress_ptr cinfo, int portable) {
-    static pthread_once_t tables = PTHREAD_ONCE_INIT;
-    pthread_once(&tables, fill_select_in_byte);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, initialise);
     fast_entropy *e = (fast_entropy *)(*cinfo->mem->alloc_small)((j_common_ptr)cinfo, JPOOL_IMAGE, sizeof(fast_entropy));
     memset(e, 0, sizeof *e);
     e->libjpeg = cinfo->entropy;
-    e->use_pdep = !portable && pdep_is_fast();
+    e->use_pdep = !portable && fast_pdep;
     e->pub.start_pass = start_pass;
     cinfo->entropy = &e->pub;
     begin_scan(cinfo, e);  // libjpeg has already started the first scan
