@@ -55,6 +55,8 @@ func fixtureImage(_ name: String) throws -> Data {
         let tree = TemporaryFolder()
         for i in 0..<4 { try tree.file("cat/\(i).png", fixtureImage("wide.png")) }
         try tree.file("cat/broken.jpg", Data([0xFF, 0xD8, 0xFF, 0x00, 0x01]))
+        let jpeg = try fixtureImage("jpeg/progressive_420.jpg")
+        try tree.file("cat/truncated.jpg", jpeg.prefix(jpeg.count / 2))  // refused, as Pillow refuses it
         let dataset = try ImageFolderDataset(root: tree.path, split: .train, resolution: 16)
         let loader = DataLoader(dataset: dataset, batchSize: 2, shuffle: false, seed: 1, workers: 2)
         var sizes: [Int] = [], skipped: [String] = []
@@ -64,8 +66,9 @@ func fixtureImage(_ name: String) throws -> Data {
             skipped += batch.skipped
             #expect(batch.images.shape == [batch.labels.count, 3, 16, 16])
         }
-        #expect(sizes == [2, 2, 0])  // order: 0, 1 | 2, 3 | broken (skipped)
-        #expect(skipped.count == 1 && skipped[0].contains("broken.jpg"))
+        #expect(sizes == [2, 2, 0])  // order: 0, 1 | 2, 3 | broken, truncated (both skipped)
+        #expect(skipped.count == 2 && skipped[0].contains("broken.jpg"))
+        #expect(skipped.count == 2 && skipped[1].contains("truncated.jpg") && skipped[1].contains("truncated:"))
     }
 
     @Test func batchesDependOnSeedAndEpochNotOnThreads() throws {
