@@ -46,7 +46,7 @@ struct ResampleAxis {
     /// The input positions that outputs `outputs` read.
     func inputs(of outputs: Range<Int>) -> Range<Int> {
         guard !outputs.isEmpty else { return 0..<0 }
-        return first[outputs.lowerBound]..<outputs.map { first[$0] + count[$0] }.max()!
+        return first[outputs.lowerBound]..<outputs.lazy.map { first[$0] + count[$0] }.max()!
     }
 
     @inline(__always)
@@ -89,7 +89,8 @@ struct Resampling {
     /// `columns.count` interleaved RGB pixels, to `consume(row index from 0, pixels)`.
     func run(_ source: PixelRegion, consume: (Int, UnsafePointer<UInt8>) -> Void) {
         let tempWidth = columns.count, rowLength = tempWidth * 3
-        var temp = [UInt8](repeating: 0, count: rowLength * cropRows.count)
+        // Every byte is written by the horizontal pass below: no need to zero it first.
+        var temp = [UInt8](unsafeUninitializedCapacity: rowLength * cropRows.count) { $1 = $0.count }
         let bias = Int32(1) << Int32(ResampleAxis.precisionBits - 1)
         // Offset of crop pixel (0, cropRows.lowerBound) in the region's pixels.
         let regionWidth = source.image.width
