@@ -22,13 +22,19 @@ struct BenchData: ParsableCommand {
                 normalization: resolution <= 64 ? .cifar : .imageNet)
             let loader = DataLoader(dataset: dataset, batchSize: batchSize, shuffle: true, seed: 0, workers: workers)
             var rates: [Double] = []
+            var skipped: [String] = []
             for epoch in 0..<epochs {
                 let start = Date()
                 var images = 0
                 let batches = loader.epoch(epoch)
-                while let batch = batches.next() { images += batch.labels.count }
+                while let batch = batches.next() {
+                    images += batch.labels.count
+                    if epoch == 0 { skipped += batch.skipped }
+                }
                 rates.append(Double(images) / Date().timeIntervalSince(start))
             }
+            // The rate counts decoded images only; say which files were not.
+            if let first = skipped.first { note("\(skipped.count) file(s) skipped as undecodable, first: \(first)") }
             print(String(format: "%@ transform=%@ workers=%d batch=%d images=%d: %.0f img/s (median of %d epochs)",
                 directory, transform.rawValue, workers, batchSize, dataset.count, rates.sorted()[rates.count / 2], epochs))
         } catch {
