@@ -8,38 +8,18 @@ Run by hand with PyTorch installed (a development tool only; the tests never nee
 Each file is safetensors with the operation's inputs, outputs and gradients: for an output y
 the seed `dy` is random and every gradient is d(sum(y * dy))/d(input).
 """
-import json, os, struct
+import json, os
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fixture_io import write_safetensors
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures")
 torch.manual_seed(0)
 
 
 def save(name, tensors, dtypes=None):
-    """Minimal safetensors writer (F32 unless dtypes names F16/BF16/I64)."""
-    dtypes = dtypes or {}
-    header, blobs, offset = {}, [], 0
-    for key, value in tensors.items():
-        dtype = dtypes.get(key, "F32")
-        t = value.detach().contiguous()
-        if dtype == "F32":
-            raw = t.to(torch.float32).numpy().tobytes()
-        elif dtype == "F16":
-            raw = t.to(torch.float16).numpy().tobytes()
-        elif dtype == "BF16":
-            raw = t.to(torch.bfloat16).view(torch.int16).numpy().tobytes()
-        else:
-            raw = t.to(torch.int64).numpy().tobytes()
-        header[key] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    js = json.dumps(header).encode()
-    js += b" " * ((8 - len(js) % 8) % 8)
-    path = os.path.normpath(os.path.join(OUT, "ops", name + ".safetensors"))
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
+    write_safetensors(os.path.normpath(os.path.join(OUT, "ops", name + ".safetensors")), tensors, dtypes)
 
 
 def grads(y, inputs):

@@ -112,14 +112,16 @@ public final class MobileNet: Model, Composite {
         return fc
     }
 
-    /// MobileNet V1 as the reference code builds it (PyTorch's default initialisation).
-    public static func v1(classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0) throws(TensorError) -> MobileNet {
+    /// MobileNet V1 as the reference code builds it (PyTorch's default initialisation);
+    /// `widthDivisor` divides every width (1: the paper's model; narrower ones for test fixtures).
+    public static func v1(classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0, widthDivisor: Int = 1) throws(TensorError) -> MobileNet {
         var generator = RandomGenerator(seed: seed)
-        let stem = try ConvBNUnit(3, 32, kernelSize: 3, stride: 2, config: .dense, names: .torchvision, generator: &generator)
+        let divisor = max(widthDivisor, 1)
+        var input = 32 / divisor
+        let stem = try ConvBNUnit(3, input, kernelSize: 3, stride: 2, config: .dense, names: .torchvision, generator: &generator)
         var features: [(String, any Layer, (Variable) throws(TensorError) -> Variable)] = [step("conv1", stem, .relu)]
-        var input = 32
         let table: [(Int, Int)] = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1),
-                                   (512, 1), (512, 1), (1024, 2), (1024, 1)]
+                                   (512, 1), (512, 1), (1024, 2), (1024, 1)].map { ($0.0 / divisor, $0.1) }
         for (i, (output, stride)) in table.enumerated() {
             let depthwise = try ConvBNUnit(
                 input, input, kernelSize: 3, stride: stride, groups: input, config: .dense, names: .torchvision, seed: UInt64(i),
@@ -130,7 +132,7 @@ public final class MobileNet: Model, Composite {
                 residual: false)))
             input = output
         }
-        let fc = Linear(1024, classes, generator: &generator)
+        let fc = Linear(input, classes, generator: &generator)
         return MobileNet(features: features, head: [("fc", fc)]) { (x) throws(TensorError) in try fc(x) }
     }
 

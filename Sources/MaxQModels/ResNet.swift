@@ -21,15 +21,24 @@ public struct ResNetSpec: Sendable {
     public var forCIFAR: ResNetSpec { ResNetSpec(blocks: blocks, bottleneck: bottleneck, cifar: true) }
 }
 
-/// Shared by the builders: the sparsity of every unit, one generator for weights and a seed
-/// counter for the units' own streams.
+/// Shared by the builders: the sparsity of every unit, one generator for weights, a seed
+/// counter for the units' own streams, and whether weights are re-drawn kaiming-normal.
 struct UnitFactory {
     let config: SparsityConfig
     var generator: RandomGenerator
     var seeds: UInt64 = 0
+    /// true: the ImageNet ResNet (and torchvision MobileNet) initialisation, weight ~
+    /// Normal(0, sqrt(2 / (k*k*out))), kaiming-normal with fan-out; false: PyTorch's default
+    /// Conv2d initialisation, uniform +-1/sqrt(fan_in), as the original's CIFAR ResNets keep it.
+    var kaimingFanOut = true
 
-    /// A conv-bn unit with the ResNet (and torchvision MobileNet) initialisation: weight ~
-    /// Normal(0, sqrt(2 / (k*k*out))), kaiming-normal with fan-out. `sparse: false` keeps it dense.
+    init(config: SparsityConfig, generator: RandomGenerator, kaimingFanOut: Bool = true) {
+        self.config = config
+        self.generator = generator
+        self.kaimingFanOut = kaimingFanOut
+    }
+
+    /// A conv-bn unit initialised as `kaimingFanOut` says. `sparse: false` keeps it dense.
     mutating func unit(
         _ input: Int, _ output: Int, kernel: Int, stride: Int = 1, groups: Int = 1, sparse: Bool = true,
         names: UnitNames = .reference, eps: Float = 1e-5, momentum: Float = 0.1
@@ -38,8 +47,10 @@ struct UnitFactory {
         let u = try ConvBNUnit(
             input, output, kernelSize: kernel, stride: stride, groups: groups, config: sparse ? config : .dense, names: names,
             eps: eps, momentum: momentum, seed: seeds, generator: &generator)
-        u.conv.weight.value = Tensor(
-            normal: u.conv.weight.shape, std: (2 / Float(kernel * kernel * output)).squareRoot(), generator: &generator)
+        if kaimingFanOut {
+            u.conv.weight.value = Tensor(
+                normal: u.conv.weight.shape, std: (2 / Float(kernel * kernel * output)).squareRoot(), generator: &generator)
+        }
         return u
     }
 }
@@ -85,18 +96,24 @@ public final class ResNet: Model, Composite {
     let spec: ResNetSpec
     public private(set) var units: [(String, ConvBNUnit)] = []
 
-    public init(_ spec: ResNetSpec, classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0) throws(TensorError) {
+    /// `widthDivisor` divides every width (stem 64, stages 64..512): 1 builds the paper's
+    /// models; narrower ones keep test fixtures small.
+    public init(_ spec: ResNetSpec, classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0, widthDivisor: Int = 1) throws(TensorError) {
         self.spec = spec
-        var factory = UnitFactory(config: sparsity, generator: RandomGenerator(seed: seed))
-        let stemKernel = spec.cifar ? 3 : 7
+        // The original initialises its ImageNet ResNets kaiming-normal (fan-out) and leaves its
+        // CIFAR ResNets at PyTorch's defaults (docs/models.md).
+        var factory = UnitFactory(config: sparsity, generator: RandomGenerator(seed: seed), kaimingFanOut: !spec.cifar)
+        let stemKernel = spec.cifar ? 3 : 7, base = 64 / max(widthDivisor, 1)
         conv1 = try Conv2d(
-            3, 64, kernelSize: stemKernel, stride: spec.cifar ? 1 : 2, padding: stemKernel / 2, generator: &factory.generator)
-        conv1.weight.value = Tensor(
-            normal: conv1.weight.shape, std: (2 / Float(stemKernel * stemKernel * 64)).squareRoot(), generator: &factory.generator)
-        bn1 = BatchNorm2d(64)
-        var input = 64
+            3, base, kernelSize: stemKernel, stride: spec.cifar ? 1 : 2, padding: stemKernel / 2, generator: &factory.generator)
+        if factory.kaimingFanOut {
+            conv1.weight.value = Tensor(
+                normal: conv1.weight.shape, std: (2 / Float(stemKernel * stemKernel * base)).squareRoot(), generator: &factory.generator)
+        }
+        bn1 = BatchNorm2d(base)
+        var input = base
         var stages: [[ResidualBlock]] = []
-        for (s, planes) in [64, 128, 256, 512].enumerated() {
+        for (s, planes) in [base, 2 * base, 4 * base, 8 * base].enumerated() {
             var blocks: [ResidualBlock] = []
             for j in 0..<spec.blocks[s] {
                 blocks.append(try ResidualBlock(input, planes, stride: j == 0 && s > 0 ? 2 : 1, spec: spec, factory: &factory))

@@ -88,4 +88,26 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
         let model = try dense(.resnet18)
         #expect { try model.load([("fc.weight", Tensor(zeros: [7, 512]))]) } throws: { "\($0)".contains("fc.weight") && "\($0)".contains("[10, 512]") }
     }
+
+    /// docs/models.md: CIFAR ResNets and MobileNet V1 keep PyTorch's default U(+-1/sqrt(fan_in));
+    /// ImageNet ResNets draw convolutions from Normal(0, sqrt(2 / (k*k*out))).
+    @Test(arguments: [Architecture.cResnet18, .cResnet50, .mobilenetV1, .resnet18])
+    func initialisationFollowsTheOriginal(_ arch: Architecture) throws {
+        let model = try dense(arch)
+        let convolutions = model.namedParameters(prefix: "").filter { $0.1.shape.count == 4 && $0.1.shape[0] >= 64 }
+        #expect(convolutions.count > 5)
+        for (name, weight) in convolutions {
+            let shape = weight.shape, values = weight.value.scalars
+            let fanIn = shape[1] * shape[2] * shape[3]
+            let std = (values.map { Double($0 * $0) }.reduce(0, +) / Double(values.count)).squareRoot()
+            if arch == .resnet18 {
+                let expected = (2 / Double(shape[2] * shape[3] * shape[0])).squareRoot()
+                #expect(abs(std / expected - 1) < 0.05, "\(name): std \(std), kaiming-normal fan-out gives \(expected)")
+            } else {
+                let bound = 1 / Float(fanIn).squareRoot()
+                #expect(values.allSatisfy { abs($0) <= bound }, "\(name): outside +-\(bound)")
+                #expect(abs(std / (Double(bound) / 3.0.squareRoot()) - 1) < 0.05, "\(name): std \(std) of U(+-\(bound))")
+            }
+        }
+    }
 }

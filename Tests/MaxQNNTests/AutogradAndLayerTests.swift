@@ -41,17 +41,11 @@ final class TinyNetwork: Layer {
     func setTraining(_ training: Bool) { children.forEach { $0.1.setTraining(training) } }
 }
 
-/// The fixture's tensors under `group.`, with that prefix removed.
-func entries(_ file: SafetensorsFile, _ group: String) -> [String: Tensor] {
-    Dictionary(uniqueKeysWithValues: file.tensors.filter { $0.name.hasPrefix(group + ".") }
-        .map { (String($0.name.dropFirst(group.count + 1)), $0.tensor) })
-}
-
 @Suite struct AutogradAndLayerTests {
     @Test func tinyNetworkMatchesPyTorchLogitsGradientsAndTraining() throws {
         let f = try Fixtures.op("tiny_network")
         let model = try TinyNetwork()
-        let report = try model.loadStateDict(entries(f, "initial"))
+        let report = try model.loadStateDict(f.group("initial"))
         #expect(report == LoadReport(missing: ["bn1.num_batches_tracked", "bn2.num_batches_tracked", "bn3.num_batches_tracked"], unexpected: []))
         let parameters = model.parameters
         let optimizer = SGD(groups: [.init(parameters: parameters, weightDecay: 1e-4)], learningRate: 0.1, momentum: 0.9)

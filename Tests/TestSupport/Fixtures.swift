@@ -37,3 +37,11 @@ extension Tensor {
     /// Integer labels stored as a float tensor (I64 in the fixture).
     public var labels: [Int] { scalars.map { Int($0) } }
 }
+
+extension SafetensorsFile {
+    /// The tensors named `<prefix>.<rest>`, under `<rest>`.
+    public func group(_ prefix: String) -> [String: Tensor] {
+        Dictionary(uniqueKeysWithValues: tensors.filter { $0.name.hasPrefix(prefix + ".") }
+            .map { (String($0.name.dropFirst(prefix.count + 1)), $0.tensor) })
+    }
+}
