@@ -1,5 +1,5 @@
 """The original MaxQ code's sparse training, written out in plain PyTorch for the fixtures:
-N:M and MaxQ masks (docs/algorithm.md, equal keys ordered by a stable sort), the straight-through
+N:M and MaxQ masks (equal keys ordered as a stable sort orders them; docs/fidelity.md), the straight-through
 conv-bn units with SR-STE decay, and the two models the step-parity test trains (the CIFAR
 ResNet-18 and MobileNet V1 of the original code, with a width divisor so fixtures stay small).
 Initialisation is PyTorch's default, as in the original's definitions of these two models.

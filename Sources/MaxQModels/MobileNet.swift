@@ -114,11 +114,14 @@ public final class MobileNet: Model, Composite {
 
     /// MobileNet V1 as the reference code builds it (PyTorch's default initialisation);
     /// `widthDivisor` divides every width (1: the paper's model; narrower ones for test fixtures).
-    public static func v1(classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0, widthDivisor: Int = 1) throws(TensorError) -> MobileNet {
+    public static func v1(
+        classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0, widthDivisor: Int = 1
+    ) throws(TensorError) -> MobileNet {
         var generator = RandomGenerator(seed: seed)
         let divisor = max(widthDivisor, 1)
         var input = 32 / divisor
-        let stem = try ConvBNUnit(3, input, kernelSize: 3, stride: 2, config: .dense, names: .torchvision, generator: &generator)
+        let stem = try ConvBNUnit(
+            3, input, kernelSize: 3, stride: 2, config: .dense, names: .torchvision, generator: &generator)
         var features: [(String, any Layer, (Variable) throws(TensorError) -> Variable)] = [step("conv1", stem, .relu)]
         let table: [(Int, Int)] = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1),
                                    (512, 1), (512, 1), (1024, 2), (1024, 1)].map { ($0.0 / divisor, $0.1) }

@@ -48,8 +48,8 @@ struct UnitFactory {
             input, output, kernelSize: kernel, stride: stride, groups: groups, config: sparse ? config : .dense, names: names,
             eps: eps, momentum: momentum, seed: seeds, generator: &generator)
         if kaimingFanOut {
-            u.conv.weight.value = Tensor(
-                normal: u.conv.weight.shape, std: (2 / Float(kernel * kernel * output)).squareRoot(), generator: &generator)
+            let std = (2 / Float(kernel * kernel * output)).squareRoot()
+            u.conv.weight.value = Tensor(normal: u.conv.weight.shape, std: std, generator: &generator)
         }
         return u
     }
@@ -98,17 +98,20 @@ public final class ResNet: Model, Composite {
 
     /// `widthDivisor` divides every width (stem 64, stages 64..512): 1 builds the paper's
     /// models; narrower ones keep test fixtures small.
-    public init(_ spec: ResNetSpec, classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0, widthDivisor: Int = 1) throws(TensorError) {
+    public init(
+        _ spec: ResNetSpec, classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0, widthDivisor: Int = 1
+    ) throws(TensorError) {
         self.spec = spec
         // The original initialises its ImageNet ResNets kaiming-normal (fan-out) and leaves its
         // CIFAR ResNets at PyTorch's defaults (docs/models.md).
         var factory = UnitFactory(config: sparsity, generator: RandomGenerator(seed: seed), kaimingFanOut: !spec.cifar)
         let stemKernel = spec.cifar ? 3 : 7, base = 64 / max(widthDivisor, 1)
         conv1 = try Conv2d(
-            3, base, kernelSize: stemKernel, stride: spec.cifar ? 1 : 2, padding: stemKernel / 2, generator: &factory.generator)
+            3, base, kernelSize: stemKernel, stride: spec.cifar ? 1 : 2, padding: stemKernel / 2,
+            generator: &factory.generator)
         if factory.kaimingFanOut {
-            conv1.weight.value = Tensor(
-                normal: conv1.weight.shape, std: (2 / Float(stemKernel * stemKernel * base)).squareRoot(), generator: &factory.generator)
+            let std = (2 / Float(stemKernel * stemKernel * base)).squareRoot()
+            conv1.weight.value = Tensor(normal: conv1.weight.shape, std: std, generator: &factory.generator)
         }
         bn1 = BatchNorm2d(base)
         var input = base

@@ -7,7 +7,9 @@ struct Maxq: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "maxq",
         abstract: "N:M sparse training and deployment of convolutional networks (MaxQ, SR-STE).",
-        subcommands: [Train.self, Demo.self, Predict.self, Inspect.self, Mask.self, Convert.self, Replay.self, Bench.self, Doctor.self])
+        subcommands: [
+            Train.self, Demo.self, Predict.self, Inspect.self, Mask.self, Convert.self, Replay.self, Bench.self, Doctor.self,
+        ])
 }
 
 /// Prints `error: <message>` on one line and exits non-zero.

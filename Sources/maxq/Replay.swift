@@ -13,7 +13,8 @@ struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train on the batches of a file (images.<i>, labels.<i>), one step each, and report every loss.")
 
-    @Argument(help: "Batches (.safetensors): images.<i> (N,3,H,W) and labels.<i> (N), i = 0, 1, ...") var batches: String
+    @Argument(help: "Batches (.safetensors): images.<i> (N,3,H,W) and labels.<i> (N), i = 0, 1, ...")
+    var batches: String
     @Option(name: [.customShort("a"), .long], help: "Architecture.") var arch: Architecture = .cResnet18
     @Option(name: .customLong("num-classes"), help: "Classes of the classifier.") var numClasses = 10
     @Option(help: "Initial weights (any checkpoint format).") var pretrained: String
@@ -22,19 +23,23 @@ struct Replay: ParsableCommand {
     @Option(help: "SGD momentum.") var momentum = 0.9
     @Option(name: [.customLong("weight-decay"), .customLong("wd")], help: "Weight decay.") var weightDecay = 1e-4
     @Option(help: "Nesterov momentum: True or False.") var nesterov: PyBool = .false
-    @Option(name: .customLong("no-bn-decay"), help: "No weight decay on 1-D parameters: True or False.") var noBNDecay: PyBool = .false
+    @Option(name: .customLong("no-bn-decay"), help: "No weight decay on 1-D parameters: True or False.")
+    var noBNDecay: PyBool = .false
     @Option(name: .customLong("label-smoothing"), help: "Label smoothing.") var labelSmoothing = 0.0
     @Option(help: "SR-STE decay lambda.") var decay = 2e-4
     @Option(help: "Epoch (0-based) the incremental schedule is evaluated at.") var epoch = 0
     @Option(help: "Steps to take (default: one per batch in the file).") var steps: Int?
     @Option(help: "CSV of step,loss to write.") var out: String?
-    @Option(help: "Write the final model state and momentum buffers here (.safetensors).") var save: String?
+    @Option(help: "Write the final model state and momentum buffers here (.safetensors).")
+    var save: String?
 
     func validate() throws {
         guard lr > 0, momentum >= 0, weightDecay >= 0, decay >= 0, epoch >= 0 else {
             throw ValidationError("need --lr > 0 and non-negative --momentum, --wd, --decay, --epoch")
         }
-        guard labelSmoothing >= 0, labelSmoothing < 1 else { throw ValidationError("--label-smoothing must be in [0, 1)") }
+        guard labelSmoothing >= 0, labelSmoothing < 1 else {
+            throw ValidationError("--label-smoothing must be in [0, 1)")
+        }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
     }
 
@@ -63,22 +68,28 @@ struct Replay: ParsableCommand {
             let images = try file.tensor("images.\(i)", path: batches)
             let labels = try file.tensor("labels.\(i)", path: batches).scalars.map { Int($0) }
             guard images.rank == 4, images.shape[0] == labels.count else {
-                throw ValidationError("\(batches): images.\(i) \(images.shape) does not match labels.\(i) (\(labels.count))")
+                throw ValidationError(
+                    "\(batches): images.\(i) \(images.shape) does not match labels.\(i) (\(labels.count))")
             }
             guard labels.allSatisfy({ (0..<numClasses).contains($0) }) else {
                 throw ValidationError("\(batches): labels.\(i) has a label outside 0..<\(numClasses)")
             }
             let result = try TrainStep.run(
-                model, optimizer, images: images, labels: labels, labelSmoothing: Float(labelSmoothing), srsteDecay: Float(decay))
+                model, optimizer, images: images, labels: labels, labelSmoothing: Float(labelSmoothing),
+                srsteDecay: Float(decay))
             print(String(format: "step %d\tloss %.6f", step, result.loss))
             csv += String(format: "%d,%.8f\n", step, result.loss)
-            guard result.loss.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch, iteration: step, loss: result.loss) }
+            guard result.loss.isFinite else {
+                throw TrainingError.nonFiniteLoss(epoch: epoch, iteration: step, loss: result.loss)
+            }
         }
         if let out { try csv.write(toFile: out, atomically: true, encoding: .utf8) }
         if let save {
             var state = SafetensorsFile(tensors: model.stateDict().map { ($0.0, $0.1) })
             for (name, parameter) in model.namedParameters(prefix: "") {
-                if let buffer = optimizer.momentumBuffers[ObjectIdentifier(parameter)] { state.tensors.append(("momentum.\(name)", buffer)) }
+                if let buffer = optimizer.momentumBuffers[ObjectIdentifier(parameter)] {
+                    state.tensors.append(("momentum.\(name)", buffer))
+                }
             }
             try state.write(path: save)
         }
