@@ -1,15 +1,28 @@
-"""Shared by the fixture scripts: a minimal safetensors writer and reader (no extra packages)."""
+"""Shared by the fixture scripts: a minimal safetensors writer and reader (numpy; torch for tensors)."""
 import json, struct
 import numpy as np
-import torch
 
 
-def write_safetensors(path, tensors, dtypes=None, metadata=None):
-    """F32 unless `dtypes` names F16, BF16 or I64 for a key; `metadata` values become strings."""
-    dtypes = dtypes or {}
+def write_raw(path, entries, metadata=None):
+    """entries: name -> (dtype string, shape, little-endian bytes); `metadata` values become strings."""
     header, blobs, offset = {}, [], 0
     if metadata:
         header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
+    for key, (dtype, shape, raw) in entries.items():
+        header[key] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    js = json.dumps(header).encode()
+    js += b" " * ((8 - len(js) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
+
+
+def write_safetensors(path, tensors, dtypes=None, metadata=None):
+    """Torch tensors, F32 unless `dtypes` names F16, BF16 or I64 for a key."""
+    import torch
+    dtypes = dtypes or {}
+    entries = {}
     for key, value in tensors.items():
         t = value.detach().contiguous()
         dtype = dtypes.get(key, "F32")
@@ -21,13 +34,8 @@ def write_safetensors(path, tensors, dtypes=None, metadata=None):
             raw = t.to(torch.bfloat16).view(torch.int16).numpy().tobytes()
         else:
             raw = t.to(torch.int64).numpy().tobytes()
-        header[key] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    js = json.dumps(header).encode()
-    js += b" " * ((8 - len(js) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
+        entries[key] = (dtype, t.shape, raw)
+    write_raw(path, entries, metadata)
 
 
 def read_safetensors(path):
@@ -41,5 +49,6 @@ def read_safetensors(path):
             continue
         start, end = v["data_offsets"]
         dtype = {"F32": np.float32, "I64": np.int64}[v["dtype"]]
+        import torch
         out[key] = torch.from_numpy(np.frombuffer(data[8 + n + start:8 + n + end], dtype=dtype).reshape(v["shape"]).copy())
     return out

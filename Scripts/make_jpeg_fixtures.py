@@ -5,25 +5,18 @@ Needs only Pillow and NumPy (a development tool; the tests never need Python):
 
     python3 Scripts/make_jpeg_fixtures.py
 """
-import json, os, struct
+import os
 import numpy
 from PIL import Image
+from fixture_io import write_raw
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures", "images", "jpeg")
 
 
 def save_safetensors(path, arrays):
-    """Minimal safetensors writer, F16 (exact for 8-bit values)."""
-    header, blobs, offset = {}, [], 0
-    for key, value in arrays.items():
-        raw = numpy.ascontiguousarray(value, dtype="<f2").tobytes()  # 0-255 exact
-        header[key] = {"dtype": "F16", "shape": list(value.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    js = json.dumps(header).encode()
-    js += b" " * ((8 - len(js) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
+    """F16 (exact for 8-bit values)."""
+    write_raw(path, {key: ("F16", value.shape, numpy.ascontiguousarray(value, dtype="<f2").tobytes())
+                     for key, value in arrays.items()})
 
 
 def picture(rng, h, w):

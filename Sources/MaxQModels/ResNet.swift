@@ -32,12 +32,6 @@ struct UnitFactory {
     /// Conv2d initialisation, uniform +-1/sqrt(fan_in), as the original's CIFAR ResNets keep it.
     var kaimingFanOut = true
 
-    init(config: SparsityConfig, generator: RandomGenerator, kaimingFanOut: Bool = true) {
-        self.config = config
-        self.generator = generator
-        self.kaimingFanOut = kaimingFanOut
-    }
-
     /// A conv-bn unit initialised as `kaimingFanOut` says. `sparse: false` keeps it dense.
     mutating func unit(
         _ input: Int, _ output: Int, kernel: Int, stride: Int = 1, groups: Int = 1, sparse: Bool = true,
