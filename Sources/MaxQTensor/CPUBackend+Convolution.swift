@@ -27,7 +27,7 @@ struct ConvolutionKey: Hashable {
 final class ConvolutionPlan: @unchecked Sendable {
     private let key: ConvolutionKey
     private let forwardPD: dnnl_primitive_desc_t
-    private let forward: dnnl_primitive_t
+    private let forward: DNNLPrimitive
     private let source, weights, destination: LayoutBridge
     private let bias: dnnl_memory_desc_t?
     private var backward: Backward?
@@ -35,7 +35,7 @@ final class ConvolutionPlan: @unchecked Sendable {
 
     /// Backward primitives, built on first use (evaluation never needs them).
     private struct Backward {
-        var data, weight: dnnl_primitive_t
+        var data, weight: DNNLPrimitive
         var pds: [dnnl_primitive_desc_t]
         var dataDiffDst, dataWeights, dataDiffSrc: LayoutBridge
         var weightSrc, weightDiffDst, weightDiffWeights: LayoutBridge
@@ -56,12 +56,13 @@ final class ConvolutionPlan: @unchecked Sendable {
                 : dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, &biasMD!, &dst, s, p, p)
             try DNNL.check(status, op)
         }
-        let attributes = try key.inference?.attributes(op)
-        defer { if let attributes { dnnl_primitive_attr_destroy(attributes) } }
+        let attributes = try DNNL.makeAttributes(op)
+        defer { dnnl_primitive_attr_destroy(attributes) }
+        try key.inference?.addPostOps(to: attributes, op)
         var pd: dnnl_primitive_desc_t?
         try DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attributes, DNNL.shared.engine, nil), op)
         forwardPD = pd!
-        forward = try DNNL.makePrimitive(forwardPD, op)
+        forward = try DNNLPrimitive(forwardPD, op)
         source = try LayoutBridge(plain: plain.src, wanted: DNNL.queryMD(forwardPD, dnnl_query_src_md), op)
         weights = try LayoutBridge(plain: plain.wei, wanted: DNNL.queryMD(forwardPD, dnnl_query_weights_md), op)
         destination = try LayoutBridge(plain: plain.dst, wanted: DNNL.queryMD(forwardPD, dnnl_query_dst_md), op)
@@ -113,11 +114,13 @@ final class ConvolutionPlan: @unchecked Sendable {
         }
         var dataPD: dnnl_primitive_desc_t?
         var weightPD: dnnl_primitive_desc_t?
-        try DNNL.check(dnnl_primitive_desc_create(&dataPD, &dataDesc, nil, DNNL.shared.engine, forwardPD), op)
-        try DNNL.check(dnnl_primitive_desc_create(&weightPD, &weightDesc, nil, DNNL.shared.engine, forwardPD), op)
+        let attributes = try DNNL.makeAttributes(op)
+        defer { dnnl_primitive_attr_destroy(attributes) }
+        try DNNL.check(dnnl_primitive_desc_create(&dataPD, &dataDesc, attributes, DNNL.shared.engine, forwardPD), op)
+        try DNNL.check(dnnl_primitive_desc_create(&weightPD, &weightDesc, attributes, DNNL.shared.engine, forwardPD), op)
         let made = Backward(
-            data: try DNNL.makePrimitive(dataPD!, op),
-            weight: try DNNL.makePrimitive(weightPD!, op),
+            data: try DNNLPrimitive(dataPD!, op),
+            weight: try DNNLPrimitive(weightPD!, op),
             pds: [dataPD!, weightPD!],
             dataDiffDst: try LayoutBridge(plain: plain.dst, wanted: DNNL.queryMD(dataPD!, dnnl_query_diff_dst_md), op),
             dataWeights: try LayoutBridge(plain: plain.wei, wanted: DNNL.queryMD(dataPD!, dnnl_query_weights_md), op),
@@ -159,7 +162,7 @@ final class ConvolutionPlan: @unchecked Sendable {
 
     /// Stages each input in the primitive's layout, runs it, and drains the output into `output`'s tensor.
     private func run(
-        _ primitive: dnnl_primitive_t, _ name: String, _ inputs: [(Int32, LayoutBridge, Tensor)],
+        _ primitive: DNNLPrimitive, _ name: String, _ inputs: [(Int32, LayoutBridge, Tensor)],
         _ output: (Int32, LayoutBridge, Tensor), extra: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)] = []
     ) throws(TensorError) {
         let op = "\(name) \(key.input) * \(key.weight)"
@@ -173,13 +176,8 @@ final class ConvolutionPlan: @unchecked Sendable {
     }
 
     deinit {
-        dnnl_primitive_destroy(forward)
         dnnl_primitive_desc_destroy(forwardPD)
-        if let backward {
-            dnnl_primitive_destroy(backward.data)
-            dnnl_primitive_destroy(backward.weight)
-            backward.pds.forEach { dnnl_primitive_desc_destroy($0) }
-        }
+        backward?.pds.forEach { dnnl_primitive_desc_destroy($0) }
     }
 }
 
@@ -252,16 +250,13 @@ struct InferenceEpilogue: Hashable {
         self.activation = activation
     }
 
-    func attributes(_ op: String) throws(TensorError) -> dnnl_primitive_attr_t? {
-        guard let activation else { return nil }
+    func addPostOps(to attributes: dnnl_primitive_attr_t, _ op: String) throws(TensorError) {
+        guard let activation else { return }
         var postOps: dnnl_post_ops_t?
-        var attributes: dnnl_primitive_attr_t?
         try DNNL.check(dnnl_post_ops_create(&postOps), op)
         defer { dnnl_post_ops_destroy(postOps) }
         let (kind, alpha, beta): (dnnl_alg_kind_t, Float, Float) = activation == .relu ? (dnnl_eltwise_relu, 0, 0) : (dnnl_eltwise_clip, 0, 6)
         try DNNL.check(dnnl_post_ops_append_eltwise(postOps, 1, kind, alpha, beta), op)
-        try DNNL.check(dnnl_primitive_attr_create(&attributes), op)
         try DNNL.check(dnnl_primitive_attr_set_post_ops(attributes, postOps), op)
-        return attributes
     }
 }

@@ -63,19 +63,28 @@ final class DNNL: @unchecked Sendable {
     }
 
     static func queryMD(_ pd: dnnl_primitive_desc_t, _ what: dnnl_query_t) -> dnnl_memory_desc_t {
-        dnnl_primitive_desc_query_md(pd, what, 0).pointee
+        dnnl_primitive_desc_query_md(pd, what, 0)?.pointee ?? dnnl_memory_desc_t()
     }
 
-    static func makePrimitive(_ pd: dnnl_primitive_desc_t, _ op: String) throws(TensorError) -> dnnl_primitive_t {
-        var primitive: dnnl_primitive_t?
-        try check(dnnl_primitive_create(&primitive, pd), op)
-        return primitive!
+    /// Attributes every primitive is created with: the scratchpad is ours (`user` mode), given
+    /// to each execution, rather than oneDNN's process-wide one, which creating a primitive on
+    /// one thread may reallocate while a primitive executes on another (a crash we hit).
+    static func makeAttributes(_ op: String) throws(TensorError) -> dnnl_primitive_attr_t {
+        var attributes: dnnl_primitive_attr_t?
+        try check(dnnl_primitive_attr_create(&attributes), op)
+        try check(dnnl_primitive_attr_set_scratchpad_mode(attributes, dnnl_scratchpad_mode_user), op)
+        return attributes!
     }
 
     /// Runs a primitive over the given (argument, pointer, descriptor) triples and waits.
     func execute(
-        _ primitive: dnnl_primitive_t, _ args: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)], _ op: String
+        _ primitive: DNNLPrimitive, _ args: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)], _ op: String
     ) throws(TensorError) {
+        var args = args
+        let scratchpad = primitive.scratchpadBytes > 0
+            ? StagedBuffer(BufferPool.shared.allocate(bytes: primitive.scratchpadBytes), pooledBytes: primitive.scratchpadBytes)
+            : nil
+        if let scratchpad { args.append((DNNL_ARG_SCRATCHPAD, scratchpad.pointer, primitive.scratchpad)) }
         var memories: [dnnl_memory_t] = []
         defer { memories.forEach { dnnl_memory_destroy($0) } }
         var execArgs: [dnnl_exec_arg_t] = []
@@ -88,9 +97,27 @@ final class DNNL: @unchecked Sendable {
         }
         executionLock.lock()
         defer { executionLock.unlock() }
-        try DNNL.check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs), op)
+        try DNNL.check(dnnl_primitive_execute(primitive.handle, stream, Int32(execArgs.count), execArgs), op)
         try DNNL.check(dnnl_stream_wait(stream), op)
     }
+}
+
+/// A primitive and the scratchpad its executions need (created with `DNNL.makeAttributes`).
+final class DNNLPrimitive: @unchecked Sendable {
+    let handle: dnnl_primitive_t
+    let scratchpad: dnnl_memory_desc_t
+    let scratchpadBytes: Int
+
+    init(_ pd: dnnl_primitive_desc_t, _ op: String) throws(TensorError) {
+        var primitive: dnnl_primitive_t?
+        try DNNL.check(dnnl_primitive_create(&primitive, pd), op)
+        handle = primitive!
+        var scratchpad = DNNL.queryMD(pd, dnnl_query_scratchpad_md)
+        scratchpadBytes = dnnl_memory_desc_get_size(&scratchpad)
+        self.scratchpad = scratchpad
+    }
+
+    deinit { dnnl_primitive_destroy(handle) }
 }
 
 /// A buffer in the layout a primitive wants, and the reorder that fills it from (or drains it
@@ -98,8 +125,8 @@ final class DNNL: @unchecked Sendable {
 final class LayoutBridge: @unchecked Sendable {
     let plain: dnnl_memory_desc_t
     let wanted: dnnl_memory_desc_t
-    private let toWanted: dnnl_primitive_t?
-    private let toPlain: dnnl_primitive_t?
+    private let toWanted: DNNLPrimitive?
+    private let toPlain: DNNLPrimitive?
     let bytes: Int
 
     init(plain: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t, _ op: String) throws(TensorError) {
@@ -114,13 +141,16 @@ final class LayoutBridge: @unchecked Sendable {
             return
         }
         let engine = DNNL.shared.engine
+        let attributes = try DNNL.makeAttributes(op)
+        defer { dnnl_primitive_attr_destroy(attributes) }
         var pd: dnnl_primitive_desc_t?
-        try DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &plain, engine, &wanted, engine, nil), op)
-        toWanted = try DNNL.makePrimitive(pd!, op)
-        dnnl_primitive_desc_destroy(pd)
-        try DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &wanted, engine, &plain, engine, nil), op)
-        toPlain = try DNNL.makePrimitive(pd!, op)
-        dnnl_primitive_desc_destroy(pd)
+        try DNNL.check(dnnl_reorder_primitive_desc_create(&pd, &plain, engine, &wanted, engine, attributes), op)
+        defer { dnnl_primitive_desc_destroy(pd) }
+        toWanted = try DNNLPrimitive(pd!, op)
+        var back: dnnl_primitive_desc_t?
+        try DNNL.check(dnnl_reorder_primitive_desc_create(&back, &wanted, engine, &plain, engine, attributes), op)
+        defer { dnnl_primitive_desc_destroy(back) }
+        toPlain = try DNNLPrimitive(back!, op)
     }
 
     var isIdentity: Bool { toWanted == nil }
@@ -145,10 +175,6 @@ final class LayoutBridge: @unchecked Sendable {
         try DNNL.shared.execute(toPlain, [(DNNL_ARG_FROM, staged.pointer, wanted), (DNNL_ARG_TO, destination, plain)], op)
     }
 
-    deinit {
-        if let toWanted { dnnl_primitive_destroy(toWanted) }
-        if let toPlain { dnnl_primitive_destroy(toPlain) }
-    }
 }
 
 /// Data in a primitive's layout; a temporary buffer goes back to the pool when released.
