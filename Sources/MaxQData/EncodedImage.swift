@@ -40,10 +40,12 @@ public struct PixelRegion: Sendable {
 public enum ImageError: Error, Equatable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     case corrupt(path: String, reason: String)
+    /// More pixels than `EncodedImage.maximumPixels`: refused before any pixel is allocated.
+    case tooLarge(path: String, width: Int, height: Int)
 
     public var description: String {
         switch self {
-        case let .unreadable(path, _), let .corrupt(path, _): "\(path): \(reason)"
+        case let .unreadable(path, _), let .corrupt(path, _), let .tooLarge(path, _, _): "\(path): \(reason)"
         }
     }
 
@@ -52,12 +54,19 @@ public enum ImageError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .unreadable(_, reason): "cannot read: \(reason)"
         case let .corrupt(_, reason): "not a decodable image: \(reason)"
+        case let .tooLarge(_, width, height):
+            "image size (\(width) x \(height) pixels) exceeds the limit of "
+                + "\(EncodedImage.maximumPixels) pixels, could be a decompression bomb"
         }
     }
 }
 
 /// An image file read into memory with its size known; pixels are decoded on request.
 public struct EncodedImage: Sendable {
+    /// Pillow's decompression-bomb limit (twice its warning threshold of 89,478,485 pixels):
+    /// a few kilobytes of JPEG or PNG can claim gigabytes of pixels.
+    public static let maximumPixels = 2 * 89_478_485
+
     public let path: String
     public let width: Int
     public let height: Int
@@ -87,6 +96,7 @@ public struct EncodedImage: Sendable {
             }
             guard status == 0, header.width > 0, header.height > 0 else { throw .corrupt(path: path, reason: String(cString: message)) }
             (width, height) = (Int(header.width), Int(header.height))
+            try Self.checkPixelCount(width, height, path: path)
             content = .jpeg(data, channels: Int(header.channels))
         } else if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
             let image = try Self.decodePNG(data, path: path)
@@ -148,6 +158,11 @@ public struct EncodedImage: Sendable {
         return rgb
     }
 
+    private static func checkPixelCount(_ width: Int, _ height: Int, path: String) throws(ImageError) {
+        let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+        guard !overflow, pixels <= maximumPixels else { throw .tooLarge(path: path, width: width, height: height) }
+    }
+
     private static func decodePNG(_ data: Data, path: String) throws(ImageError) -> RGBImage {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
@@ -157,6 +172,7 @@ public struct EncodedImage: Sendable {
         // Read RGBA and drop alpha: Pillow's convert("RGB") discards alpha without compositing.
         image.format = UInt32(PNG_FORMAT_FLAG_COLOR | PNG_FORMAT_FLAG_ALPHA)  // PNG_FORMAT_RGBA
         let (width, height) = (Int(image.width), Int(image.height))
+        try checkPixelCount(width, height, path: path)
         var rgba = [UInt8](repeating: 0, count: width * height * 4)
         let finished = rgba.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, 0, nil) }
         guard finished != 0 else { throw .corrupt(path: path, reason: pngMessage(&image)) }

@@ -5,8 +5,31 @@
 import Foundation
 import MaxQTensor
 
-public final class PickleList { public var items: [PickleValue] = [] }
-public final class PickleDict { public var items: [(key: PickleValue, value: PickleValue)] = [] }
+/// Containers know how deeply they nest, so that the unpickler can refuse deep structures as
+/// it builds them (releasing a structure nested 60,000 deep would overflow the stack). A list
+/// or dict is sealed once it is placed inside another container: changing it afterwards (which
+/// PyTorch's pickles never do) could deepen its parents behind their backs, so it is refused.
+public final class PickleList {
+    public internal(set) var items: [PickleValue] = []
+    var depth = 1
+    var sealed = false
+}
+
+public final class PickleDict {
+    public internal(set) var items: [(key: PickleValue, value: PickleValue)] = []
+    var depth = 1
+    var sealed = false
+}
+
+public final class PickleTuple {
+    public let items: [PickleValue]
+    let depth: Int
+
+    init(_ items: [PickleValue]) {
+        self.items = items
+        depth = 1 + (items.map(\.depth).max() ?? 0)
+    }
+}
 
 public enum PickleValue {
     case none
@@ -15,7 +38,7 @@ public enum PickleValue {
     case float(Double)
     case string(String)
     case bytes(Data)
-    case tuple([PickleValue])
+    case tuple(PickleTuple)
     case list(PickleList)
     case dict(PickleDict)
     case tensor(Tensor)
@@ -25,6 +48,25 @@ public enum PickleValue {
     case storage(type: String, key: String)
     /// The BUILD marker of an object whose state is ignored (OrderedDict's `_metadata`).
     case mark
+
+    /// Levels of containers: 0 for a scalar, 1 for a container of scalars.
+    var depth: Int {
+        switch self {
+        case .tuple(let t): t.depth
+        case .list(let l): l.depth
+        case .dict(let d): d.depth
+        default: 0
+        }
+    }
+
+    /// Marks a list or dict as placed inside another container (see `PickleList`).
+    func seal() {
+        switch self {
+        case .list(let l): l.sealed = true
+        case .dict(let d): d.sealed = true
+        default: break
+        }
+    }
 
     public var string: String? { if case .string(let s) = self { s } else { nil } }
     public var int: Int? { if case .int(let i) = self { i } else { nil } }
@@ -111,12 +153,12 @@ struct Unpickler {
             case 0x2E: return try pop()  // STOP
             case 0x7D: stack.append(.dict(PickleDict()))  // EMPTY_DICT
             case 0x5D: stack.append(.list(PickleList()))  // EMPTY_LIST
-            case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
+            case 0x29: stack.append(try tuple([]))  // EMPTY_TUPLE
             case 0x28: marks.append(stack.count)  // MARK
-            case 0x74: stack.append(.tuple(try popMark()))  // TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))  // TUPLE1
-            case 0x86: let b = try pop(), a = try pop(); stack.append(.tuple([a, b]))  // TUPLE2
-            case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(.tuple([a, b, c]))  // TUPLE3
+            case 0x74: stack.append(try tuple(try popMark()))  // TUPLE
+            case 0x85: stack.append(try tuple([try pop()]))  // TUPLE1
+            case 0x86: let b = try pop(), a = try pop(); stack.append(try tuple([a, b]))  // TUPLE2
+            case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(try tuple([a, b, c]))  // TUPLE3
             case 0x4E: stack.append(.none)
             case 0x88: stack.append(.bool(true))
             case 0x89: stack.append(.bool(false))
@@ -131,7 +173,7 @@ struct Unpickler {
                 if n > 0, n < 8, raw.last! & 0x80 != 0 { value -= 1 << (8 * n) }
                 stack.append(.int(value))
             case 0x47:  // BINFLOAT, big-endian
-                stack.append(.float(Double(bitPattern: UInt64(try read(8).reduce(0) { $0 << 8 | Int($1) }))))
+                stack.append(.float(Double(bitPattern: try read(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })))
             case 0x58: stack.append(.string(String(decoding: try read(try uint(4)), as: UTF8.self)))  // BINUNICODE
             case 0x8C: stack.append(.string(String(decoding: try read(try uint(1)), as: UTF8.self)))  // SHORT_BINUNICODE
             case 0x54: stack.append(.string(String(decoding: try read(try uint(4)), as: UTF8.self)))  // BINSTRING
@@ -155,23 +197,62 @@ struct Unpickler {
             case 0x73:  // SETITEM
                 let value = try pop(), key = try pop()
                 guard case .dict(let d) = stack.last else { throw PickleError.malformed("SETITEM on a non-dict") }
-                d.items.append((key, value))
+                try insert([key, value], into: d)
             case 0x75:  // SETITEMS
                 let items = try popMark()
                 guard case .dict(let d) = stack.last, items.count % 2 == 0 else { throw PickleError.malformed("SETITEMS on a non-dict") }
-                for i in stride(from: 0, to: items.count, by: 2) { d.items.append((items[i], items[i + 1])) }
+                try insert(items, into: d)
             case 0x61:  // APPEND
                 let value = try pop()
                 guard case .list(let l) = stack.last else { throw PickleError.malformed("APPEND on a non-list") }
-                l.items.append(value)
+                try insert([value], into: l)
             case 0x65:  // APPENDS
                 let items = try popMark()
                 guard case .list(let l) = stack.last else { throw PickleError.malformed("APPENDS on a non-list") }
-                l.items += items
+                try insert(items, into: l)
             default:
                 throw PickleError.malformed(String(format: "unsupported opcode 0x%02x at byte %d", op, position - 1))
             }
         }
+    }
+
+    /// Deepest nesting of containers accepted; PyTorch's checkpoints nest a handful of levels.
+    static let maximumDepth = 200
+    /// The most elements a tensor view may have beyond those of its storage (stride 0).
+    static let maximumExpandedElements = 1 << 24
+
+    private func checkedDepth(of children: [PickleValue]) throws -> Int {
+        let depth = 1 + (children.map(\.depth).max() ?? 0)
+        guard depth <= Self.maximumDepth else {
+            throw PickleError.malformed("containers nested more than \(Self.maximumDepth) deep at byte \(position)")
+        }
+        children.forEach { $0.seal() }
+        return depth
+    }
+
+    private func tuple(_ items: [PickleValue]) throws -> PickleValue {
+        _ = try checkedDepth(of: items)
+        return .tuple(PickleTuple(items))
+    }
+
+    /// Sealing the items first also refuses a container inserted into itself (a cycle).
+    private func insert(_ items: [PickleValue], into list: PickleList) throws {
+        let depth = try checkedDepth(of: items)
+        guard !list.sealed else {
+            throw PickleError.malformed("a list changed after it was nested, at byte \(position)")
+        }
+        list.depth = max(list.depth, depth)
+        list.items += items
+    }
+
+    /// `items` alternate keys and values.
+    private func insert(_ items: [PickleValue], into dict: PickleDict) throws {
+        let depth = try checkedDepth(of: items)
+        guard !dict.sealed else {
+            throw PickleError.malformed("a dict changed after it was nested, at byte \(position)")
+        }
+        dict.depth = max(dict.depth, depth)
+        for i in stride(from: 0, to: items.count, by: 2) { dict.items.append((items[i], items[i + 1])) }
     }
 
     private mutating func pushGlobal(_ name: String) throws {
@@ -180,13 +261,17 @@ struct Unpickler {
     }
 
     private func persistent(_ id: PickleValue) throws -> PickleValue {
-        guard case .tuple(let t) = id, t.count >= 5, t[0].string == "storage", case .global(let type) = t[1], let key = t[2].string
+        guard case .tuple(let tuple) = id, case let t = tuple.items, t.count >= 5, t[0].string == "storage",
+            case .global(let type) = t[1], let key = t[2].string
         else { throw PickleError.malformed("unexpected persistent id") }
         return .storage(type: type, key: key)
     }
 
     private func reduce(_ callable: PickleValue, _ args: PickleValue) throws -> PickleValue {
-        guard case .global(let name) = callable, case .tuple(let a) = args else { throw PickleError.malformed("REDUCE of a non-global") }
+        guard case .global(let name) = callable, case .tuple(let tuple) = args else {
+            throw PickleError.malformed("REDUCE of a non-global")
+        }
+        let a = tuple.items
         switch name {
         case "collections.OrderedDict":
             return .dict(PickleDict())
@@ -195,10 +280,15 @@ struct Unpickler {
             return first
         case "torch._utils._rebuild_tensor_v2":
             guard a.count >= 4, case .storage(let type, let key) = a[0], let offset = a[1].int,
-                case .tuple(let sizes) = a[2], case .tuple(let strides) = a[3]
+                case .tuple(let sizeTuple) = a[2], case .tuple(let strideTuple) = a[3]
             else { throw PickleError.malformed("_rebuild_tensor_v2 arguments") }
-            return .tensor(try rebuildTensor(
-                type: type, data: try storage(key), offset: offset, shape: sizes.compactMap(\.int), strides: strides.compactMap(\.int)))
+            let (sizes, strides) = (sizeTuple.items, strideTuple.items)
+            let shape = sizes.compactMap(\.int), steps = strides.compactMap(\.int)
+            guard shape.count == sizes.count, steps.count == strides.count else {
+                throw PickleError.malformed("_rebuild_tensor_v2 sizes or strides that are not integers")
+            }
+            return .tensor(
+                try rebuildTensor(type: type, data: try storage(key), offset: offset, shape: shape, strides: steps))
         default:
             throw PickleError.refused(global: name)
         }
@@ -208,12 +298,28 @@ struct Unpickler {
     private func rebuildTensor(type: String, data: Data, offset: Int, shape: [Int], strides: [Int]) throws -> Tensor {
         let size = ["torch.FloatStorage": 4, "torch.HalfStorage": 2, "torch.BFloat16Storage": 2, "torch.LongStorage": 8,
                     "torch.DoubleStorage": 8, "torch.IntStorage": 4][type]!
-        let count = shape.reduce(1, *)
         let available = data.count / size
-        // Largest element index the view touches must be inside the storage.
-        let last = offset + zip(shape, strides).map { max($0 - 1, 0) * $1 }.reduce(0, +)
-        guard count == 0 || last < available, shape.count == strides.count else {
-            throw PickleError.malformed("tensor view \(shape) / \(strides) at \(offset) exceeds its storage of \(available)")
+        let view = "tensor view \(shape) / \(strides) at \(offset)"
+        guard shape.count == strides.count, offset >= 0, strides.allSatisfy({ $0 >= 0 }),
+            let count = Tensor.elementCount(shape)
+        else { throw PickleError.malformed("\(view) has a negative or overflowing size, stride or offset") }
+        // A view may repeat elements (stride 0), but we materialise it: no more elements than
+        // its storage holds, or than maximumExpandedElements, whichever is larger.
+        guard count <= max(available, Self.maximumExpandedElements) else {
+            throw PickleError.malformed("\(view) has \(count) elements, more than its storage of \(available) can back")
+        }
+        // The largest element index the view touches must be inside the storage.
+        var last = offset
+        for (extent, step) in zip(shape, strides) where extent > 0 {
+            let (reach, overflow) = (extent - 1).multipliedReportingOverflow(by: step)
+            let (sum, overflowSum) = last.addingReportingOverflow(reach)
+            guard !overflow, !overflowSum else {
+                throw PickleError.malformed("\(view) exceeds its storage of \(available)")
+            }
+            last = sum
+        }
+        guard count == 0 || last < available else {
+            throw PickleError.malformed("\(view) exceeds its storage of \(available)")
         }
         var out = Tensor(zeros: shape)
         data.withUnsafeBytes { raw in

@@ -73,11 +73,16 @@ public struct SafetensorsFile {
             guard let size = elementSizes[dtype] else {
                 throw .malformed(path: path, reason: "tensor '\(name)' has unsupported dtype \(dtype)")
             }
-            let count = shape.reduce(1, *)
-            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] - offsets[0] == count * size else {
+            // Checked arithmetic throughout: a shape whose element count wraps around must not
+            // pass for a small one.
+            guard let count = Tensor.elementCount(shape) else {
+                throw .malformed(path: path, reason: "tensor '\(name)' has an invalid shape \(shape)")
+            }
+            let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
+            guard !overflow, offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == bytes else {
                 throw .malformed(path: path, reason: "tensor '\(name)' of shape \(shape) does not fit its byte range \(offsets)")
             }
-            guard dataStart + offsets[1] <= data.count else {
+            guard offsets[1] <= data.count - dataStart else {
                 throw .malformed(path: path, reason: "tensor '\(name)' runs past the end of the file: truncated?")
             }
             entries.append((name, offsets[0], offsets[1], dtype, shape))

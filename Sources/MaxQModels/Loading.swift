@@ -10,6 +10,8 @@ extension Model {
     /// the key and both shapes, before anything changes.
     @discardableResult
     public func load(_ entries: [(name: String, tensor: Tensor)]) throws(TensorError) -> LoadReport {
+        // Weights that are not numbers would poison every computation after (and have no mask).
+        for (name, tensor) in entries where !tensor.isAllFinite { throw .nonFinite(name: name) }
         var named = Dictionary(entries.map { (Self.referenceName($0.name), $0.tensor) }, uniquingKeysWith: { _, b in b })
         // Masks absent from the checkpoint are computed from the loaded weights, not reported.
         let maskNames = Set(units.filter { $0.1.mask != nil }.map { "\($0.0).mask" })
@@ -17,8 +19,8 @@ extension Model {
         for name in absentMasks { named[name] = nil }
         var report = try loadStateDict(named)
         report.missing.removeAll { absentMasks.contains($0) }
-        let needMasks = units.filter { absentMasks.contains("\($0.0).mask") }.map(\.1)
-        ConvBNUnit.recomputeMasks(of: needMasks, forNextForward: false)
+        let needMasks = units.filter { absentMasks.contains("\($0.0).mask") }
+        try ConvBNUnit.recomputeMasks(of: needMasks, forNextForward: false)
         return report
     }
 

@@ -18,7 +18,7 @@ extension Model {
     public func setEpoch(_ epoch: Int) { units.forEach { $0.1.epoch = epoch } }
 
     /// Recomputes all masks from the current weights, in parallel across layers.
-    public func recomputeMasks() { ConvBNUnit.recomputeMasks(of: units.map(\.1)) }
+    public func recomputeMasks() throws(TensorError) { try ConvBNUnit.recomputeMasks(of: units) }
 }
 
 /// Children under their names: the state dict of a composite layer is the walk over them.

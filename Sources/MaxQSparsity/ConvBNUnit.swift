@@ -79,11 +79,19 @@ public final class ConvBNUnit: Layer {
             type: config.type, pattern: config.pattern, preserveRate: config.schedule.preserveRate(epoch: epoch), tau: config.tau)
     }
 
-    /// Recomputes the stored mask from the current weight at the current epoch.
-    public func recomputeMask() {
+    /// Recomputes the stored mask from the current weight at the current epoch; a weight holding
+    /// NaN or an infinity is refused (named relative to the unit).
+    public func recomputeMask() throws(TensorError) {
         guard let mask else { return }
-        // The unit was built only when the pattern fits, so computing cannot fail.
-        mask.value = try! Masks.compute(conv.weight.value, maskSettings, generator: &generator)
+        do {
+            mask.value = try Masks.compute(
+                conv.weight.value, maskSettings, name: "\(names.conv).weight", generator: &generator)
+        } catch .nonFinite(let name) {
+            throw .nonFinite(name: name)
+        } catch {
+            // The unit was built only when the pattern fits, so no other error can occur.
+            preconditionFailure("\(error)")
+        }
     }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
@@ -96,7 +104,7 @@ public final class ConvBNUnit: Layer {
         if !training && !GradientMode.isRecording { return try folded(x, activation: activation) }
         let y: Variable
         if let mask {
-            if training && !maskIsFresh { recomputeMask() }
+            if training && !maskIsFresh { try recomputeMask() }
             maskIsFresh = false
             let weight = try conv.weight.masked(by: mask.value, straightThrough: config.type.isStraightThrough)
             y = try scale(x.conv2d(weight, conv.geometry))

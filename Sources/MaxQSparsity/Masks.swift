@@ -28,6 +28,8 @@ public enum Masks {
         guard settings.pattern.fits(weightShape: w.shape) else {
             throw .notNMCompatible(name: name, shape: w.shape, m: settings.pattern.m)
         }
+        // Selection orders bit patterns, which NaN does not have a place in.
+        guard w.isAllFinite else { throw .nonFinite(name: name) }
         if settings.pattern.isDense || !settings.type.hasMask {
             return Tensor(shape: w.shape, repeating: 1)
         }

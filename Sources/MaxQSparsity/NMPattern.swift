@@ -6,6 +6,7 @@ public enum SparsityError: Error, Equatable, CustomStringConvertible {
     case invalidPattern(n: Int, m: Int)
     case notNMCompatible(name: String, shape: [Int], m: Int)
     case invalidSchedule(String)
+    case nonFinite(name: String)
 
     public var description: String {
         switch self {
@@ -13,6 +14,7 @@ public enum SparsityError: Error, Equatable, CustomStringConvertible {
         case let .notNMCompatible(name, shape, m):
             "'\(name)' of shape \(shape) cannot be N:M with M = \(m): input channels must be a multiple of M (and the convolution not depthwise)"
         case let .invalidSchedule(reason): "invalid incremental schedule: \(reason)"
+        case let .nonFinite(name): "'\(name)' holds NaN or infinite values: no mask can be computed from it"
         }
     }
 }

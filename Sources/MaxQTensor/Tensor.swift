@@ -52,9 +52,21 @@ public struct Tensor: @unchecked Sendable {
         storage.pointer.initialize(repeating: value, count: count)
     }
 
+    /// The number of elements of `shape`; nil when a dimension is negative or the product
+    /// overflows (shapes read from files are untrusted).
+    public static func elementCount(_ shape: [Int]) -> Int? {
+        var product = 1
+        for dimension in shape {
+            guard dimension >= 0 else { return nil }
+            let (next, overflow) = product.multipliedReportingOverflow(by: dimension)
+            guard !overflow else { return nil }
+            product = next
+        }
+        return product
+    }
+
     public init(shape: [Int], scalars: [Float]) throws(TensorError) {
-        let expected = shape.reduce(1, *)
-        guard expected == scalars.count, shape.allSatisfy({ $0 >= 0 }) else {
+        guard let expected = Self.elementCount(shape), expected == scalars.count else {
             throw .elementCount(shape: shape, count: scalars.count)
         }
         self.init(uninitializedShape: shape)
@@ -63,6 +75,11 @@ public struct Tensor: @unchecked Sendable {
 
     public init(scalar: Float) {
         self.init(shape: [], repeating: scalar)
+    }
+
+    /// True when no element is NaN or infinite.
+    public var isAllFinite: Bool {
+        UnsafeBufferPointer(start: storage.pointer, count: count).allSatisfy { $0.isFinite }
     }
 
     public var scalars: [Float] {

@@ -9,14 +9,19 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case invalidArgument(op: String, reason: String)
     /// The native library refused or failed an operation.
     case backend(op: String, message: String)
+    /// A named tensor holds NaN or an infinity where only finite values make sense (weights).
+    case nonFinite(name: String)
 
     public var description: String {
         switch self {
         case let .shapeMismatch(op, a, b): "\(op): shapes \(a) and \(b) do not match"
         case let .invalidShape(op, shape, reason): "\(op): shape \(shape) is invalid: \(reason)"
-        case let .elementCount(shape, count): "shape \(shape) needs \(shape.reduce(1, *)) elements, got \(count)"
+        case let .elementCount(shape, count):
+            if let needed = Tensor.elementCount(shape) { "shape \(shape) needs \(needed) elements, got \(count)" }
+            else { "shape \(shape) is invalid (a negative dimension, or more elements than an Int can count)" }
         case let .invalidArgument(op, reason): "\(op): \(reason)"
         case let .backend(op, message): "\(op): oneDNN failed: \(message)"
+        case let .nonFinite(name): "'\(name)' holds NaN or infinite values"
         }
     }
 }

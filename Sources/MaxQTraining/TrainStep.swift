@@ -32,7 +32,7 @@ public enum TrainStep {
     ) throws(TensorError) -> StepResult {
         model.zeroGrad()
         // All masks at once, in parallel across layers; each unit then uses its fresh mask.
-        model.recomputeMasks()
+        try model.recomputeMasks()
         let logits = try model(Variable(images))
         let loss = try logits.crossEntropy(labels: labels, labelSmoothing: labelSmoothing)
         let value = loss.value.scalarValue

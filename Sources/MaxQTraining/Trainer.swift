@@ -71,7 +71,7 @@ public final class Trainer {
             model.setEpoch(epoch)
             let (trainLoss, trainTop1) = try trainEpoch(epoch)
             // The stored masks, from the final weights, and what they zero per layer.
-            ConvBNUnit.recomputeMasks(of: model.units.map(\.1), forNextForward: false)
+            try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
             for (_, unit) in model.units where unit.mask != nil {
                 let (zeros, total) = unit.zeroCount
                 log.line("weight num: \(total), zero num: \(zeros)")
@@ -117,9 +117,15 @@ public final class Trainer {
             for file in batch.skipped { log.line("warning: skipped \(file)") }
             defer { i += 1 }
             guard !batch.labels.isEmpty else { continue }
-            let result = try TrainStep.run(
-                model, optimizer, images: batch.images, labels: batch.labels, labelSmoothing: Float(config.labelSmoothing),
-                srsteDecay: config.decayType == "v1" ? Float(config.decay) : 0)
+            let result: StepResult
+            do {
+                result = try TrainStep.run(
+                    model, optimizer, images: batch.images, labels: batch.labels,
+                    labelSmoothing: Float(config.labelSmoothing), srsteDecay: config.decayType == "v1" ? Float(config.decay) : 0)
+            } catch {
+                guard case .nonFinite(let name) = error else { throw error }
+                throw TrainingError.nonFiniteWeight(epoch: epoch, iteration: i, name: name)
+            }
             guard result.loss.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch, iteration: i, loss: result.loss) }
             let accuracy = try result.logits.topKAccuracy(labels: batch.labels, ks: [1, topK])
             let n = Double(batch.labels.count)

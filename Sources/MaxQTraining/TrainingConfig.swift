@@ -80,6 +80,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case invalid(String)
     case nonFiniteLoss(epoch: Int, iteration: Int, loss: Float)
+    case nonFiniteWeight(epoch: Int, iteration: Int, name: String)
     case interrupted(epoch: Int, iteration: Int)
     case resume(String)
 
@@ -88,6 +89,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case .invalid(let m): m
         case let .nonFiniteLoss(epoch, iteration, loss):
             "loss became \(loss) at epoch \(epoch), iteration \(iteration); stopped, the last checkpoint is kept"
+        case let .nonFiniteWeight(epoch, iteration, name):
+            "'\(name)' became NaN or infinite before epoch \(epoch), iteration \(iteration); "
+                + "stopped, the last checkpoint is kept"
         case let .interrupted(epoch, iteration): "interrupted at epoch \(epoch), iteration \(iteration); the last checkpoint is kept"
         case .resume(let m): "cannot resume: \(m)"
         }

@@ -22,7 +22,10 @@ struct BenchMasks: ParsableCommand {
         model.setEpoch(epoch)
         let units = model.units.map(\.1).filter { $0.mask != nil }
         let weights = units.map { $0.conv.weight.value.count }.reduce(0, +)
-        let milliseconds = medianMilliseconds(iterations: iterations) { model.recomputeMasks() }
+        let milliseconds: Double
+        do {
+            milliseconds = try medianMilliseconds(iterations: iterations) { try model.recomputeMasks() }
+        } catch { fail(error) }
         print("\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) epoch \(epoch): "
             + "\(units.count) masked layers, \(weights) weights, threads \(Threading.count)")
         print(String(format: "masks per step: %.1f ms (median of %d)", milliseconds, iterations))

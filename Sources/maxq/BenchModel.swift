@@ -62,7 +62,7 @@ struct BenchEval: ParsableCommand {
         do {
             let model = try options.model()
             let (images, _) = options.batch()
-            model.recomputeMasks()
+            try model.recomputeMasks()
             model.setTraining(false)
             let ms = try medianMilliseconds(iterations: options.iterations) {
                 _ = try GradientMode.withoutGradients { try model(Variable(images)) }

@@ -34,12 +34,9 @@ struct Replay: ParsableCommand {
     var save: String?
 
     func validate() throws {
-        guard lr > 0, momentum >= 0, weightDecay >= 0, decay >= 0, epoch >= 0 else {
-            throw ValidationError("need --lr > 0 and non-negative --momentum, --wd, --decay, --epoch")
-        }
-        guard labelSmoothing >= 0, labelSmoothing < 1 else {
-            throw ValidationError("--label-smoothing must be in [0, 1)")
-        }
+        try checkHyperParameters(
+            lr: lr, momentum: momentum, weightDecay: weightDecay, decay: decay, labelSmoothing: labelSmoothing)
+        guard epoch >= 0 else { throw ValidationError("--epoch must be >= 0") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
     }
 

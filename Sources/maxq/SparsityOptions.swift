@@ -16,6 +16,7 @@ struct SparsityOptions: ParsableArguments {
     @Option(name: .customLong("prune-schedule"), help: "linear, cubic, cos or exp.") var pruneSchedule: PruneSchedule = .linear
 
     func validate() throws {
+        guard tau.isFinite, tau > 0 else { throw ValidationError("--tau must be a finite number > 0, got \(tau)") }
         do { _ = try config() } catch { throw ValidationError(String(describing: error)) }
     }
 

@@ -66,7 +66,11 @@ struct Train: ParsableCommand {
         guard ["cos", "step"].contains(lrSchedule) else { throw ValidationError("--lr-schedule must be cos or step") }
         guard ["safetensors", "pth"].contains(saveFormat) else { throw ValidationError("--save-format must be safetensors or pth") }
         guard decayType == "v1" else { throw ValidationError("--decay-type: only v1 is defined") }
-        guard lr > 0, warmupLength >= 0, warmupLength < epochs || warmupLength == 0 else { throw ValidationError("need --lr > 0 and --warmup-length < --epochs") }
+        try checkHyperParameters(
+            lr: lr, momentum: momentum, weightDecay: weightDecay, decay: decay, labelSmoothing: labelSmoothing)
+        guard warmupLength >= 0, warmupLength < epochs || warmupLength == 0 else {
+            throw ValidationError("need 0 <= --warmup-length < --epochs")
+        }
         if evaluate && pretrained == nil && resume == nil { throw ValidationError("--evaluate needs --pretrained (or --resume)") }
         if resume != nil && pretrained != nil { throw ValidationError("give --resume or --pretrained, not both") }
         for path in [pretrained, resume].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: path) {

@@ -71,6 +71,16 @@ func fixtureImage(_ name: String) throws -> Data {
         #expect(skipped.count == 2 && skipped[1].contains("truncated.jpg") && skipped[1].contains("truncated:"))
     }
 
+    /// Scripts/make_hostile_fixtures.py: a 1 KB JPEG and a 74-byte PNG claiming 65,500 x 65,500
+    /// pixels (16 GB as RGB) are refused from their headers, as Pillow refuses them.
+    @Test(arguments: ["bomb.jpg", "bomb.png"])
+    func decompressionBombsAreRefusedBeforeDecoding(_ name: String) {
+        let path = Fixtures.path("hostile/\(name)")
+        #expect(throws: ImageError.tooLarge(path: path, width: 65500, height: 65500)) { try EncodedImage(path: path) }
+        let message = ImageError.tooLarge(path: path, width: 65500, height: 65500).description
+        #expect(message.contains("limit of 178956970 pixels"))
+    }
+
     @Test func batchesDependOnSeedAndEpochNotOnThreads() throws {
         let dataset = try SyntheticDataset(classes: 4, images: 10, resolution: 8, seed: 3)
         func epoch(_ e: Int, workers: Int, seed: UInt64 = 7) -> [Float] {

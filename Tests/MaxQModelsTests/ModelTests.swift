@@ -111,3 +111,34 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
         }
     }
 }
+
+@Suite struct NonFiniteWeightTests {
+    /// Scripts/make_hostile_fixtures.py: `conv1.weight` holds an infinity, `w` a NaN.
+    static let file = Fixtures.path("hostile/nonfinite_weights.safetensors")
+
+    @Test func loadingAWeightThatIsNotANumberNamesIt() throws {
+        let model = try ResNet(ResNetSpec.resnet18.forCIFAR, classes: 10, sparsity: .dense, widthDivisor: 16)
+        let stem = try SafetensorsFile.read(path: Self.file).tensors.filter { $0.name == "conv1.weight" }
+        #expect { try model.load(stem) } throws: { "\($0)" == "'conv1.weight' holds NaN or infinite values" }
+    }
+
+    @Test func noMaskIsComputedFromNaN() throws {
+        let w = try SafetensorsFile.read(path: Self.file).tensor("w")
+        var generator = RandomGenerator(seed: 1)
+        for type in [ConvBNType.softMaxQ, .softSRSTE] {
+            let settings = MaskSettings(type: type, pattern: try NMPattern(n: 2, m: 4))
+            #expect(throws: SparsityError.nonFinite(name: "w")) {
+                try Masks.compute(w, settings, name: "w", generator: &generator)
+            }
+        }
+    }
+
+    @Test func trainingStopsAtAWeightThatBecameNaNNamingTheLayer() throws {
+        let sparsity = SparsityConfig(
+            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4), schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+        let model = try ResNet(ResNetSpec.resnet18.forCIFAR, classes: 10, sparsity: sparsity, widthDivisor: 16)
+        let (name, unit) = try #require(model.units.first { $0.1.mask != nil })
+        unit.conv.weight.value[flat: 5] = .nan
+        #expect(throws: TensorError.nonFinite(name: "\(name).conv.weight")) { try model.recomputeMasks() }
+    }
+}

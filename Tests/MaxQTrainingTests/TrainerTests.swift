@@ -17,10 +17,13 @@ func config(_ saveDir: String, epochs: Int = 3, type: String = "SoftMaxQConv2DBN
         syntheticClasses: 4, syntheticImages: 32)
 }
 
-func trainer(_ c: TrainingConfig, prefix: String, train: (any Dataset)? = nil) throws -> Trainer {
+func trainer(
+    _ c: TrainingConfig, prefix: String, train: (any Dataset)? = nil, prepare: (any Model) -> Void = { _ in }
+) throws -> Trainer {
     let trainSet = try train ?? SyntheticDataset(classes: 4, images: 32, resolution: 32, seed: 7)
     let valSet = try SyntheticDataset(classes: 4, images: 8, resolution: 32, seed: 8)
     let model = try Architecture.cResnet18.build(classes: 4, sparsity: try c.sparsity(), seed: c.seed)
+    prepare(model)
     return Trainer(
         config: c, model: model, train: DataLoader(dataset: trainSet, batchSize: c.batchSize, shuffle: true, seed: c.seed, workers: 2),
         validation: DataLoader(dataset: valSet, batchSize: c.batchSize, shuffle: false, seed: c.seed, workers: 2), classes: 4,
@@ -69,6 +72,20 @@ struct PoisonedDataset: Dataset {
         #expect(throws: TrainingError.self) { try run.run() }
         do { try run.run() } catch { #expect("\(error)".contains("epoch 0, iteration 0")) }
         #expect(!FileManager.default.fileExists(atPath: "\(saveDir)/checkpoint.c_resnet18.nan.safetensors"))
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// A weight that is no longer a number stops the run before any mask is computed from it.
+    @Test func aNonFiniteWeightStopsTheRunNamingTheLayer() throws {
+        let saveDir = "\(directory)/nan-weight"
+        try FileManager.default.createDirectory(atPath: saveDir, withIntermediateDirectories: true)
+        let run = try trainer(config(saveDir), prefix: "nanweight") { model in
+            model.units.first { $0.0 == "layer2.0.convbn1" }?.1.conv.weight.value[flat: 3] = .infinity
+        }
+        #expect(throws: TrainingError.nonFiniteWeight(epoch: 0, iteration: 0, name: "layer2.0.convbn1.conv.weight")) {
+            try run.run()
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(saveDir)/checkpoint.c_resnet18.nanweight.safetensors"))
         try? FileManager.default.removeItem(atPath: directory)
     }
 

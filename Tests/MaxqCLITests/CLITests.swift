@@ -47,11 +47,14 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         (["mask", "WEIGHTS", "--out", "OUT", "--M", "8"], "multiple of M"),
         (["mask", "WEIGHTS", "--out", "OUT", "--increase-start", "9", "--increase-end", "3"], "increase-end 3"),
         (["mask", "WEIGHTS", "--out", "OUT", "--conv-bn-type", "DenseConv2dBN"], "has no mask"),
+        (["mask", "NONFINITE", "--out", "OUT"], "'w' holds NaN or infinite values"),
+        (["mask", "WEIGHTS", "--out", "OUT", "--tau", "nan"], "--tau must be a finite number > 0"),
     ])
     func badInputGivesOneClearErrorAndNonZeroExit(_ arguments: [String], _ expected: String) throws {
         let weights = Fixtures.path("ops/conv_grouped.safetensors")  // input channels 4: not 8-divisible
         let output = temporary.appendingPathComponent("never-written.safetensors").path
-        let run = try maxq(arguments.map { $0 == "WEIGHTS" ? weights : $0 == "OUT" ? output : $0 })
+        let nonFinite = Fixtures.path("hostile/nonfinite_weights.safetensors")
+        let run = try maxq(arguments.map { ["WEIGHTS": weights, "OUT": output, "NONFINITE": nonFinite][$0] ?? $0 })
         #expect(run.status != 0)
         #expect(run.err.contains(expected), "\(run.err)")
         #expect(!FileManager.default.fileExists(atPath: output))
@@ -91,6 +94,12 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         (["train", "--set", "Synthetic", "--increase-start", "5", "--increase-end", "2"], "increase-end 2"),
         (["train", "--set", "Synthetic", "-e"], "--pretrained"),
         (["train", "--set", "Synthetic", "--nesterov", "maybe"], "maybe"),
+        (["train", "--set", "Synthetic", "--wd", "nan"], "--wd must be a finite number >= 0, got nan"),
+        (["train", "--set", "Synthetic", "--momentum", "nan"], "--momentum must be a finite number >= 0"),
+        (["train", "--set", "Synthetic", "--lr", "inf"], "--lr must be a finite number > 0"),
+        (["train", "--set", "Synthetic", "--decay=-1"], "--decay must be a finite number >= 0"),
+        (["train", "--set", "Synthetic", "--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
+        (["train", "--set", "Synthetic", "--tau", "0"], "--tau must be a finite number > 0"),
     ])
     func trainRefusesBadInputBeforeWorking(_ arguments: [String], _ expected: String) throws {
         let run = try maxq(arguments + ["--save_dir", temporary.path])
