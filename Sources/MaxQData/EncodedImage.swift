@@ -5,6 +5,7 @@
 import CJPEG
 import CPNG
 import Foundation
+import MaxQTensor
 
 /// 8-bit RGB pixels, row-major, interleaved.
 public struct RGBImage: Sendable {
@@ -80,7 +81,7 @@ public struct EncodedImage: Sendable {
     public init(path: String) throws(ImageError) {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .unreadable(path: path, reason: (error as NSError).localizedDescription)
+            throw .unreadable(path: path, reason: FileProblem.describe(path, error))
         }
         try self.init(data, path: path)
     }

@@ -42,12 +42,16 @@ public struct SafetensorsFile {
     public static func read(path: String) throws(SafetensorsError) -> SafetensorsFile {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe) } catch {
-            throw .unreadable(path: path, reason: (error as NSError).localizedDescription)
+            throw .unreadable(path: path, reason: FileProblem.describe(path, error))
         }
         return try decode(data, path: path)
     }
 
     public static func decode(_ data: Data, path: String = "<memory>") throws(SafetensorsError) -> SafetensorsFile {
+        if data.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+            throw .malformed(
+                path: path, reason: "it is a PyTorch (zip) checkpoint; `maxq convert` turns it into safetensors")
+        }
         guard data.count >= 8 else { throw .malformed(path: path, reason: "file is \(data.count) bytes, shorter than the header length") }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard headerLength <= UInt64(data.count - 8), headerLength <= 100_000_000 else {
@@ -128,7 +132,8 @@ public struct SafetensorsFile {
         return out
     }
 
+    /// Writes atomically (`AtomicWrite`).
     public func write(path: String) throws {
-        try encoded().write(to: URL(fileURLWithPath: path), options: .atomic)
+        try AtomicWrite.write(try encoded(), to: path)
     }
 }

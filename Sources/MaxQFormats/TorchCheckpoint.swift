@@ -23,7 +23,7 @@ public struct TorchCheckpoint {
     public static func read(path: String) throws -> TorchCheckpoint {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe) } catch {
-            throw SafetensorsError.unreadable(path: path, reason: (error as NSError).localizedDescription)
+            throw SafetensorsError.unreadable(path: path, reason: FileProblem.describe(path, error))
         }
         if data.prefix(2) == Data([0x80, 0x02]) || data.prefix(1) == Data([0x80]) {
             throw ZipError.malformed(path: path, reason: "legacy (pre-1.6) PyTorch format; re-save it with a current torch.save")
@@ -82,7 +82,7 @@ public struct TorchCheckpoint {
         zip.add("\(root)/byteorder", Data("little".utf8))
         for (key, bytes) in storages { zip.add("\(root)/data/\(key)", bytes) }
         zip.add("\(root)/version", Data("3\n".utf8))
-        try zip.finished().write(to: URL(fileURLWithPath: path), options: .atomic)
+        try AtomicWrite.write(zip.finished(), to: path)
     }
 }
 

@@ -32,21 +32,26 @@ public enum RunCheckpoint {
         ]
         for (name, unit) in model.units { metadata["generator.\(name)"] = encode(unit.generator) }
         for (name, dropout) in dropouts(model) { metadata["generator.\(name)"] = encode(dropout.generator) }
-        try writeAtomically(try SafetensorsFile(tensors: tensors, metadata: metadata).encoded(), to: path)
+        try SafetensorsFile(tensors: tensors, metadata: metadata).write(path: path)
         if let pthPath {
             let buffers = parameters.map { optimizer.momentumBuffers[ObjectIdentifier($0.1)] }
             let sgd = SGDState(
                 momentumBuffers: buffers, learningRate: Double(optimizer.learningRate), momentum: Double(optimizer.momentum),
                 weightDecay: state.config.weightDecay, nesterov: optimizer.nesterov)
-            let temporary = pthPath + ".partial"
-            try TorchCheckpoint(stateDict: model.stateDict().map { ($0.0, $0.1) }, epoch: state.epoch + 1, arch: state.config.arch, bestAcc1: state.bestAcc1)
-                .write(path: temporary, optimizer: sgd)
-            try flushAndRename(temporary, to: pthPath)
+            try TorchCheckpoint(
+                stateDict: model.stateDict().map { ($0.0, $0.1) }, epoch: state.epoch + 1, arch: state.config.arch,
+                bestAcc1: state.bestAcc1
+            ).write(path: pthPath, optimizer: sgd)
         }
     }
 
     /// Restores model, optimizer and generators; returns the saved run state.
     public static func load(_ path: String, into model: any Model, optimizer: SGD) throws -> RunState {
+        if path.hasSuffix(".pth.tar") {
+            throw TrainingError.resume(
+                "\(path) is the PyTorch copy of a run checkpoint; resume from the .safetensors beside it, "
+                    + "which also holds the random generators' states")
+        }
         let file = try SafetensorsFile.read(path: path)
         guard file.metadata["format"] == "maxq run checkpoint 1", let epoch = file.metadata["epoch"].flatMap(Int.init),
             let json = file.metadata["config"], let config = try? JSONDecoder().decode(TrainingConfig.self, from: Data(json.utf8))
@@ -80,29 +85,5 @@ public enum RunCheckpoint {
     static func decode(_ s: String) -> RandomGenerator? {
         let parts = s.split(separator: ",").compactMap { UInt64($0) }
         return parts.count == 4 ? RandomGenerator(state: (parts[0], parts[1], parts[2], parts[3])) : nil
-    }
-
-    /// Temporary file, fsync, rename: readers see the old file or the new one, never a part.
-    public static func writeAtomically(_ data: Data, to path: String) throws {
-        let temporary = path + ".partial"
-        guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
-            throw TrainingError.invalid("cannot write \(temporary)")
-        }
-        do {
-            try handle.write(contentsOf: data)
-            try handle.synchronize()
-            try handle.close()
-        } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw TrainingError.invalid("writing \(path) failed (\(error.localizedDescription)); the previous checkpoint is kept")
-        }
-        try flushAndRename(temporary, to: path)
-    }
-
-    static func flushAndRename(_ temporary: String, to path: String) throws {
-        guard rename(temporary, path) == 0 else {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw TrainingError.invalid("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
-        }
     }
 }

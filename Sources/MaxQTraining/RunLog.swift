@@ -6,23 +6,33 @@ public final class RunLog: @unchecked Sendable {
     private let file: FileHandle?
     public let isTerminal = isatty(STDOUT_FILENO) != 0
     private var progressShown = false
-    private let formatter: DateFormatter = {
+    private let formatter = RunLog.makeFormatter()
+
+    private static func makeFormatter() -> DateFormatter {
         let f = DateFormatter()
         f.dateFormat = "yyyy-MM-dd HH:mm:ss"
         f.locale = Locale(identifier: "en_US_POSIX")
         return f
-    }()
+    }
 
-    public init(path: String?) {
-        if let path {
-            FileManager.default.createFile(atPath: path, contents: nil)
-            file = FileHandle(forWritingAtPath: path)
-        } else {
+    /// Appends to `path` (a resumed run continues its log), creating it if needed.
+    public init(path: String?) throws(TrainingError) {
+        guard let path else {
             file = nil
+            return
         }
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw .invalid("cannot write the log \(path): \(String(cString: strerror(errno)))")
+        }
+        handle.seekToEndOfFile()
+        file = handle
     }
 
     public func stamp(_ date: Date = Date()) -> String { formatter.string(from: date) }
+
+    /// `stamp()` without a log.
+    public static func timestamp() -> String { makeFormatter().string(from: Date()) }
 
     public func line(_ text: String) {
         clearProgress()

@@ -2,6 +2,7 @@
 // report, checkpoints, metrics and the final results row; evaluation alone for `--evaluate`.
 import Foundation
 import MaxQData
+import MaxQFormats
 import MaxQModels
 import MaxQNN
 import MaxQSparsity
@@ -39,8 +40,14 @@ public final class Trainer {
             nesterov: config.nesterov, noBNDecay: config.noBNDecay)
     }
 
-    /// Continues from a run checkpoint: the epoch after the saved one, its best top-1.
+    /// Continues from a run checkpoint: the epoch after the saved one, its best top-1. Staging
+    /// files that a killed process left for this run's checkpoints are removed.
     public func resume(from path: String) throws {
+        let pthCopies = [checkpointPath, bestPath].map { $0.replacingOccurrences(of: ".safetensors", with: ".pth.tar") }
+        for file in [checkpointPath, bestPath] + pthCopies
+        where AtomicWrite.removeStale(for: file) {
+            log.line("=> removed \(AtomicWrite.partialPath(of: file)), left by an interrupted write")
+        }
         let state = try RunCheckpoint.load(path, into: model, optimizer: optimizer)
         guard state.config.arch == config.arch, state.config.convBNType == config.convBNType, state.config.n == config.n,
             state.config.m == config.m

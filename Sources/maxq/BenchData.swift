@@ -8,12 +8,18 @@ struct BenchData: ParsableCommand {
 
     enum Transform: String, ExpressibleByArgument { case train, val }
 
-    @Argument(help: "A folder of images (class sub-folders, or images directly).") var directory: String
+    @Argument(help: "A folder of class sub-folders of images (ImageFolder's layout).") var directory: String
     @Option(help: "train (RandomResizedCrop, flip, lighting) or val (resize 256, centre crop 224).") var transform: Transform = .train
     @Option(name: [.customShort("j"), .long], help: "Decoding threads.") var workers = 2
     @Option(name: [.customShort("b"), .long], help: "Batch size.") var batchSize = 32
     @Option(help: "Epochs over the folder (median epoch reported).") var epochs = 3
     @Option(help: "Input resolution (32 for CIFAR JPEGs).") var resolution = 224
+
+    func validate() throws {
+        guard workers >= 1, batchSize >= 1, epochs >= 1, resolution >= 1 else {
+            throw ValidationError("--workers, --batch-size, --epochs and --resolution must be at least 1")
+        }
+    }
 
     func run() throws {
         do {

@@ -16,6 +16,10 @@ struct BenchMasks: ParsableCommand {
     @Option(help: "Epoch for the incremental schedule.") var epoch = 0
     @Option(help: "Timed iterations (median reported).") var iterations = 10
 
+    func validate() throws {
+        guard iterations >= 1, epoch >= 0 else { throw ValidationError("need --iterations >= 1 and --epoch >= 0") }
+    }
+
     func run() throws {
         let model: any Model
         do { model = try arch.build(classes: 1000, sparsity: try sparsity.config()) } catch { fail(error) }

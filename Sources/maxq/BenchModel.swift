@@ -13,6 +13,12 @@ struct ModelBenchOptions: ParsableArguments {
     @Option(help: "Timed iterations (median reported, after one warm-up).") var iterations = 5
     @OptionGroup var sparsity: SparsityOptions
 
+    func validate() throws {
+        guard batchSize >= 1, iterations >= 1, classes >= 1 else {
+            throw ValidationError("--batch-size, --iterations and --classes must be at least 1")
+        }
+    }
+
     func model() throws -> any Model {
         try arch.build(classes: classes, sparsity: try sparsity.config())
     }

@@ -21,6 +21,10 @@ struct Mask: ParsableCommand {
             throw ValidationError("\(ConvBNType.dense.rawValue) has no mask; choose an SR-STE or MaxQ type")
         }
         guard epoch >= 0 else { throw ValidationError("--epoch must be 0 or more") }
+        let input = URL(fileURLWithPath: weights).standardizedFileURL.resolvingSymlinksInPath()
+        guard input != URL(fileURLWithPath: out).standardizedFileURL.resolvingSymlinksInPath() else {
+            throw ValidationError("--out \(out) is the input file; give another path, so that the weights are kept")
+        }
     }
 
     func run() throws {

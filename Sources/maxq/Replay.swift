@@ -19,14 +19,16 @@ struct Replay: ParsableCommand {
     @Option(name: .customLong("num-classes"), help: "Classes of the classifier.") var numClasses = 10
     @Option(help: "Initial weights (any checkpoint format).") var pretrained: String
     @OptionGroup var sparsity: SparsityOptions
-    @Option(help: "Learning rate.") var lr = 0.1
-    @Option(help: "SGD momentum.") var momentum = 0.9
-    @Option(name: [.customLong("weight-decay"), .customLong("wd")], help: "Weight decay.") var weightDecay = 1e-4
+    @Option(parsing: .unconditional, help: "Learning rate.") var lr = 0.1
+    @Option(parsing: .unconditional, help: "SGD momentum.") var momentum = 0.9
+    @Option(name: [.customLong("weight-decay"), .customLong("wd")], parsing: .unconditional, help: "Weight decay.")
+    var weightDecay = 1e-4
     @Option(help: "Nesterov momentum: True or False.") var nesterov: PyBool = .false
     @Option(name: .customLong("no-bn-decay"), help: "No weight decay on 1-D parameters: True or False.")
     var noBNDecay: PyBool = .false
-    @Option(name: .customLong("label-smoothing"), help: "Label smoothing.") var labelSmoothing = 0.0
-    @Option(help: "SR-STE decay lambda.") var decay = 2e-4
+    @Option(name: .customLong("label-smoothing"), parsing: .unconditional, help: "Label smoothing.")
+    var labelSmoothing = 0.0
+    @Option(parsing: .unconditional, help: "SR-STE decay lambda.") var decay = 2e-4
     @Option(help: "Epoch (0-based) the incremental schedule is evaluated at.") var epoch = 0
     @Option(help: "Steps to take (default: one per batch in the file).") var steps: Int?
     @Option(help: "CSV of step,loss to write.") var out: String?

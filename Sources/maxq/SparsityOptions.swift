@@ -10,7 +10,8 @@ struct SparsityOptions: ParsableArguments {
     var convBNType: ConvBNType = .softMaxQ
     @Option(name: .customLong("N"), help: "Weights kept per group.") var n = 2
     @Option(name: .customLong("M"), help: "Group size along input channels.") var m = 4
-    @Option(name: .customLong("tau"), help: "Temperature of MaxQ's soft terms.") var tau: Float = 0.01
+    @Option(name: .customLong("tau"), parsing: .unconditional, help: "Temperature of MaxQ's soft terms.")
+    var tau: Float = 0.01
     @Option(name: .customLong("increase-start"), help: "First epoch of incremental sparsity.") var increaseStart = 0
     @Option(name: .customLong("increase-end"), help: "Epoch from which all groups are N:M.") var increaseEnd = 90
     @Option(name: .customLong("prune-schedule"), help: "linear, cubic, cos or exp.") var pruneSchedule: PruneSchedule = .linear

@@ -38,17 +38,21 @@ struct Train: ParsableCommand {
     @Option(help: "Epochs.") var epochs = 120
     @Option(name: .customLong("start-epoch"), help: "First epoch (0-based).") var startEpoch = 0
     @Option(name: [.customShort("b"), .customLong("batch-size")], help: "Batch size.") var batchSize = 256
-    @Option(help: "Learning rate.") var lr = 0.1
-    @Option(help: "SGD momentum.") var momentum = 0.9
-    @Option(name: [.customLong("weight-decay"), .customLong("wd")], help: "Weight decay.") var weightDecay = 1e-4
+    @Option(parsing: .unconditional, help: "Learning rate.") var lr = 0.1
+    @Option(parsing: .unconditional, help: "SGD momentum.") var momentum = 0.9
+    @Option(name: [.customLong("weight-decay"), .customLong("wd")], parsing: .unconditional, help: "Weight decay.")
+    var weightDecay = 1e-4
     @Option(help: "Nesterov momentum: True or False.") var nesterov: PyBool = .false
     @Option(name: .customLong("no-bn-decay"), help: "No weight decay on 1-D parameters: True or False.") var noBNDecay: PyBool = .false
     @Option(name: .customLong("lr-schedule"), help: "cos or step.") var lrSchedule = "cos"
     @Option(name: .customLong("lr-adjust"), help: "Step schedule: x0.1 every this many epochs.") var lrAdjust = 30
     @Option(name: .customLong("warmup-length"), help: "Epochs of linear warm-up.") var warmupLength = 0
-    @Option(name: .customLong("label-smoothing"), help: "Default 0.1 (ImageNet, ImageFolder), 0 (CIFAR, Synthetic).") var labelSmoothing: Double?
+    @Option(
+        name: .customLong("label-smoothing"), parsing: .unconditional,
+        help: "Default 0.1 (ImageNet, ImageFolder), 0 (CIFAR, Synthetic).")
+    var labelSmoothing: Double?
     @OptionGroup var sparsity: SparsityOptions
-    @Option(help: "SR-STE decay lambda.") var decay = 2e-4
+    @Option(parsing: .unconditional, help: "SR-STE decay lambda.") var decay = 2e-4
     @Option(name: .customLong("decay-type"), help: "SR-STE decay type (v1).") var decayType = "v1"
     @Option(help: "Checkpoint to start from (any format).") var pretrained: String?
     @Option(help: "Run checkpoint to continue exactly.") var resume: String?
@@ -120,13 +124,36 @@ struct Train: ParsableCommand {
         }
     }
 
+    /// Creates `--save_dir` if needed and proves it writable, before any work.
+    private func checkSaveDirectory() throws {
+        do { try FileManager.default.createDirectory(atPath: saveDir, withIntermediateDirectories: true) } catch {
+            throw ValidationError("cannot create --save_dir \(saveDir): \(FileProblem.describe(saveDir, error))")
+        }
+        let probe = "\(saveDir)/.maxq-write-check-\(getpid())"
+        guard FileManager.default.createFile(atPath: probe, contents: Data("ok".utf8)) else {
+            throw ValidationError("--save_dir \(saveDir) is not writable: \(String(cString: strerror(errno)))")
+        }
+        try? FileManager.default.removeItem(atPath: probe)
+    }
+
+    /// A resumed run keeps its name prefix (`checkpoint.<arch>.<prefix>.safetensors`), so its
+    /// checkpoints and log continue rather than start again beside the old ones.
+    private func runPrefix() -> String {
+        let resumed = resume.map { URL(fileURLWithPath: $0).lastPathComponent }
+        let lead = "checkpoint.\(arch.rawValue).", tail = ".safetensors"
+        if let name = resumed, name.hasPrefix(lead), name.hasSuffix(tail), name.count > lead.count + tail.count {
+            return String(name.dropFirst(lead.count).dropLast(tail.count))
+        }
+        return "\(RunLog.timestamp().prefix(10))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+    }
+
     private func train() throws {
-        try FileManager.default.createDirectory(atPath: saveDir, withIntermediateDirectories: true)
+        try checkSaveDirectory()
         let config = self.config
         let (trainSet, valSet, classes) = try datasets()
         let model = try arch.build(classes: classes, sparsity: try config.sparsity(), seed: seed)
-        let prefix = "\(RunLog(path: nil).stamp().prefix(10))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-        let log = RunLog(path: "\(saveDir)/\(arch.rawValue).\(prefix).log")
+        let prefix = runPrefix()
+        let log = try RunLog(path: "\(saveDir)/\(arch.rawValue).\(prefix).log")
         log.line("maxq \(CommandLine.arguments.dropFirst().joined(separator: " "))")
         log.line("\(arch.rawValue): \(model.parameters.map { $0.value.count }.reduce(0, +)) parameters, \(model.units.filter { $0.1.mask != nil }.count) N:M layers (\(config.convBNType) \(config.n):\(config.m)), \(classes) classes, \(trainSet.count) training and \(valSet.count) validation images")
         for name in model.denseUnits { log.line("note: \(name) stays dense: its input channels are not a multiple of M = \(config.m)") }
@@ -137,7 +164,7 @@ struct Train: ParsableCommand {
             validation: DataLoader(dataset: valSet, batchSize: valBatch, shuffle: false, seed: seed, workers: workers),
             classes: classes, log: log, prefix: prefix)
         if let pretrained {
-            let report = try model.load(try CheckpointFile.readStateDict(path: pretrained))
+            let report = try loadPretrained(pretrained, into: model, arch: arch.rawValue)
             log.line("=> loaded \(pretrained); missing keys: \(report.missing.isEmpty ? "none" : report.missing.joined(separator: ", ")); unexpected keys: \(report.unexpected.isEmpty ? "none" : report.unexpected.joined(separator: ", "))")
         }
         if let resume { try trainer.resume(from: resume) }

@@ -27,6 +27,21 @@ import Testing
         #expect(decoded.metadata == ["epoch": "3"])
     }
 
+    /// Writes stage in a visible `.partial` file: one a killed process left is replaced, and
+    /// nothing else (no hidden temporary) stays beside the result.
+    @Test func writesAreAtomicAndReplaceAStaleStagingFile() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("maxq-atomic-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = "\(folder)/w.safetensors"
+        let stale = Data(repeating: 7, count: 1000)
+        FileManager.default.createFile(atPath: AtomicWrite.partialPath(of: path), contents: stale)
+        try SafetensorsFile(tensors: [("w", try Tensor(shape: [2], scalars: [1, 2]))]).write(path: path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["w.safetensors"])
+        #expect(try SafetensorsFile.read(path: path)["w"]?.scalars == [1, 2])
+        #expect(throws: AtomicWriteError.self) { try AtomicWrite.write(Data(), to: "\(path)/inside-a-file") }
+    }
+
     @Test func truncatedAndMalformedFilesGiveClearErrors() throws {
         let good = try SafetensorsFile(tensors: [("w", Tensor(zeros: [4]))]).encoded()
         #expect(throws: SafetensorsError.self) { try SafetensorsFile.decode(good.prefix(good.count - 3)) }

@@ -27,7 +27,7 @@ func trainer(
     return Trainer(
         config: c, model: model, train: DataLoader(dataset: trainSet, batchSize: c.batchSize, shuffle: true, seed: c.seed, workers: 2),
         validation: DataLoader(dataset: valSet, batchSize: c.batchSize, shuffle: false, seed: c.seed, workers: 2), classes: 4,
-        log: RunLog(path: "\(c.saveDir)/\(prefix).log"), prefix: prefix)
+        log: try RunLog(path: "\(c.saveDir)/\(prefix).log"), prefix: prefix)
 }
 
 /// A dataset whose images are NaN: the loss cannot be finite.

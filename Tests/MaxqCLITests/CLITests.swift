@@ -131,6 +131,62 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         #expect(wrong.status != 0 && wrong.err.contains("load 'conv1.weight': shapes [64, 3, 7, 7] and [64, 3, 3, 3]"))
     }
 
+    /// Misleading messages and crashes found by trying the commands as a hostile-but-fair user.
+    @Test(arguments: [
+        (["mask", "F/checkpoints/torch_saved.pth.tar", "--out", "OUT"], "it is a PyTorch (zip) checkpoint"),
+        (["mask", "F/masks", "--out", "OUT"], "F/masks: cannot read: is a directory"),
+        (["mask", "F/masks/case03.weights.safetensors", "--out", "F/masks/./case03.weights.safetensors"],
+         "is the input file"),
+        (["predict", "--pretrained", "F/masks/case03.weights.safetensors", "-a", "resnet18", "F/images/photo.jpg"],
+         "none of its 3 tensors belongs to resnet18"),
+        (["train", "--set", "Synthetic", "--resume", "F/checkpoints/torch_saved.pth.tar", "--save_dir", "DIR"],
+         "PyTorch copy"),
+        (["train", "--set", "Synthetic", "--lr", "-1", "--save_dir", "DIR"],
+         "--lr must be a finite number > 0, got -1.0"),
+        (["train", "--set", "Synthetic", "--save_dir", "F/images/photo.jpg/run"], "cannot create --save_dir"),
+        (["bench", "eval", "-b", "0"], "--batch-size, --iterations and --classes must be at least 1"),
+        (["bench", "train-step", "--iterations", "0"], "--batch-size, --iterations and --classes must be at least 1"),
+        (["bench", "data", "F/images", "-b=-1"], "must be at least 1"),
+    ])
+    func hostileUseGivesOneClearError(_ arguments: [String], _ expected: String) throws {
+        let output = temporary.appendingPathComponent("out.safetensors").path
+        func expand(_ s: String) -> String {
+            s == "OUT" ? output : s == "DIR" ? temporary.appendingPathComponent("run").path
+                : s.hasPrefix("F/") ? Fixtures.path(String(s.dropFirst(2))) : s
+        }
+        let run = try maxq(arguments.map(expand))
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        #expect(run.status != 0 && run.status < 128, "exit \(run.status)")
+        #expect(run.err.contains(expand(expected)), "\(run.err)")
+        #expect(!FileManager.default.fileExists(atPath: output))
+    }
+
+    /// A resumed run keeps its prefix (its checkpoints are replaced, its log continues) and
+    /// removes what a killed write left behind; a run's log is created before any work.
+    @Test func resumeContinuesTheRunAndCleansUpAfterAKill() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let common = [
+            "train", "--set", "Synthetic", "-a", "c_resnet18", "-b", "16", "--synthetic-images", "16",
+            "--synthetic-classes", "4", "--save_dir", temporary.path,
+        ]
+        let first = try maxq(common + ["--epochs", "1"])
+        #expect(first.status == 0, "\(first.err)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
+        let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") })
+        let stale = temporary.appendingPathComponent(checkpoint + ".partial").path
+        FileManager.default.createFile(atPath: stale, contents: Data("torn".utf8))
+        let second = try maxq(common + ["--epochs", "2", "--resume", temporary.appendingPathComponent(checkpoint).path])
+        #expect(second.status == 0, "\(second.err)")
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        let after = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
+        #expect(after.filter { $0.hasPrefix("checkpoint.") } == [checkpoint], "\(after)")
+        let logName = try #require(after.first { $0.hasSuffix(".log") })
+        #expect(after.filter { $0.hasSuffix(".log") }.count == 1)
+        let log = try String(contentsOfFile: temporary.appendingPathComponent(logName).path, encoding: .utf8)
+        #expect(log.contains("  0/  1 -----") && log.contains("=> resumed from") && log.contains("  1/  2 -----"))
+    }
+
     @Test func doctorRunsEndToEnd() throws {
         let run = try maxq(["doctor"])
         #expect(run.status == 0, "\(run.err)")
