@@ -45,6 +45,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized),
+        // Fuzz targets of the file readers (Scripts/fuzz.sh); built normally, a corpus replayer.
+        .executableTarget(name: "maxq-fuzz", dependencies: ["MaxQFormats", "MaxQData"]),
         // Fixture loading and tolerance checks shared by the test targets.
         .target(name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats"], path: "Tests/TestSupport"),
         .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQTestSupport"]),

@@ -97,6 +97,12 @@ public enum PickleError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// Unpickles `data` (a checkpoint's `data.pkl`); `storage` returns a storage's bytes by key.
+public func unpickle(_ data: Data, storage: @escaping (String) throws -> Data) throws -> PickleValue {
+    var unpickler = Unpickler(data, storage: storage)
+    return try unpickler.load()
+}
+
 struct Unpickler {
     static let allowed: Set<String> = [
         "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",

@@ -25,6 +25,11 @@ public struct TorchCheckpoint {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe) } catch {
             throw SafetensorsError.unreadable(path: path, reason: FileProblem.describe(path, error))
         }
+        return try decode(data, path: path)
+    }
+
+    /// The checkpoint in `data` (a file's bytes; `path` names it in errors).
+    public static func decode(_ data: Data, path: String = "<memory>") throws -> TorchCheckpoint {
         if data.prefix(2) == Data([0x80, 0x02]) || data.prefix(1) == Data([0x80]) {
             throw ZipError.malformed(path: path, reason: "legacy (pre-1.6) PyTorch format; re-save it with a current torch.save")
         }
