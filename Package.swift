@@ -35,8 +35,9 @@ let package = Package(
         .target(name: "MaxQData", dependencies: ["MaxQTensor", "CJPEG", "CPNG"], swiftSettings: optimized),
         // Layer 6: training and evaluation loops, schedules, logs, checkpoints of runs.
         .target(name: "MaxQTraining", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"], swiftSettings: optimized),
-        // I/O formats: safetensors.
-        .target(name: "MaxQFormats", dependencies: ["MaxQTensor"], swiftSettings: optimized),
+        // I/O formats: safetensors, PyTorch zip checkpoints. Parsers of untrusted files keep
+        // Swift's overflow and bounds checks: plain -O here, never -Ounchecked.
+        .target(name: "MaxQFormats", dependencies: ["MaxQTensor"]),
         // The command line.
         .executableTarget(
             name: "maxq",

@@ -70,6 +70,12 @@ def main():
     torch_zip(f"{OUT}/negative_size.pth", tensor_pickle([-5], [1]), {"0": four_floats})
     torch_zip(f"{OUT}/overflow_size.pth", tensor_pickle([2**62 + 1, 4], [4, 1]), {"0": four_floats})
     torch_zip(f"{OUT}/stride0_huge.pth", tensor_pickle([2**20, 2**20], [0, 0], numel=1), {"0": four_floats[:4]})
+    # Found by fuzzing (Scripts/fuzz.sh zip): a central-directory entry whose name runs past the
+    # end of the file (name length patched to 65535 in the last entry).
+    archive = bytearray(open(f"{OUT}/negative_size.pth", "rb").read())
+    last = archive.rindex(b"PK\x01\x02")
+    archive[last + 28:last + 30] = struct.pack("<H", 0xFFFF)
+    open(f"{OUT}/zip_name_past_end.pth", "wb").write(bytes(archive))
     # Deep nesting: 60,000 tuples (TUPLE1 on TUPLE1 ...), 60,000 lists (all pushed, then appended
     # each into the one below), and a list appended into itself.
     depth = 60000

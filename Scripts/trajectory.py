@@ -61,28 +61,36 @@ def original_model(args, classes):
     return model
 
 
-def train_original(model, batches, args):
-    """The original's train_engine without CUDA: autocast and the gradient scaler do nothing on
-    a CPU, so this is its step: forward (masks recomputed), loss, backward, SR-STE decay, SGD."""
-    from utils.net_utils import do_grad_decay_v1
-    from functools import partial
+def original_optimizer(model, args):
+    """The original's SGD and parameter groups (no weight decay on 1-D parameters if asked)."""
     parameters = list(model.named_parameters())
     one_d = [v for n, v in parameters if len(v.shape) == 1]
     rest = [v for n, v in parameters if len(v.shape) != 1]
-    optimizer = torch.optim.SGD([{"params": one_d, "weight_decay": 0 if args.no_bn_decay == "True" else args.wd},
-                                 {"params": rest, "weight_decay": args.wd}],
-                                args.lr, momentum=0.9, weight_decay=args.wd, nesterov=args.nesterov == "True")
-    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    return torch.optim.SGD([{"params": one_d, "weight_decay": 0 if args.no_bn_decay == "True" else args.wd},
+                            {"params": rest, "weight_decay": args.wd}],
+                           args.lr, momentum=0.9, weight_decay=args.wd, nesterov=args.nesterov == "True")
+
+
+def original_step(model, optimizer, images, labels, args):
+    """The original's train_engine step without CUDA: autocast and the gradient scaler do nothing
+    on a CPU, so it is forward (masks recomputed), loss, backward, SR-STE decay, SGD."""
+    from utils.net_utils import do_grad_decay_v1
+    from functools import partial
+    loss = nn.functional.cross_entropy(model(images), labels, label_smoothing=args.label_smoothing)
+    optimizer.zero_grad()
+    loss.backward()
+    model.apply(partial(do_grad_decay_v1, decay=args.decay))
+    optimizer.step()
+    return loss.item()
+
+
+def train_original(model, batches, args):
+    optimizer = original_optimizer(model, args)
     model.train()
     losses = []
     for step, (images, labels) in enumerate(batches):
-        loss = criterion(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        model.apply(partial(do_grad_decay_v1, decay=args.decay))
-        optimizer.step()
-        losses.append(loss.item())
-        print(f"original step {step}\tloss {loss.item():.6f}", flush=True)
+        losses.append(original_step(model, optimizer, images, labels, args))
+        print(f"original step {step}\tloss {losses[-1]:.6f}", flush=True)
     return losses
 
 

@@ -41,6 +41,9 @@ struct ZipArchive {
             let size = u32(offset + 20)
             let nameLength = u16(offset + 28), extraLength = u16(offset + 30), commentLength = u16(offset + 32)
             let local = u32(offset + 42)
+            guard offset + 46 + nameLength <= data.count else {
+                throw .malformed(path: path, reason: "central directory entry at \(offset) names past the end of the file")
+            }
             let name = String(decoding: data[(data.startIndex + offset + 46)..<(data.startIndex + offset + 46 + nameLength)], as: UTF8.self)
             guard method == 0 else { throw .malformed(path: path, reason: "entry '\(name)' is compressed (method \(method))") }
             guard local + 30 <= data.count, u32(local) == 0x0403_4b50 else {

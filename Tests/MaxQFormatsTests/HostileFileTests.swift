@@ -23,6 +23,7 @@ import Testing
         ("deep_tuples", "nested more than 200 deep"),
         ("deep_lists", "nested more than 200 deep"),
         ("self_list", "a list changed after it was nested"),
+        ("zip_name_past_end", "names past the end of the file"),
     ])
     func hostilePicklesAreRefused(_ name: String, _ expected: String) {
         let path = Fixtures.path("hostile/\(name).pth")
