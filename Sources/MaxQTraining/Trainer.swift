@@ -43,8 +43,7 @@ public final class Trainer {
     /// Continues from a run checkpoint: the epoch after the saved one, its best top-1. Staging
     /// files that a killed process left for this run's checkpoints are removed.
     public func resume(from path: String) throws {
-        let pthCopies = [checkpointPath, bestPath].map { $0.replacingOccurrences(of: ".safetensors", with: ".pth.tar") }
-        for file in [checkpointPath, bestPath] + pthCopies
+        for file in [checkpointPath, bestPath, Self.pthCopy(of: checkpointPath), Self.pthCopy(of: bestPath)]
         where AtomicWrite.removeStale(for: file) {
             log.line("=> removed \(AtomicWrite.partialPath(of: file)), left by an interrupted write")
         }
@@ -59,6 +58,8 @@ public final class Trainer {
 
     var checkpointPath: String { "\(config.saveDir)/checkpoint.\(config.arch).\(prefix).safetensors" }
     var bestPath: String { "\(config.saveDir)/best.\(config.arch).\(prefix).safetensors" }
+    /// The reference-format copy written beside a run checkpoint with `--save-format pth`.
+    static func pthCopy(of path: String) -> String { path.replacingOccurrences(of: ".safetensors", with: ".pth.tar") }
 
     /// Trains from `startEpoch` to `epochs` (or only up to epoch `until`, exclusive, as if
     /// stopped there); returns (last top-1, best top-1).
@@ -89,12 +90,12 @@ public final class Trainer {
             bestAcc1 = max(bestAcc1, top1)
             log.line(String(format: "=> Epoch: %d, LR: %.4f, Acc: %.2f%%, Best Acc: %.2f%%", epoch, lr, top1, bestAcc1))
             let state = RunState(epoch: epoch, bestAcc1: bestAcc1, config: config)
-            let pth = config.saveFormat == "pth" ? checkpointPath.replacingOccurrences(of: ".safetensors", with: ".pth.tar") : nil
+            let pth = config.saveFormat == "pth" ? Self.pthCopy(of: checkpointPath) : nil
             try RunCheckpoint.save(model, optimizer: optimizer, state: state, path: checkpointPath, pthPath: pth)
             if isBest {
                 try RunCheckpoint.save(
                     model, optimizer: optimizer, state: state, path: bestPath,
-                    pthPath: pth.map { _ in bestPath.replacingOccurrences(of: ".safetensors", with: ".pth.tar") })
+                    pthPath: pth.map { _ in Self.pthCopy(of: bestPath) })
             }
             epochSeconds.append(Date().timeIntervalSince(started))
             let nm = sparsity.type.hasMask ? 1 - sparsity.schedule.preserveRate(epoch: epoch) : 0
