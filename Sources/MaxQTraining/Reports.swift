@@ -7,9 +7,17 @@ public struct EpochMetrics: Sendable {
     public var lr: Double
     public var trainLoss: Double, trainTop1: Double
     public var valLoss: Double, valTop1: Double, valTop5: Double
-    /// Fraction of groups that are N:M this epoch (1 - preserve rate; 0 for dense runs).
+    /// Fraction of groups that are N:M this epoch (MaxQ: 1 - preserve rate; SR-STE 1; dense 0).
     public var nmFraction: Double
     public var seconds: Double
+
+    public init(
+        epoch: Int, lr: Double, trainLoss: Double, trainTop1: Double, valLoss: Double, valTop1: Double, valTop5: Double,
+        nmFraction: Double, seconds: Double
+    ) {
+        (self.epoch, self.lr, self.trainLoss, self.trainTop1) = (epoch, lr, trainLoss, trainTop1)
+        (self.valLoss, self.valTop1, self.valTop5, self.nmFraction, self.seconds) = (valLoss, valTop1, valTop5, nmFraction, seconds)
+    }
 }
 
 public enum Reports {

@@ -98,7 +98,8 @@ public final class Trainer {
                     pthPath: pth.map { _ in Self.pthCopy(of: bestPath) })
             }
             epochSeconds.append(Date().timeIntervalSince(started))
-            let nm = sparsity.type.hasMask ? 1 - sparsity.schedule.preserveRate(epoch: epoch) : 0
+            // Only MaxQ types follow the incremental schedule; SR-STE is N:M from the start.
+            let nm = sparsity.type.isMaxQ ? 1 - sparsity.schedule.preserveRate(epoch: epoch) : sparsity.type.hasMask ? 1 : 0
             metrics.append(EpochMetrics(
                 epoch: epoch, lr: lr, trainLoss: trainLoss, trainTop1: trainTop1, valLoss: valLoss, valTop1: top1, valTop5: top5,
                 nmFraction: nm, seconds: epochSeconds.last!))

@@ -69,10 +69,18 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
         #expect(model.parameters.allSatisfy { $0.grad != nil })
         // MobileNet masks sit beside their weights, torchvision-style.
         if arch == .mobilenetV2 { #expect(model.stateDict().map(\.0).contains("features.2.conv.0.0.mask")) }
-        // Every 1x1/3x3 unit whose input channels allow it is N:M; the rest are listed.
-        for (name, unit) in model.units where unit.mask == nil && unit.config.type.hasMask {
-            #expect(model.denseUnits.contains(name))
+        // A unit built N:M gets a mask exactly when it is an ordinary convolution whose input
+        // channels are a multiple of M; the others are listed as staying dense. Units the
+        // architecture builds dense (MobileNet V1's depthwise convolutions) have no mask and are
+        // not listed.
+        for (name, unit) in model.units {
+            let shape = unit.conv.weight.value.shape
+            let fits = unit.conv.geometry.groups == 1 && shape[1] % 4 == 0
+            let builtSparse = unit.config.type.hasMask
+            #expect((unit.mask != nil) == (builtSparse && fits), "\(name) \(shape)")
+            #expect(model.denseUnits.contains(name) == (builtSparse && !fits), "\(name) \(shape)")
         }
+        #expect(model.units.contains { $0.1.mask != nil })
     }
 
     @Test func torchvisionResNetNamesMapPositionally() {

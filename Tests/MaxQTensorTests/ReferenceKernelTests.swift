@@ -29,12 +29,26 @@ import Testing
             try ReferenceKernels.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry), rtol: 1e-4, atol: 1e-4) == nil)
     }
 
-    @Test func repeatedCallsReuseThePlanAndAgree() throws {
+    /// Plans (oneDNN primitives) are cached per shape: a later call of the same shape must compute
+    /// with its own tensors, not the memory the plan was first run on.
+    @Test func aReusedPlanComputesWithTheNewCallsData() throws {
         var generator = RandomGenerator(seed: 9)
-        let x = Tensor(normal: [2, 8, 8, 8], generator: &generator)
-        let w = Tensor(normal: [8, 8, 3, 3], generator: &generator)
-        let first = try cpu.conv2d(x, w, Conv2dGeometry(padding: 1))
-        let second = try cpu.conv2d(x, w, Conv2dGeometry(padding: 1))
-        #expect(first.scalars == second.scalars)
+        let geometry = Conv2dGeometry(padding: 1)
+        let (x1, w1) = (Tensor(normal: [3, 8, 7, 5], generator: &generator), Tensor(normal: [8, 8, 3, 3], generator: &generator))
+        let (x2, w2) = (Tensor(normal: [3, 8, 7, 5], generator: &generator), Tensor(normal: [8, 8, 3, 3], generator: &generator))
+        let first = try cpu.conv2d(x1, w1, geometry)
+        let second = try cpu.conv2d(x2, w2, geometry)
+        let dy = Tensor(normal: second.shape, generator: &generator)
+        #expect(toleranceFailure(second, try ReferenceKernels.conv2d(x2, w2, geometry), rtol: 1e-4, atol: 1e-4) == nil)
+        #expect(toleranceFailure(first, try ReferenceKernels.conv2d(x1, w1, geometry), rtol: 1e-4, atol: 1e-4) == nil)
+        #expect(try cpu.conv2d(x1, w1, geometry).scalars == first.scalars, "the same call again gives the same bits")
+        for (x, w) in [(x1, w1), (x2, w2)] {
+            #expect(toleranceFailure(
+                try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry),
+                try ReferenceKernels.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry), rtol: 1e-4, atol: 1e-4) == nil)
+            #expect(toleranceFailure(
+                try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry),
+                try ReferenceKernels.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry), rtol: 1e-4, atol: 1e-4) == nil)
+        }
     }
 }

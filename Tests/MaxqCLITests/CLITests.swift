@@ -1,6 +1,7 @@
 // End-to-end command lines: the built `maxq` binary run as a user runs it.
 import Foundation
 import MaxQFormats
+import MaxQTensor
 import MaxQTestSupport
 import Testing
 
@@ -75,6 +76,7 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         #expect(lines.contains { $0.hasSuffix("weight num: 36864, zero num: 27648") })
         let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
         for expected in ["results.csv", "metrics.csv", "curves.svg"] { #expect(files.contains(expected)) }
+        try expectReportsAgreeWithTheLog(lines)
         #expect(files.contains { $0.hasPrefix("c_resnet18.") && $0.hasSuffix(".log") })
         let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") && $0.hasSuffix(".safetensors") })
         #expect(files.contains(checkpoint.replacingOccurrences(of: ".safetensors", with: ".pth.tar")))
@@ -86,6 +88,85 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         #expect(evaluation.status == 0, "\(evaluation.err)")
         #expect(evaluation.out.contains(" * Prec@1 ") && evaluation.out.contains("Error@1"))
         #expect(evaluation.out.contains("missing keys: none; unexpected keys: none"))
+    }
+
+    /// metrics.csv and results.csv hold the epoch's figures as the log printed them; curves.svg
+    /// draws the five series.
+    func expectReportsAgreeWithTheLog(_ lines: [Substring]) throws {
+        let prec = try #require(lines.first { $0.contains(" * Prec@1 ") }).split(separator: " ")
+        let top1 = try #require(prec.firstIndex(of: "Prec@1").map { String(prec[$0 + 1]) })
+        let metrics = try String(contentsOf: temporary.appendingPathComponent("metrics.csv"), encoding: .utf8)
+            .split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        #expect(metrics.count == 2 && metrics[0].count == 9 && metrics[1].count == 9)
+        #expect(metrics[0][0] == "epoch" && metrics[0][5] == "val_top1")
+        #expect(metrics[1][0] == "0" && metrics[1][1] == "0.100000" && metrics[1][5] == top1 && metrics[1][7] == "1.0000")
+        let results = try String(contentsOf: temporary.appendingPathComponent("results.csv"), encoding: .utf8)
+            .split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
+        #expect(results.count == 2)
+        let row = Dictionary(uniqueKeysWithValues: zip(results[0], results[1]))
+        #expect(row["arch"] == "c_resnet18" && row["N"] == "1" && row["M"] == "4" && row["last_top1"] == top1)
+        #expect(row["conv_bn_type"] == "SoftSRSTEConv2dBN" && row["nesterov"] == "True" && row["weight_decay"] == "0.0005")
+        let svg = try String(contentsOf: temporary.appendingPathComponent("curves.svg"), encoding: .utf8)
+        #expect(svg.hasPrefix("<svg ") && svg.hasSuffix("</svg>\n"))
+        #expect(svg.components(separatedBy: "<polyline").count - 1 == 5)
+    }
+
+    /// A classifier of zeros with a known bias gives logits equal to the bias whatever the image
+    /// (c_resnet's classifier is a 1x1 convolution, as in the original):
+    /// the top-5 and their softmax probabilities are then known exactly.
+    @Test func predictGivesTheTopFiveOfTheCheckpointsLogits() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let bias: [Float] = [0.5, -1, 3, 0.25, 2, -0.5, 1, 0, 2.5, -2]
+        let checkpoint = temporary.appendingPathComponent("classifier.safetensors").path
+        try SafetensorsFile(tensors: [
+            ("fc.weight", Tensor(zeros: [10, 512, 1, 1])), ("fc.bias", Tensor(shape: [10], scalars: bias)),
+        ]).write(path: checkpoint)
+        let image = Fixtures.path("images/photo.jpg")
+        let run = try maxq([
+            "predict", "-a", "c_resnet18", "--num-classes", "10", "--pretrained", checkpoint, "--json", image, image,
+        ])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.err.contains("missing keys (left as initialised)"))
+        let objects = try run.out.split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(objects.count == 2)
+        let total = bias.map { exp(Double($0)) }.reduce(0, +)
+        for object in objects {
+            #expect(object["image"] as? String == image)
+            #expect((object["logits"] as? [Double])?.map(Float.init) == bias)
+            let top5 = try #require(object["top5"] as? [[Double]])
+            #expect(top5.map { Int($0[0]) } == [2, 8, 4, 6, 0])
+            for entry in top5 { #expect(abs(entry[1] - exp(Double(bias[Int(entry[0])])) / total) < 1e-9) }
+        }
+        let text = try maxq(["predict", "-a", "c_resnet18", "--num-classes", "10", "--pretrained", checkpoint, image])
+        #expect(text.out.split(separator: "\n").dropFirst().first?.contains("class    2") == true, "\(text.out)")
+    }
+
+    /// PyTorch's file to safetensors gives the tensors PyTorch saved; back to PyTorch's format and
+    /// again to safetensors changes no bit.
+    @Test func convertMovesCheckpointsBothWays() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let first = temporary.appendingPathComponent("first.safetensors").path
+        let torch = temporary.appendingPathComponent("back.pth.tar").path
+        let second = temporary.appendingPathComponent("second.safetensors").path
+        let expected = try SafetensorsFile.read(path: Fixtures.path("checkpoints/torch_saved_expected.safetensors"))
+        for (input, output) in [(Fixtures.path("checkpoints/torch_saved.pth.tar"), first), (first, torch), (torch, second)] {
+            let run = try maxq(["convert", input, "--out", output, "--arch", "tiny"])
+            #expect(run.status == 0, "\(run.err)")
+            #expect(run.out.contains("wrote \(expected.tensors.count) tensors to \(output)"))
+        }
+        for path in [first, second] {
+            let converted = try SafetensorsFile.read(path: path)
+            #expect(converted.tensors.map(\.name).sorted() == expected.tensors.map(\.name).sorted())
+            for (name, tensor) in expected.tensors {
+                #expect(converted[name]?.shape == tensor.shape && converted[name]?.scalars == tensor.scalars, "\(name)")
+            }
+        }
+        let header = try #require(FileHandle(forReadingAtPath: torch)?.readData(ofLength: 4))
+        #expect(header == Data([0x50, 0x4B, 0x03, 0x04]), "a PyTorch checkpoint is a zip file")
     }
 
     @Test(arguments: [
@@ -190,6 +271,7 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
     @Test func doctorRunsEndToEnd() throws {
         let run = try maxq(["doctor"])
         #expect(run.status == 0, "\(run.err)")
-        #expect(run.out.contains("oneDNN") && run.out.contains("ok"))
+        let lines = run.out.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(run.out.contains("oneDNN") && lines.last == "ok", "the smoke test's verdict is the last line")
     }
 }
