@@ -1,5 +1,5 @@
 """PyTorch side of the MobileNet V1 comparison: torchvision has no V1, so this times the reference's
-architecture as Scripts/make_fixtures.py writes it out, the way ../shared/bench/pytorch_baseline.py times
+architecture as Scripts/make_fixtures.py writes it out, the way Scripts/bench_pytorch.py model times
 torchvision models (training step with SGD and label smoothing, then no-grad evaluation).
 
     python3 Scripts/bench_pytorch_mobilenet_v1.py

@@ -1,9 +1,9 @@
 """The torchvision side of `maxq bench data`: images per second of an ImageFolder pipeline with
-Pillow decoding, over several epochs (median), as ANCHORS.md measures it.
+Pillow decoding, over several epochs (median), as docs/performance.md describes.
 
     python3 Scripts/bench_torchvision_data.py DIR --transform train|val --workers 0|2 [--resolution 32]
 
---workers 0 runs in the main process (ANCHORS.md's "one process").
+--workers 0 runs in the main process (one process).
 """
 import argparse, statistics, time
 import torch

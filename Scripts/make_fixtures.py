@@ -308,7 +308,7 @@ class CifarBasicBlock(torch.nn.Module):
 
 
 class CifarResNet18(torch.nn.Module):
-    """MODELS.md's c_resnet18, written out in PyTorch with the reference's names."""
+    """docs/models.md's c_resnet18, written out in PyTorch with the reference's names."""
     def __init__(self, classes):
         super().__init__()
         self.conv1, self.bn1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(64)
@@ -328,7 +328,7 @@ class CifarResNet18(torch.nn.Module):
 
 
 class MobileNetV1(torch.nn.Module):
-    """MODELS.md's mobilenet_v1 with the reference's names."""
+    """docs/models.md's mobilenet_v1 with the reference's names."""
     def __init__(self, classes):
         super().__init__()
         self.conv1 = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, 2, 1, bias=False), torch.nn.BatchNorm2d(32), torch.nn.ReLU())

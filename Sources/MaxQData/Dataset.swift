@@ -27,7 +27,7 @@ public protocol Dataset: Sendable {
     func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError)
 }
 
-/// Which transform a dataset applies (TRAINING.md).
+/// Which transform a dataset applies (docs/training.md).
 public enum Split: String, Sendable {
     case train, validation
 }

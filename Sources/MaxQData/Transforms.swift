@@ -9,7 +9,7 @@ public struct Normalization: Sendable {
 
     /// ImageNet statistics (torchvision's reference scripts).
     public static let imageNet = Normalization(mean: (0.485, 0.456, 0.406), std: (0.229, 0.224, 0.225))
-    /// CIFAR statistics of TRAINING.md.
+    /// CIFAR statistics (docs/training.md).
     public static let cifar = Normalization(mean: (0.491, 0.482, 0.447), std: (0.247, 0.243, 0.262))
 
     /// ToTensor, an optional horizontal flip and per-channel offset (lighting), then Normalize,

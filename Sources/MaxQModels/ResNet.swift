@@ -1,4 +1,4 @@
-// ResNet-18/34/50 and their CIFAR variants (MODELS.md), with the reference code's names:
+// ResNet-18/34/50 and their CIFAR variants (docs/models.md), with the reference code's names:
 // `layer{s}.{j}.convbn{k}`, `downsample` (`shortcut.0` for CIFAR), N:M conv-bn units everywhere
 // but the stem and the classifier.
 import Foundation

@@ -1,4 +1,4 @@
-// The conv-bn unit (ALGORITHM.md 5-7): convolution with weight * mask, then BatchNorm2d.
+// The conv-bn unit (docs/algorithm.md 5-7): convolution with weight * mask, then BatchNorm2d.
 // Training recomputes the mask every forward pass; evaluation uses the stored mask.
 import MaxQNN
 import MaxQTensor

@@ -1,4 +1,4 @@
-// The hard N:M mask (SR-STE) and the MaxQ soft mask (ALGORITHM.md 2-3), computed with
+// The hard N:M mask (SR-STE) and the MaxQ soft mask (docs/algorithm.md 2-3), computed with
 // selection rather than sorting, one pass per axis, no per-step allocations beyond scratch.
 import Foundation
 import MaxQTensor

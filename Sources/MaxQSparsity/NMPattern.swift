@@ -1,5 +1,5 @@
 // N:M patterns, the conv-bn unit types, and the incremental-sparsity schedule of
-// ALGORITHM.md sections 1, 4 and 8, with the errors for settings that cannot work.
+// docs/algorithm.md sections 1, 4 and 8, with the errors for settings that cannot work.
 import Foundation
 
 public enum SparsityError: Error, Equatable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-// The naive twin of `Masks`: ALGORITHM.md read literally, with full stable sorts, used by
+// The naive twin of `Masks`: docs/algorithm.md read literally, with full stable sorts, used by
 // tests to check the selection-based kernels.
 import Foundation
 import MaxQTensor

@@ -115,7 +115,7 @@ final class SelectionScratch {
     }
 }
 
-/// The threshold of one axis row (ALGORITHM.md 3): theta = (s_k + s_{k+1}) / 2 over the sorted
+/// The threshold of one axis row (docs/algorithm.md 3): theta = (s_k + s_{k+1}) / 2 over the sorted
 /// magnitudes, and which entries are "the k smallest": all below s_k, plus entries equal to
 /// s_k up to `lastTiedIndex` in the row's index order (lower index first, as for the hard mask).
 struct AxisThreshold {

@@ -63,7 +63,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
             schedule: try IncrementalSchedule(schedule, increaseStart: increaseStart, increaseEnd: increaseEnd), tau: Float(tau))
     }
 
-    /// The learning rate of epoch e (TRAINING.md): linear warm-up, then cosine; or x0.1 steps.
+    /// The learning rate of epoch e (docs/training.md): linear warm-up, then cosine; or x0.1 steps.
     public func learningRate(epoch e: Int) -> Double {
         if lrSchedule == "step" { return lr * Foundation.pow(0.1, Double(e / max(lrAdjust, 1))) }
         if e < warmupLength { return lr * Double(e + 1) / Double(warmupLength) }

@@ -1,5 +1,5 @@
 // `maxq bench ...`: measured performance, to compare with PyTorch on the same machine
-// (../shared/bench/pytorch_ops.py).
+// (Scripts/bench_pytorch.py; method in docs/performance.md).
 import ArgumentParser
 import Foundation
 import MaxQNN
@@ -14,7 +14,7 @@ struct Bench: ParsableCommand {
 struct BenchOps: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ops",
-        abstract: "Forward and forward+backward milliseconds of the layer shapes in ANCHORS.md (batch 32).")
+        abstract: "Forward and forward+backward milliseconds of the layer shapes of Scripts/bench_pytorch.py ops (batch 32).")
 
     @Option(help: "Timed iterations per case (median reported).") var iterations = 5
     @Option(help: "Batch size.") var batchSize = 32

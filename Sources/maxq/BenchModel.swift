@@ -1,5 +1,5 @@
 // `maxq bench train-step` and `maxq bench eval`: images per second of a whole model
-// (compare with ../shared/bench/pytorch_baseline.py on the same machine).
+// (compare with Scripts/bench_pytorch.py model on the same machine).
 import ArgumentParser
 import MaxQModels
 import MaxQNN
