@@ -8,16 +8,15 @@ public struct ImageFolderDataset: Dataset {
     public let classNames: [String]
     public let files: [(path: String, label: Int)]
     public let split: Split
-    public let resolution: Int
-    public let normalization: Normalization
+    public let recipe: ImageRecipe
     public var count: Int { files.count }
-    public var sampleShape: [Int] { [3, resolution, resolution] }
+    public var sampleShape: [Int] { [3, recipe.resolution, recipe.resolution] }
 
     static let extensions: Set<String> = ["jpg", "jpeg", "png"]
 
     /// Scans `root`; a missing folder, no class folders, or a class without images is an error
     /// naming it, before any training starts.
-    public init(root: String, split: Split, resolution: Int = 224, normalization: Normalization = .imageNet) throws(DataError) {
+    public init(root: String, split: Split, resolution: Int = 224) throws(DataError) {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -42,8 +41,7 @@ public struct ImageFolderDataset: Dataset {
         self.classNames = classes
         self.files = files
         self.split = split
-        self.resolution = resolution
-        self.normalization = normalization
+        self.recipe = ImageRecipe(resolution: resolution)
     }
 
     public func label(_ index: Int) -> Int { files[index].label }
@@ -51,42 +49,25 @@ public struct ImageFolderDataset: Dataset {
     public func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError) {
         do {
             let image = try EncodedImage(path: files[index].path)
-            if resolution > 64 {
-                switch split {
-                case .train:
-                    try TrainTransform.apply(image, size: resolution, normalization: normalization, generator: &generator, into: destination)
-                case .validation:
-                    try ValidationTransform.apply(
-                        image, resize: resolution * 256 / 224, crop: resolution, normalization: normalization, into: destination)
-                }
-            } else {
-                try loadSmall(image.decoded(), into: destination, generator: &generator)
+            switch split {
+            case .train: try recipe.train(image, generator: &generator, into: destination)
+            case .validation: try recipe.validation(image, into: destination)
             }
         } catch {
             throw .corrupt(path: files[index].path, reason: error.reason)
         }
     }
 
-    private func loadSmall(_ image: RGBImage, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) {
-        // Small images (CIFAR as JPEG folders): CIFAR's transforms, after a resize if needed.
-        let fitted = image.width == resolution && image.height == resolution
-            ? image : image.resizedCrop(x: 0, y: 0, width: image.width, height: image.height, outputWidth: resolution, outputHeight: resolution)
-        fitted.planes.withUnsafeBufferPointer { planes in
-            CIFARTransform.apply(
-                planes: planes.baseAddress!, size: resolution, train: split == .train, generator: &generator, into: destination)
-        }
-    }
-
     /// The reference's layouts: ImageNet `DATA/train` and `DATA/val`; ImageFolder's
     /// validation folder is `val/`, or else `test/`.
-    public static func splits(root: String, resolution: Int = 224, normalization: Normalization = .imageNet) throws(DataError) -> (ImageFolderDataset, ImageFolderDataset) {
+    public static func splits(root: String, resolution: Int = 224) throws(DataError) -> (ImageFolderDataset, ImageFolderDataset) {
         let fm = FileManager.default
         let validation = ["val", "test"].map { "\(root)/\($0)" }.first { fm.fileExists(atPath: $0) }
         guard fm.fileExists(atPath: "\(root)/train") else { throw .missing(path: "\(root)/train", what: "training split") }
         guard let validation else { throw .missing(path: "\(root)/val", what: "validation split (val/ or test/)") }
         return (
-            try ImageFolderDataset(root: "\(root)/train", split: .train, resolution: resolution, normalization: normalization),
-            try ImageFolderDataset(root: validation, split: .validation, resolution: resolution, normalization: normalization)
+            try ImageFolderDataset(root: "\(root)/train", split: .train, resolution: resolution),
+            try ImageFolderDataset(root: validation, split: .validation, resolution: resolution)
         )
     }
 }

@@ -3,9 +3,13 @@
 import Foundation
 
 /// Per-channel mean and standard deviation of `Normalize`.
-public struct Normalization: Sendable {
+public struct Normalization: Sendable, Equatable {
     public let mean: (Float, Float, Float)
     public let std: (Float, Float, Float)
+
+    public static func == (a: Normalization, b: Normalization) -> Bool {
+        a.mean == b.mean && a.std == b.std
+    }
 
     /// ImageNet statistics (torchvision's reference scripts).
     public static let imageNet = Normalization(mean: (0.485, 0.456, 0.406), std: (0.229, 0.224, 0.225))

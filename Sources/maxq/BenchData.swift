@@ -24,8 +24,7 @@ struct BenchData: ParsableCommand {
     func run() throws {
         do {
             let dataset = try ImageFolderDataset(
-                root: directory, split: transform == .train ? .train : .validation, resolution: resolution,
-                normalization: resolution <= 64 ? .cifar : .imageNet)
+                root: directory, split: transform == .train ? .train : .validation, resolution: resolution)
             let loader = DataLoader(dataset: dataset, batchSize: batchSize, shuffle: true, seed: 0, workers: workers)
             var rates: [Double] = []
             var skipped: [String] = []

@@ -36,17 +36,11 @@ struct Predict: ParsableCommand {
         if !report.missing.isEmpty { note("missing keys (left as initialised): \(report.missing.joined(separator: ", "))") }
         if !report.unexpected.isEmpty { note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))") }
         model.setTraining(false)
-        let resolution = arch.resolution
+        let recipe = ImageRecipe(resolution: arch.resolution)
         for path in images {
             let image = try EncodedImage(path: path)
-            var input = Tensor(uninitializedShape: [1, 3, resolution, resolution])
-            try input.withUnsafeMutableBufferPointer { buffer in
-                if resolution == 224 {
-                    try ValidationTransform.apply(image, into: buffer.baseAddress!)
-                } else {
-                    try ValidationTransform.apply(image, resize: resolution, crop: resolution, normalization: .cifar, into: buffer.baseAddress!)
-                }
-            }
+            var input = Tensor(uninitializedShape: [1, 3, recipe.resolution, recipe.resolution])
+            try input.withUnsafeMutableBufferPointer { buffer in try recipe.validation(image, into: buffer.baseAddress!) }
             let logits = try GradientMode.withoutGradients { try model(Variable(input)) }.value.scalars
             let peak = logits.max() ?? 0
             let exps = logits.map { Foundation.exp(Double($0 - peak)) }

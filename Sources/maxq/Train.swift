@@ -115,8 +115,7 @@ struct Train: ParsableCommand {
             let classes = set == .cifar10 ? 10 : 100
             return (try CIFARDataset(root: data!, classes: classes, train: true), try CIFARDataset(root: data!, classes: classes, train: false), classes)
         case .imageNet, .imageFolder:
-            let normalization: Normalization = resolution <= 64 ? .cifar : .imageNet
-            let (train, val) = try ImageFolderDataset.splits(root: data!, resolution: resolution, normalization: normalization)
+            let (train, val) = try ImageFolderDataset.splits(root: data!, resolution: resolution)
             guard train.classNames == val.classNames else {
                 throw ValidationError("\(data!): train/ and validation folders have different classes")
             }

@@ -47,6 +47,39 @@ import Testing
         }
     }
 
+    @Test func oneRecipeDecidesBetweenImageNetAndCIFARTransforms() {
+        for (resolution, small) in [(32, true), (64, true), (65, false), (224, false)] {
+            let recipe = ImageRecipe(resolution: resolution)
+            #expect(recipe.isSmall == small)
+            #expect(recipe.normalization == (small ? .cifar : .imageNet))
+        }
+        #expect(ImageRecipe(resolution: 224).validationResize == 256)
+        #expect(ImageRecipe(resolution: 32).validationResize == 32)
+    }
+
+    /// A small image whose shorter side is the resolution is only centre-cropped and normalised:
+    /// CIFAR's 32x32 pictures reach the network exactly as torchvision's ToTensor + Normalize
+    /// gives them.
+    @Test(arguments: images)
+    func smallValidationOfAnImageAtTheResolutionIsCropAndNormalisationOnly(_ name: String) throws {
+        let encoded = try EncodedImage(path: Fixtures.path("images/\(name)"))
+        let image = try encoded.decoded()
+        let side = min(image.width, image.height)
+        let (left, top) = ((image.width - side) / 2, (image.height - side) / 2)
+        var out = Tensor(zeros: [3, side, side])
+        try out.withUnsafeMutableBufferPointer { try ImageRecipe(resolution: side).validation(encoded, into: $0.baseAddress!) }
+        let n = Normalization.cifar
+        let (means, stds) = ([n.mean.0, n.mean.1, n.mean.2], [n.std.0, n.std.1, n.std.2])
+        for c in 0..<3 {
+            for y in 0..<side {
+                for x in 0..<side {
+                    let pixel = Float(image.pixels[((top + y) * image.width + left + x) * 3 + c]) / 255
+                    #expect(abs(out[flat: (c * side + y) * side + x] - (pixel - means[c]) / stds[c]) <= 1e-6, "\(name) (\(c), \(y), \(x))")
+                }
+            }
+        }
+    }
+
     @Test func corruptAndMissingImagesAreNamed() {
         #expect(throws: ImageError.self) { try EncodedImage(path: "/nonexistent.jpg") }
         #expect { try EncodedImage(Data("not an image".utf8), path: "x.jpg") } throws: {
