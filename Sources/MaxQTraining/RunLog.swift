@@ -62,7 +62,7 @@ public final class RunLog: @unchecked Sendable {
 }
 
 /// A running average, as the reference's `AverageMeter`.
-public struct AverageMeter {
+public struct AverageMeter: Sendable {
     public private(set) var value: Double = 0
     public private(set) var sum: Double = 0
     public private(set) var count: Double = 0

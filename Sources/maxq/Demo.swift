@@ -19,7 +19,7 @@ struct Demo: ParsableCommand {
         ]
         print("maxq train \(arguments.joined(separator: " "))")
         fflush(nil)
-        var train = try Train.parse(arguments)
+        let train = try Train.parse(arguments)
         try train.run()
         let files = (try? FileManager.default.contentsOfDirectory(atPath: saveDir)) ?? []
         let newest = files.filter { $0.hasPrefix("checkpoint.c_resnet18.") && $0.hasSuffix(".safetensors") }
@@ -27,7 +27,7 @@ struct Demo: ParsableCommand {
         guard let newest else { fail("the demo run left no checkpoint in \(saveDir)") }
         print("\nmaxq inspect \(saveDir)/\(newest)")
         fflush(nil)
-        var inspect = try Inspect.parse(["\(saveDir)/\(newest)"])
+        let inspect = try Inspect.parse(["\(saveDir)/\(newest)"])
         try inspect.run()
     }
 

@@ -26,6 +26,9 @@ enum DataSet: String, ExpressibleByArgument, CaseIterable {
     case imageNet = "ImageNet", imageFolder = "ImageFolder", cifar10 = "CIFAR10", cifar100 = "CIFAR100", synthetic = "Synthetic"
 }
 
+/// Set by SIGINT (a signal handler can only reach a global).
+nonisolated(unsafe) private var interruptRequested: Int32 = 0
+
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train (or with --evaluate, validate) a network with N:M sparsity; flags as the reference's pruning_train.py.")
@@ -161,7 +164,11 @@ struct Train: ParsableCommand {
             config: config, model: model,
             train: evaluate ? nil : DataLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, seed: seed, workers: workers),
             validation: DataLoader(dataset: valSet, batchSize: valBatch, shuffle: false, seed: seed, workers: workers),
-            classes: classes, log: log, prefix: prefix)
+            classes: classes, observers: Trainer.standardObservers(config: config, log: log), prefix: prefix)
+        // SIGINT stops the run at the next iteration boundary, leaving no partial file.
+        signal(SIGINT) { _ in interruptRequested = 1 }
+        defer { signal(SIGINT, SIG_DFL) }
+        trainer.stopRequested = { interruptRequested != 0 }
         if let pretrained {
             let report = try loadPretrained(pretrained, into: model, arch: arch.rawValue)
             log.line("=> loaded \(pretrained); missing keys: \(report.missing.isEmpty ? "none" : report.missing.joined(separator: ", ")); unexpected keys: \(report.unexpected.isEmpty ? "none" : report.unexpected.joined(separator: ", "))")

@@ -18,7 +18,8 @@ func config(_ saveDir: String, epochs: Int = 3, type: String = "SoftMaxQConv2DBN
 }
 
 func trainer(
-    _ c: TrainingConfig, prefix: String, train: (any Dataset)? = nil, prepare: (any Model) -> Void = { _ in }
+    _ c: TrainingConfig, prefix: String, train: (any Dataset)? = nil, observers: [any TrainingObserver]? = nil,
+    prepare: (any Model) -> Void = { _ in }
 ) throws -> Trainer {
     let trainSet = try train ?? SyntheticDataset(classes: 4, images: 32, resolution: 32, seed: 7)
     let valSet = try SyntheticDataset(classes: 4, images: 8, resolution: 32, seed: 8)
@@ -27,7 +28,8 @@ func trainer(
     return Trainer(
         config: c, model: model, train: DataLoader(dataset: trainSet, batchSize: c.batchSize, shuffle: true, seed: c.seed, workers: 2),
         validation: DataLoader(dataset: valSet, batchSize: c.batchSize, shuffle: false, seed: c.seed, workers: 2), classes: 4,
-        log: try RunLog(path: "\(c.saveDir)/\(prefix).log"), prefix: prefix)
+        observers: try observers ?? Trainer.standardObservers(config: c, log: RunLog(path: "\(c.saveDir)/\(prefix).log")),
+        prefix: prefix)
 }
 
 /// A dataset whose images are NaN: the loss cannot be finite.
@@ -97,5 +99,47 @@ struct PoisonedDataset: Dataset {
         c.lrSchedule = "step"
         c.lrAdjust = 3
         #expect(abs(c.learningRate(epoch: 2) - 0.05) < 1e-12 && abs(c.learningRate(epoch: 3) - 0.005) < 1e-12)
+    }
+
+    /// A caller's own observer sees the run as the standard ones do, in order.
+    @Test func observersSeeEveryStepOfTheRunInOrder() throws {
+        let saveDir = "\(directory)/observed"
+        try FileManager.default.createDirectory(atPath: saveDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let recorder = EventRecorder()
+        let run = try trainer(config(saveDir, epochs: 1), prefix: "observed", observers: [recorder])
+        try run.run()
+        #expect(recorder.kinds == [
+            "epochStarted", "trainingIteration 0/2", "trainingIteration 1/2", "masksUpdated 19", "validationIteration 0/1",
+            "validationFinished", "epochFinished 0", "runFinished",
+        ])
+        #expect(!FileManager.default.fileExists(atPath: "\(saveDir)/metrics.csv"), "report files come from observers only")
+    }
+
+    @Test func aStopRequestEndsTheRunAtTheNextIterationBoundary() throws {
+        let saveDir = "\(directory)/stopped"
+        try FileManager.default.createDirectory(atPath: saveDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let run = try trainer(config(saveDir, epochs: 1), prefix: "stopped")
+        run.stopRequested = { true }
+        #expect(throws: TrainingError.interrupted(epoch: 0, iteration: 0)) { try run.run() }
+        #expect(!FileManager.default.fileExists(atPath: "\(saveDir)/checkpoint.c_resnet18.stopped.safetensors"))
+    }
+}
+
+final class EventRecorder: TrainingObserver {
+    var kinds: [String] = []
+
+    func observe(_ event: TrainingEvent) {
+        switch event {
+        case .epochStarted: kinds.append("epochStarted")
+        case let .trainingIteration(r): kinds.append("trainingIteration \(r.iteration)/\(r.iterations)")
+        case let .masksUpdated(layers): kinds.append("masksUpdated \(layers.count)")
+        case let .validationIteration(r): kinds.append("validationIteration \(r.iteration)/\(r.iterations)")
+        case .validationFinished: kinds.append("validationFinished")
+        case let .epochFinished(metrics, _): kinds.append("epochFinished \(metrics.epoch)")
+        case .runFinished: kinds.append("runFinished")
+        default: kinds.append("other")
+        }
     }
 }

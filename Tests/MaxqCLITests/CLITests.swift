@@ -256,7 +256,7 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
         let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") })
         let stale = temporary.appendingPathComponent(checkpoint + ".partial").path
-        FileManager.default.createFile(atPath: stale, contents: Data("torn".utf8))
+        #expect(FileManager.default.createFile(atPath: stale, contents: Data("torn".utf8)))
         let second = try maxq(common + ["--epochs", "2", "--resume", temporary.appendingPathComponent(checkpoint).path])
         #expect(second.status == 0, "\(second.err)")
         #expect(!FileManager.default.fileExists(atPath: stale))
