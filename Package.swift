@@ -55,7 +55,9 @@ let package = Package(
         .testTarget(name: "MaxQDataTests", dependencies: ["MaxQData", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQNNTests", dependencies: ["MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQModelsTests", dependencies: ["MaxQModels", "MaxQFormats", "MaxQTestSupport"]),
-        .testTarget(name: "MaxQTrainingTests", dependencies: ["MaxQTraining", "MaxQModels", "MaxQData", "MaxQFormats", "MaxQTestSupport"]),
+        .testTarget(
+            name: "MaxQTrainingTests",
+            dependencies: ["MaxQTraining", "MaxQModels", "MaxQSparsity", "MaxQData", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxqCLITests", dependencies: ["maxq", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQSparsityTests", dependencies: ["MaxQSparsity", "MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
     ]

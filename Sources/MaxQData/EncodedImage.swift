@@ -95,7 +95,7 @@ public struct EncodedImage: Sendable {
             let status = data.withUnsafeBytes { raw in
                 mq_jpeg_read_header(raw.bindMemory(to: UInt8.self).baseAddress, data.count, &header, &message, message.count)
             }
-            guard status == 0, header.width > 0, header.height > 0 else { throw .corrupt(path: path, reason: String(cString: message)) }
+            guard status == 0, header.width > 0, header.height > 0 else { throw .corrupt(path: path, reason: Self.text(message)) }
             (width, height) = (Int(header.width), Int(header.height))
             try Self.checkPixelCount(width, height, path: path)
             content = .jpeg(data, channels: Int(header.channels))
@@ -142,7 +142,7 @@ public struct EncodedImage: Sendable {
                 }
                 count = status == 0 ? Int(region.width) * Int(region.height) * channels : 0
             }
-            guard status == 0 else { throw .corrupt(path: path, reason: String(cString: message)) }
+            guard status == 0 else { throw .corrupt(path: path, reason: Self.text(message)) }
             if channels == 4 { pixels = Self.rgb(fromInvertedCMYK: pixels) }
             return PixelRegion(image: RGBImage(width: Int(region.width), height: Int(region.height), pixels: pixels), x: Int(region.x), y: rows.lowerBound)
         }
@@ -157,6 +157,11 @@ public struct EncodedImage: Sendable {
             for c in 0..<3 { rgb[3 * i + c] = UInt8((Int(cmyk[4 * i + c]) * k + 127) / 255) }
         }
         return rgb
+    }
+
+    /// A C library's NUL-terminated message buffer as text.
+    private static func text(_ message: [CChar]) -> String {
+        String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private static func checkPixelCount(_ width: Int, _ height: Int, path: String) throws(ImageError) {

@@ -2,7 +2,7 @@
 import MaxQSparsity
 import MaxQTensor
 
-public enum Architecture: String, CaseIterable, Sendable {
+public enum Architecture: String, CaseIterable, Codable, Sendable {
     case resnet18, resnet34, resnet50
     case mobilenetV1 = "mobilenet_v1", mobilenetV2 = "mobilenet_v2"
     case mobilenetV3Small = "mobilenet_v3_small", mobilenetV3Large = "mobilenet_v3_large"

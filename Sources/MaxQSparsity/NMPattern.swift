@@ -45,7 +45,7 @@ public struct NMPattern: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// The conv-bn unit types of the reference code (`--conv-bn-type`).
-public enum ConvBNType: String, CaseIterable, Sendable {
+public enum ConvBNType: String, CaseIterable, Codable, Sendable {
     case dense = "DenseConv2dBN"
     case softSRSTE = "SoftSRSTEConv2dBN"
     case hardSRSTE = "HardSRSTEConv2dBN"
@@ -73,7 +73,7 @@ enum DenseGroupSelection {
     case smallestL1, largestL1, random
 }
 
-public enum PruneSchedule: String, CaseIterable, Sendable {
+public enum PruneSchedule: String, CaseIterable, Codable, Sendable {
     case linear, cubic, cos, exp
 }
 

@@ -85,7 +85,7 @@ public final class ReportFilesObserver: TrainingObserver {
         case let .epochFinished(metrics, _):
             rows.append(metrics)
             try Reports.writeMetrics(rows, to: "\(config.saveDir)/metrics.csv")
-            try Reports.curvesSVG(rows, title: "\(config.arch) \(config.convBNType) \(config.n):\(config.m) on \(config.set)")
+            try Reports.curvesSVG(rows, title: "\(config.arch.rawValue) \(config.convBNType.rawValue) \(config.n):\(config.m) on \(config.set.rawValue)")
                 .write(toFile: "\(config.saveDir)/curves.svg", atomically: true, encoding: .utf8)
         case let .runFinished(last, best):
             try Reports.appendResult(resultFields(last: last, best: best), to: "\(config.saveDir)/results.csv")
@@ -97,12 +97,12 @@ public final class ReportFilesObserver: TrainingObserver {
     private func resultFields(last: Double, best: Double) -> [(String, String)] {
         let c = config
         return [
-            ("date", stamp()), ("N", "\(c.n)"), ("M", "\(c.m)"), ("arch", c.arch), ("set", c.set),
+            ("date", stamp()), ("N", "\(c.n)"), ("M", "\(c.m)"), ("arch", c.arch.rawValue), ("set", c.set.rawValue),
             ("last_top1", String(format: "%.3f", last)), ("best_top1", String(format: "%.3f", best)),
             ("device", "cpu x\(Threading.count)"), ("epochs", "\(c.epochs)"), ("weight_decay", "\(c.weightDecay)"),
             ("seed", "\(c.seed)"), ("nesterov", c.nesterov ? "True" : "False"), ("lr", "\(c.lr)"), ("batch_size", "\(c.batchSize)"),
-            ("conv_bn_type", c.convBNType), ("no_bn_decay", c.noBNDecay ? "True" : "False"), ("increase_start", "\(c.increaseStart)"),
-            ("increase_end", "\(c.increaseEnd)"), ("prune_schedule", c.pruneSchedule),
+            ("conv_bn_type", c.convBNType.rawValue), ("no_bn_decay", c.noBNDecay ? "True" : "False"), ("increase_start", "\(c.increaseStart)"),
+            ("increase_end", "\(c.increaseEnd)"), ("prune_schedule", c.pruneSchedule.rawValue),
         ]
     }
 }
@@ -110,7 +110,7 @@ public final class ReportFilesObserver: TrainingObserver {
 extension Trainer {
     /// The log lines, the progress line and the report files: what `maxq train` attaches.
     public static func standardObservers(config: TrainingConfig, log: RunLog) -> [any TrainingObserver] {
-        [ReferenceLogObserver(log: log, arch: config.arch, printFrequency: config.printFreq), ProgressObserver(log: log),
+        [ReferenceLogObserver(log: log, arch: config.arch.rawValue, printFrequency: config.printFreq), ProgressObserver(log: log),
          ReportFilesObserver(config: config)]
     }
 }

@@ -27,7 +27,7 @@ public enum RunCheckpoint {
             }
         }
         var metadata = [
-            "epoch": "\(state.epoch)", "arch": state.config.arch, "best_acc1": "\(state.bestAcc1)", "config": state.config.json,
+            "epoch": "\(state.epoch)", "arch": state.config.arch.rawValue, "best_acc1": "\(state.bestAcc1)", "config": state.config.json,
             "format": "maxq run checkpoint 1",
         ]
         for (name, unit) in model.units { metadata["generator.\(name)"] = encode(unit.generator) }
@@ -39,7 +39,7 @@ public enum RunCheckpoint {
                 momentumBuffers: buffers, learningRate: Double(optimizer.learningRate), momentum: Double(optimizer.momentum),
                 weightDecay: state.config.weightDecay, nesterov: optimizer.nesterov)
             try TorchCheckpoint(
-                stateDict: model.stateDict().map { ($0.0, $0.1) }, epoch: state.epoch + 1, arch: state.config.arch,
+                stateDict: model.stateDict().map { ($0.0, $0.1) }, epoch: state.epoch + 1, arch: state.config.arch.rawValue,
                 bestAcc1: state.bestAcc1
             ).write(path: pthPath, optimizer: sgd)
         }

@@ -51,14 +51,14 @@ public final class Trainer {
         let state = try RunCheckpoint.load(path, into: model, optimizer: optimizer)
         guard state.config.arch == config.arch, state.config.convBNType == config.convBNType, state.config.n == config.n,
             state.config.m == config.m
-        else { throw TrainingError.resume("\(path) was written for \(state.config.arch) \(state.config.convBNType) \(state.config.n):\(state.config.m)") }
+        else { throw TrainingError.resume("\(path) was written for \(state.config.arch.rawValue) \(state.config.convBNType.rawValue) \(state.config.n):\(state.config.m)") }
         startEpoch = state.epoch + 1
         bestAcc1 = state.bestAcc1
         try emit(.resumed(path: path, epoch: state.epoch, bestTop1: state.bestAcc1))
     }
 
-    var checkpointPath: String { "\(config.saveDir)/checkpoint.\(config.arch).\(prefix).safetensors" }
-    var bestPath: String { "\(config.saveDir)/best.\(config.arch).\(prefix).safetensors" }
+    var checkpointPath: String { "\(config.saveDir)/checkpoint.\(config.arch.rawValue).\(prefix).safetensors" }
+    var bestPath: String { "\(config.saveDir)/best.\(config.arch.rawValue).\(prefix).safetensors" }
     /// The reference-format copy written beside a run checkpoint with `--save-format pth`.
     static func pthCopy(of path: String) -> String { path.replacingOccurrences(of: ".safetensors", with: ".pth.tar") }
 
@@ -88,7 +88,7 @@ public final class Trainer {
             let isBest = top1 > bestAcc1
             bestAcc1 = max(bestAcc1, top1)
             let state = RunState(epoch: epoch, bestAcc1: bestAcc1, config: config)
-            let pth = config.saveFormat == "pth" ? Self.pthCopy(of: checkpointPath) : nil
+            let pth = config.saveFormat == .pth ? Self.pthCopy(of: checkpointPath) : nil
             try RunCheckpoint.save(model, optimizer: optimizer, state: state, path: checkpointPath, pthPath: pth)
             if isBest {
                 try RunCheckpoint.save(
@@ -127,7 +127,7 @@ public final class Trainer {
             do {
                 result = try TrainStep.run(
                     model, optimizer, images: batch.images, labels: batch.labels,
-                    labelSmoothing: Float(config.labelSmoothing), srsteDecay: config.decayType == "v1" ? Float(config.decay) : 0)
+                    labelSmoothing: Float(config.labelSmoothing), srsteDecay: config.decayType == .v1 ? Float(config.decay) : 0)
             } catch {
                 guard case .nonFinite(let name) = error else { throw error }
                 throw TrainingError.nonFiniteWeight(epoch: epoch, iteration: i, name: name)

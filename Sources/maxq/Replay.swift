@@ -36,8 +36,10 @@ struct Replay: ParsableCommand {
     var save: String?
 
     func validate() throws {
-        try checkHyperParameters(
-            lr: lr, momentum: momentum, weightDecay: weightDecay, decay: decay, labelSmoothing: labelSmoothing)
+        do {
+            try TrainingConfig.checkOptimisation(
+                lr: lr, momentum: momentum, weightDecay: weightDecay, decay: decay, labelSmoothing: labelSmoothing)
+        } catch { throw ValidationError(error.description) }
         guard epoch >= 0 else { throw ValidationError("--epoch must be >= 0") }
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1") }
     }

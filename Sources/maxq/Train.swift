@@ -22,9 +22,10 @@ enum PyBool: String, ExpressibleByArgument {
     var value: Bool { self == .true }
 }
 
-enum DataSet: String, ExpressibleByArgument, CaseIterable {
-    case imageNet = "ImageNet", imageFolder = "ImageFolder", cifar10 = "CIFAR10", cifar100 = "CIFAR100", synthetic = "Synthetic"
-}
+extension DatasetKind: ExpressibleByArgument {}
+extension LRSchedule: ExpressibleByArgument {}
+extension SaveFormat: ExpressibleByArgument {}
+extension DecayType: ExpressibleByArgument {}
 
 /// Set by SIGINT (a signal handler can only reach a global).
 nonisolated(unsafe) private var interruptRequested: Int32 = 0
@@ -34,7 +35,7 @@ struct Train: ParsableCommand {
         abstract: "Train (or with --evaluate, validate) a network with N:M sparsity; flags as the reference's pruning_train.py.")
 
     @Argument(help: "Dataset folder (not needed for --set Synthetic).") var data: String?
-    @Option(help: "ImageNet, ImageFolder, CIFAR10, CIFAR100 or Synthetic.") var set: DataSet = .imageNet
+    @Option(help: "ImageNet, ImageFolder, CIFAR10, CIFAR100 or Synthetic.") var set: DatasetKind = .imageNet
     @Option(name: [.customShort("a"), .long], help: "Architecture.") var arch: Architecture = .resnet18
     @Option(name: .customLong("save_dir"), help: "Folder for logs, checkpoints and results.") var saveDir = "./"
     @Option(name: [.customShort("j"), .long], help: "Data-loading threads.") var workers = 8
@@ -47,7 +48,7 @@ struct Train: ParsableCommand {
     var weightDecay = 1e-4
     @Option(help: "Nesterov momentum: True or False.") var nesterov: PyBool = .false
     @Option(name: .customLong("no-bn-decay"), help: "No weight decay on 1-D parameters: True or False.") var noBNDecay: PyBool = .false
-    @Option(name: .customLong("lr-schedule"), help: "cos or step.") var lrSchedule = "cos"
+    @Option(name: .customLong("lr-schedule"), help: "cos or step.") var lrSchedule: LRSchedule = .cos
     @Option(name: .customLong("lr-adjust"), help: "Step schedule: x0.1 every this many epochs.") var lrAdjust = 30
     @Option(name: .customLong("warmup-length"), help: "Epochs of linear warm-up.") var warmupLength = 0
     @Option(
@@ -56,28 +57,19 @@ struct Train: ParsableCommand {
     var labelSmoothing: Double?
     @OptionGroup var sparsity: SparsityOptions
     @Option(parsing: .unconditional, help: "SR-STE decay lambda.") var decay = 2e-4
-    @Option(name: .customLong("decay-type"), help: "SR-STE decay type (v1).") var decayType = "v1"
+    @Option(name: .customLong("decay-type"), help: "SR-STE decay type (v1).") var decayType: DecayType = .v1
     @Option(help: "Checkpoint to start from (any format).") var pretrained: String?
     @Option(help: "Run checkpoint to continue exactly.") var resume: String?
     @Flag(name: [.customShort("e"), .long], help: "Validate --pretrained and stop.") var evaluate = false
     @Option(help: "Random seed.") var seed: UInt64 = 42
     @Option(name: [.customShort("p"), .customLong("print-freq")], help: "Log every this many iterations.") var printFreq = 100
-    @Option(name: .customLong("save-format"), help: "safetensors, or pth to also write the reference's .pth.tar.") var saveFormat = "safetensors"
+    @Option(name: .customLong("save-format"), help: "safetensors, or pth to also write the reference's .pth.tar.")
+    var saveFormat: SaveFormat = .safetensors
     @Option(name: .customLong("synthetic-classes"), help: "Synthetic: classes.") var syntheticClasses = 10
     @Option(name: .customLong("synthetic-images"), help: "Synthetic: training images (validation: a fifth).") var syntheticImages = 5000
 
     func validate() throws {
-        if set != .synthetic && data == nil { throw ValidationError("give the dataset folder (or --set Synthetic)") }
-        guard epochs >= 1, startEpoch >= 0, startEpoch < epochs else { throw ValidationError("need 0 <= --start-epoch < --epochs") }
-        guard batchSize >= 1, workers >= 1 else { throw ValidationError("--batch-size and --workers must be at least 1") }
-        guard ["cos", "step"].contains(lrSchedule) else { throw ValidationError("--lr-schedule must be cos or step") }
-        guard ["safetensors", "pth"].contains(saveFormat) else { throw ValidationError("--save-format must be safetensors or pth") }
-        guard decayType == "v1" else { throw ValidationError("--decay-type: only v1 is defined") }
-        try checkHyperParameters(
-            lr: lr, momentum: momentum, weightDecay: weightDecay, decay: decay, labelSmoothing: labelSmoothing)
-        guard warmupLength >= 0, warmupLength < epochs || warmupLength == 0 else {
-            throw ValidationError("need 0 <= --warmup-length < --epochs")
-        }
+        do { try config.validate() } catch { throw ValidationError(error.description) }
         if evaluate && pretrained == nil && resume == nil { throw ValidationError("--evaluate needs --pretrained (or --resume)") }
         if resume != nil && pretrained != nil { throw ValidationError("give --resume or --pretrained, not both") }
         for path in [pretrained, resume].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: path) {
@@ -94,16 +86,14 @@ struct Train: ParsableCommand {
     }
 
     var config: TrainingConfig {
-        let cifarLike = [.cifar10, .cifar100, .synthetic].contains(set)
-        return TrainingConfig(
-            data: data ?? "", set: set.rawValue, arch: arch.rawValue, saveDir: saveDir, workers: workers, epochs: epochs,
+        TrainingConfig(
+            data: data ?? "", set: set, arch: arch, saveDir: saveDir, workers: workers, epochs: epochs,
             startEpoch: startEpoch, batchSize: batchSize, lr: lr, momentum: momentum, weightDecay: weightDecay,
             nesterov: nesterov.value, noBNDecay: noBNDecay.value, lrSchedule: lrSchedule, lrAdjust: lrAdjust,
-            warmupLength: warmupLength, labelSmoothing: labelSmoothing ?? (cifarLike ? 0 : 0.1),
-            convBNType: sparsity.convBNType.rawValue, n: sparsity.n, m: sparsity.m, decay: decay, decayType: decayType,
-            tau: Double(sparsity.tau), increaseStart: sparsity.increaseStart, increaseEnd: sparsity.increaseEnd,
-            pruneSchedule: sparsity.pruneSchedule.rawValue, seed: seed, printFreq: printFreq, saveFormat: saveFormat,
-            syntheticClasses: syntheticClasses, syntheticImages: syntheticImages)
+            warmupLength: warmupLength, labelSmoothing: labelSmoothing, convBNType: sparsity.convBNType, n: sparsity.n,
+            m: sparsity.m, decay: decay, decayType: decayType, tau: Double(sparsity.tau), increaseStart: sparsity.increaseStart,
+            increaseEnd: sparsity.increaseEnd, pruneSchedule: sparsity.pruneSchedule, seed: seed, printFreq: printFreq,
+            saveFormat: saveFormat, syntheticClasses: syntheticClasses, syntheticImages: syntheticImages)
     }
 
     /// (train, validation, classes) for the chosen set.
@@ -157,9 +147,9 @@ struct Train: ParsableCommand {
         let prefix = runPrefix()
         let log = try RunLog(path: "\(saveDir)/\(arch.rawValue).\(prefix).log")
         log.line("maxq \(CommandLine.arguments.dropFirst().joined(separator: " "))")
-        log.line("\(arch.rawValue): \(model.parameters.map { $0.value.count }.reduce(0, +)) parameters, \(model.units.filter { $0.1.mask != nil }.count) N:M layers (\(config.convBNType) \(config.n):\(config.m)), \(classes) classes, \(trainSet.count) training and \(valSet.count) validation images")
+        log.line("\(arch.rawValue): \(model.parameters.map { $0.value.count }.reduce(0, +)) parameters, \(model.units.filter { $0.1.mask != nil }.count) N:M layers (\(config.convBNType.rawValue) \(config.n):\(config.m)), \(classes) classes, \(trainSet.count) training and \(valSet.count) validation images")
         for name in model.denseUnits { log.line("note: \(name) stays dense: its input channels are not a multiple of M = \(config.m)") }
-        let valBatch = set == .imageNet ? max(1, batchSize / 4) : batchSize
+        let valBatch = set.validationBatchSize(training: batchSize)
         let trainer = Trainer(
             config: config, model: model,
             train: evaluate ? nil : DataLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, seed: seed, workers: workers),

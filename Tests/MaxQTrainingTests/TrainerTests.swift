@@ -4,16 +4,17 @@ import Foundation
 import MaxQData
 import MaxQFormats
 import MaxQModels
+import MaxQSparsity
 import MaxQTensor
 import MaxQTraining
 import Testing
 
-func config(_ saveDir: String, epochs: Int = 3, type: String = "SoftMaxQConv2DBN") -> TrainingConfig {
+func config(_ saveDir: String, epochs: Int = 3, type: ConvBNType = .softMaxQ) -> TrainingConfig {
     TrainingConfig(
-        data: "", set: "Synthetic", arch: "c_resnet18", saveDir: saveDir, workers: 2, epochs: epochs, startEpoch: 0, batchSize: 16,
-        lr: 0.05, momentum: 0.9, weightDecay: 1e-4, nesterov: true, noBNDecay: true, lrSchedule: "cos", lrAdjust: 30,
-        warmupLength: 1, labelSmoothing: 0.1, convBNType: type, n: 2, m: 4, decay: 2e-4, decayType: "v1", tau: 0.01,
-        increaseStart: 0, increaseEnd: 2, pruneSchedule: "linear", seed: 7, printFreq: 100, saveFormat: "safetensors",
+        data: "", set: .synthetic, arch: .cResnet18, saveDir: saveDir, workers: 2, epochs: epochs, startEpoch: 0, batchSize: 16,
+        lr: 0.05, momentum: 0.9, weightDecay: 1e-4, nesterov: true, noBNDecay: true, lrSchedule: .cos, lrAdjust: 30,
+        warmupLength: 1, labelSmoothing: 0.1, convBNType: type, n: 2, m: 4, decay: 2e-4, decayType: .v1, tau: 0.01,
+        increaseStart: 0, increaseEnd: 2, pruneSchedule: .linear, seed: 7, printFreq: 100, saveFormat: .safetensors,
         syntheticClasses: 4, syntheticImages: 32)
 }
 
@@ -70,7 +71,7 @@ struct PoisonedDataset: Dataset {
     @Test func aNonFiniteLossStopsTheRunNamingEpochAndIteration() throws {
         let saveDir = "\(directory)/nan"
         try FileManager.default.createDirectory(atPath: saveDir, withIntermediateDirectories: true)
-        let run = try trainer(config(saveDir, type: "DenseConv2dBN"), prefix: "nan", train: PoisonedDataset())
+        let run = try trainer(config(saveDir, type: .dense), prefix: "nan", train: PoisonedDataset())
         let error = #expect(throws: TrainingError.self) { try run.run() }
         #expect(error.map { "\($0)" }?.contains("epoch 0, iteration 0") == true, "\(String(describing: error))")
         #expect(!FileManager.default.fileExists(atPath: "\(saveDir)/checkpoint.c_resnet18.nan.safetensors"))
@@ -96,7 +97,7 @@ struct PoisonedDataset: Dataset {
         c.warmupLength = 2
         #expect(abs(c.learningRate(epoch: 0) - 0.025) < 1e-12 && abs(c.learningRate(epoch: 1) - 0.05) < 1e-12)
         #expect(abs(c.learningRate(epoch: 2) - 0.05) < 1e-12 && abs(c.learningRate(epoch: 6) - 0.025) < 1e-12)
-        c.lrSchedule = "step"
+        c.lrSchedule = .step
         c.lrAdjust = 3
         #expect(abs(c.learningRate(epoch: 2) - 0.05) < 1e-12 && abs(c.learningRate(epoch: 3) - 0.005) < 1e-12)
     }
@@ -124,6 +125,37 @@ struct PoisonedDataset: Dataset {
         run.stopRequested = { true }
         #expect(throws: TrainingError.interrupted(epoch: 0, iteration: 0)) { try run.run() }
         #expect(!FileManager.default.fileExists(atPath: "\(saveDir)/checkpoint.c_resnet18.stopped.safetensors"))
+    }
+
+    /// A Swift caller gets the command line's errors, naming the flags.
+    @Test func aConfigRefusesWhatCannotTrain() {
+        let cases: [(TrainingConfig, String)] = [
+            (TrainingConfig(set: .imageFolder), "give the dataset folder"),
+            (TrainingConfig(set: .synthetic, lr: .nan), "--lr must be a finite number > 0, got nan"),
+            (TrainingConfig(set: .synthetic, weightDecay: -1), "--wd must be a finite number >= 0"),
+            (TrainingConfig(set: .synthetic, labelSmoothing: 1), "--label-smoothing must be in [0, 1)"),
+            (TrainingConfig(set: .synthetic, epochs: 2, startEpoch: 2), "--start-epoch"),
+            (TrainingConfig(set: .synthetic, n: 5, m: 4), "5:4"),
+            (TrainingConfig(set: .synthetic, increaseStart: 9, increaseEnd: 3), "increase-end 3"),
+            (TrainingConfig(set: .synthetic, tau: 0), "--tau must be a finite number > 0"),
+        ]
+        for (config, expected) in cases {
+            let error = #expect(throws: TrainingError.self) { try config.validate() }
+            #expect(error?.description.contains(expected) == true, "\(String(describing: error)) lacks \(expected)")
+        }
+        #expect(throws: Never.self) { try TrainingConfig(set: .synthetic).validate() }
+        #expect(TrainingConfig(set: .cifar10).labelSmoothing == 0 && TrainingConfig(set: .imageNet).labelSmoothing == 0.1)
+    }
+
+    /// Checkpoints store the config as JSON with the flags' spellings; the typed config reads the
+    /// files written before it was typed.
+    @Test func theStoredConfigKeepsTheFlagsSpellings() throws {
+        let c = config(directory)
+        for field in [#""set":"Synthetic""#, #""arch":"c_resnet18""#, #""convBNType":"SoftMaxQConv2DBN""#,
+                      #""lrSchedule":"cos""#, #""pruneSchedule":"linear""#, #""saveFormat":"safetensors""#, #""decayType":"v1""#] {
+            #expect(c.json.contains(field), "\(field)")
+        }
+        #expect(try JSONDecoder().decode(TrainingConfig.self, from: Data(c.json.utf8)) == c)
     }
 }
 
