@@ -16,6 +16,15 @@ public enum Architecture: String, CaseIterable, Codable, Sendable {
         }
     }
 
+    /// The state-dict key of the classifier's weight, whose first dimension is the class count.
+    public var classifierWeight: String {
+        switch self {
+        case .mobilenetV2: "classifier.1.weight"
+        case .mobilenetV3Small, .mobilenetV3Large: "classifier.3.weight"
+        default: "fc.weight"
+        }
+    }
+
     public func build(classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0) throws(TensorError) -> any Model {
         switch self {
         case .resnet18: try ResNet(.resnet18, classes: classes, sparsity: sparsity, seed: seed)

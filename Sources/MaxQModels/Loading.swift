@@ -1,6 +1,6 @@
-// Loading a checkpoint's state dict into a model: torchvision ResNet names mapped onto the
-// reference's conv-bn units, missing masks computed from the loaded weights, and the
-// missing/unexpected report of PyTorch's `strict=False`.
+// Loading a checkpoint's state dict into a model: each key mapped to the architecture's own name
+// (`Model.ownName`), missing masks computed from the loaded weights, and the missing/unexpected
+// report of PyTorch's `strict=False`.
 import MaxQNN
 import MaxQSparsity
 import MaxQTensor
@@ -12,7 +12,7 @@ extension Model {
     public func load(_ entries: [(name: String, tensor: Tensor)]) throws(TensorError) -> LoadReport {
         // Weights that are not numbers would poison every computation after (and have no mask).
         for (name, tensor) in entries where !tensor.isAllFinite { throw .nonFinite(name: name) }
-        var named = Dictionary(entries.map { (Self.referenceName($0.name), $0.tensor) }, uniquingKeysWith: { _, b in b })
+        var named = Dictionary(entries.map { (Self.ownName($0.name), $0.tensor) }, uniquingKeysWith: { _, b in b })
         // Masks absent from the checkpoint are computed from the loaded weights, not reported.
         let maskNames = Set(units.filter { $0.1.mask != nil }.map { "\($0.0).mask" })
         let absentMasks = maskNames.filter { named[$0] == nil }
@@ -22,20 +22,5 @@ extension Model {
         let needMasks = units.filter { absentMasks.contains("\($0.0).mask") }
         try ConvBNUnit.recomputeMasks(of: needMasks, forNextForward: false)
         return report
-    }
-
-    /// torchvision ResNet names to the reference's: `layerS.J.convK`/`bnK` are the conv and
-    /// scale of `convbnK`; `downsample.0`/`.1` those of `downsample`. Other names pass through.
-    public static func referenceName(_ name: String) -> String {
-        var parts = name.split(separator: ".").map(String.init)
-        guard parts.count >= 4, parts[0].hasPrefix("layer") else { return name }
-        if parts[2].hasPrefix("conv"), !parts[2].hasPrefix("convbn"), let k = Int(parts[2].dropFirst(4)) {
-            parts[2] = "convbn\(k).conv"
-        } else if parts[2].hasPrefix("bn"), let k = Int(parts[2].dropFirst(2)) {
-            parts[2] = "convbn\(k).scale"
-        } else if parts[2] == "downsample", parts[3] == "0" || parts[3] == "1" {
-            parts[3] = parts[3] == "0" ? "conv" : "scale"
-        }
-        return parts.joined(separator: ".")
     }
 }

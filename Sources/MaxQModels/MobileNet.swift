@@ -84,7 +84,7 @@ public final class MobileNet: Model, Composite {
         self.features = features
         self.head = head
         self.classify = classify
-        units = collectUnits()
+        units = descendants(of: ConvBNUnit.self)
     }
 
     public var children: [(String, any Layer)] { features.map { ($0.0, $0.1) } + head }

@@ -9,9 +9,14 @@ public protocol Model: Layer {
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable
     /// Every conv-bn unit with its state-dict prefix, in definition order.
     var units: [(String, ConvBNUnit)] { get }
+    /// A checkpoint's key under this architecture's own name: where another implementation
+    /// names the same tensor differently (torchvision's ResNets), the architecture maps it.
+    static func ownName(_ checkpointName: String) -> String
 }
 
 extension Model {
+    public static func ownName(_ checkpointName: String) -> String { checkpointName }
+
     /// Units that were asked to be N:M but whose input channels are not a multiple of M.
     public var denseUnits: [String] { units.filter { $0.1.staysDense }.map(\.0) }
 
@@ -19,31 +24,4 @@ extension Model {
 
     /// Recomputes all masks from the current weights, in parallel across layers.
     public func recomputeMasks() throws(TensorError) { try ConvBNUnit.recomputeMasks(of: units) }
-}
-
-/// Children under their names: the state dict of a composite layer is the walk over them.
-public protocol Composite: Layer {
-    var children: [(String, any Layer)] { get }
-}
-
-extension Composite {
-    public func namedParameters(prefix: String) -> [(String, Variable)] {
-        children.flatMap { $0.1.namedParameters(prefix: stateKey(prefix, $0.0)) }
-    }
-
-    public func namedBuffers(prefix: String) -> [(String, Buffer)] {
-        children.flatMap { $0.1.namedBuffers(prefix: stateKey(prefix, $0.0)) }
-    }
-
-    public func setTraining(_ training: Bool) { children.forEach { $0.1.setTraining(training) } }
-
-    /// Conv-bn units anywhere below, with their full prefixes.
-    func collectUnits(prefix: String = "") -> [(String, ConvBNUnit)] {
-        children.flatMap { (name, child) -> [(String, ConvBNUnit)] in
-            let path = stateKey(prefix, name)
-            if let unit = child as? ConvBNUnit { return [(path, unit)] }
-            if let composite = child as? any Composite { return composite.collectUnits(prefix: path) }
-            return []
-        }
-    }
 }

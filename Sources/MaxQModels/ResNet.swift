@@ -126,7 +126,7 @@ public final class ResNet: Model, Composite {
             fc = Linear(input, classes, generator: &factory.generator)
             fcConv = nil
         }
-        units = collectUnits()
+        units = descendants(of: ConvBNUnit.self)
     }
 
     public var children: [(String, any Layer)] {
@@ -148,5 +148,22 @@ public final class ResNet: Model, Composite {
         if let fc { return try fc(pooled) }
         let c = pooled.shape[1]
         return try fcConv!(pooled.reshaped([pooled.shape[0], c, 1, 1])).reshaped([pooled.shape[0], fcConv!.weight.shape[0]])
+    }
+}
+
+extension ResNet {
+    /// torchvision ResNet names to the reference's: `layerS.J.convK`/`bnK` are the conv and
+    /// scale of `convbnK`; `downsample.0`/`.1` those of `downsample`. Other names pass through.
+    public static func ownName(_ name: String) -> String {
+        var parts = name.split(separator: ".").map(String.init)
+        guard parts.count >= 4, parts[0].hasPrefix("layer") else { return name }
+        if parts[2].hasPrefix("conv"), !parts[2].hasPrefix("convbn"), let k = Int(parts[2].dropFirst(4)) {
+            parts[2] = "convbn\(k).conv"
+        } else if parts[2].hasPrefix("bn"), let k = Int(parts[2].dropFirst(2)) {
+            parts[2] = "convbn\(k).scale"
+        } else if parts[2] == "downsample", parts[3] == "0" || parts[3] == "1" {
+            parts[3] = parts[3] == "0" ? "conv" : "scale"
+        }
+        return parts.joined(separator: ".")
     }
 }

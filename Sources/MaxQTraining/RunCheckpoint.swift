@@ -31,7 +31,7 @@ public enum RunCheckpoint {
             "format": "maxq run checkpoint 1",
         ]
         for (name, unit) in model.units { metadata["generator.\(name)"] = encode(unit.generator) }
-        for (name, dropout) in dropouts(model) { metadata["generator.\(name)"] = encode(dropout.generator) }
+        for (name, dropout) in model.descendants(of: Dropout.self) { metadata["generator.\(name)"] = encode(dropout.generator) }
         try SafetensorsFile(tensors: tensors, metadata: metadata).write(path: path)
         if let pthPath {
             let buffers = parameters.map { optimizer.momentumBuffers[ObjectIdentifier($0.1)] }
@@ -63,21 +63,8 @@ public enum RunCheckpoint {
             if let buffer = file["optimizer.\(name).momentum_buffer"] { optimizer.momentumBuffers[ObjectIdentifier(parameter)] = buffer }
         }
         for (name, unit) in model.units { if let g = file.metadata["generator.\(name)"].flatMap(decode) { unit.generator = g } }
-        for (name, dropout) in dropouts(model) { if let g = file.metadata["generator.\(name)"].flatMap(decode) { dropout.generator = g } }
+        for (name, dropout) in model.descendants(of: Dropout.self) { if let g = file.metadata["generator.\(name)"].flatMap(decode) { dropout.generator = g } }
         return RunState(epoch: epoch, bestAcc1: Double(file.metadata["best_acc1"] ?? "0") ?? 0, config: config)
-    }
-
-    static func dropouts(_ model: any Model) -> [(String, Dropout)] {
-        (model as? any Composite).map { collect($0, prefix: "") } ?? []
-    }
-
-    private static func collect(_ layer: any Composite, prefix: String) -> [(String, Dropout)] {
-        layer.children.flatMap { (name, child) -> [(String, Dropout)] in
-            let path = stateKey(prefix, name)
-            if let d = child as? Dropout { return [(path, d)] }
-            if let c = child as? any Composite { return collect(c, prefix: path) }
-            return []
-        }
     }
 
     static func encode(_ g: RandomGenerator) -> String { "\(g.state.0),\(g.state.1),\(g.state.2),\(g.state.3)" }

@@ -29,9 +29,8 @@ struct Inspect: ParsableCommand {
     /// Loads the state into the architecture (classes from its classifier) and reports what
     /// does not fit; a shape mismatch is an error naming the key.
     private func check(_ state: [(name: String, tensor: Tensor)], against arch: Architecture) {
-        let classifier = ["fc.weight", "classifier.1.weight", "classifier.3.weight"]
-        guard let classes = state.first(where: { classifier.contains($0.name) })?.tensor.shape.first else {
-            fail("\(checkpoint): no classifier weight (\(classifier.joined(separator: ", "))) to take the class count from")
+        guard let classes = state.first(where: { $0.name == arch.classifierWeight })?.tensor.shape.first else {
+            fail("\(checkpoint): no \(arch.classifierWeight) to take \(arch.rawValue)'s class count from")
         }
         do {
             let model = try arch.build(classes: classes, sparsity: .dense)

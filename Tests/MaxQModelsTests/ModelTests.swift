@@ -32,7 +32,7 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
         let torchvision = (try JSONSerialization.jsonObject(with: data) as! [[Any]]).map { ($0[0] as! String, $0[1] as! [Int]) }
         let model = try dense(arch)
         let ours = Dictionary(uniqueKeysWithValues: model.stateDict().map { ($0.0, $0.1.shape) })
-        let mapped = torchvision.map { (name: ResNet.referenceName($0.0), shape: $0.1, original: $0.0) }
+        let mapped = torchvision.map { (name: ResNet.ownName($0.0), shape: $0.1, original: $0.0) }
         #expect(Set(mapped.map(\.name)) == Set(ours.keys))
         for entry in mapped { #expect(ours[entry.name] == entry.shape, "\(entry.name)") }
         let report = try model.load(mapped.map { ($0.name, formula($0.original, $0.shape)) })
@@ -84,12 +84,12 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
     }
 
     @Test func torchvisionResNetNamesMapPositionally() {
-        #expect(ResNet.referenceName("layer1.0.conv2.weight") == "layer1.0.convbn2.conv.weight")
-        #expect(ResNet.referenceName("layer2.0.bn1.running_mean") == "layer2.0.convbn1.scale.running_mean")
-        #expect(ResNet.referenceName("layer3.0.downsample.0.weight") == "layer3.0.downsample.conv.weight")
-        #expect(ResNet.referenceName("layer3.0.downsample.1.bias") == "layer3.0.downsample.scale.bias")
-        #expect(ResNet.referenceName("fc.weight") == "fc.weight")
-        #expect(ResNet.referenceName("layer1.0.convbn1.conv.weight") == "layer1.0.convbn1.conv.weight")
+        #expect(ResNet.ownName("layer1.0.conv2.weight") == "layer1.0.convbn2.conv.weight")
+        #expect(ResNet.ownName("layer2.0.bn1.running_mean") == "layer2.0.convbn1.scale.running_mean")
+        #expect(ResNet.ownName("layer3.0.downsample.0.weight") == "layer3.0.downsample.conv.weight")
+        #expect(ResNet.ownName("layer3.0.downsample.1.bias") == "layer3.0.downsample.scale.bias")
+        #expect(ResNet.ownName("fc.weight") == "fc.weight")
+        #expect(ResNet.ownName("layer1.0.convbn1.conv.weight") == "layer1.0.convbn1.conv.weight")
     }
 
     @Test func loadingRefusesAShapeMismatchNamingTheKey() throws {
