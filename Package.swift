@@ -29,8 +29,9 @@ let package = Package(
         .target(name: "MaxQNN", dependencies: ["MaxQTensor"], swiftSettings: optimized),
         // Layer 3: N:M masks (hard, MaxQ), schedules and the masked conv-bn units.
         .target(name: "MaxQSparsity", dependencies: ["MaxQTensor", "MaxQNN"], swiftSettings: optimized),
-        // Layer 4: the model zoo (ResNets, MobileNets) built from conv-bn units.
-        .target(name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity"], swiftSettings: optimized),
+        // Layer 4: the model zoo (ResNets, MobileNets) built from conv-bn units; checkpoints into models.
+        .target(
+            name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats"], swiftSettings: optimized),
         // Layer 5: image decoding, torchvision-equivalent transforms, datasets and loading.
         .target(name: "MaxQData", dependencies: ["MaxQTensor", "CJPEG", "CPNG"], swiftSettings: optimized),
         // Layer 6: training and evaluation loops, schedules, logs, checkpoints of runs.

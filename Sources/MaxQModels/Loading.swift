@@ -1,6 +1,7 @@
 // Loading a checkpoint's state dict into a model: each key mapped to the architecture's own name
 // (`Model.ownName`), missing masks computed from the loaded weights, and the missing/unexpected
 // report of PyTorch's `strict=False`.
+import MaxQFormats
 import MaxQNN
 import MaxQSparsity
 import MaxQTensor
@@ -21,6 +22,35 @@ extension Model {
         report.missing.removeAll { absentMasks.contains($0) }
         let needMasks = units.filter { absentMasks.contains("\($0.0).mask") }
         try ConvBNUnit.recomputeMasks(of: needMasks, forNextForward: false)
+        return report
+    }
+}
+
+/// A checkpoint none of whose tensors belongs to the model: another architecture, or names from
+/// another code base. Refused rather than running with untrained weights.
+public struct CheckpointMismatch: Error, CustomStringConvertible {
+    public let path: String, architecture: String
+    public let count: Int, sample: [String]
+
+    public var description: String {
+        "\(path): none of its \(count) tensors belongs to \(architecture) (its first: \(sample.joined(separator: ", "))); "
+            + "is it a checkpoint of another architecture, or for other --conv-bn-type/--num-classes settings?"
+    }
+}
+
+extension Model {
+    /// Loads a checkpoint file in any supported format (`--pretrained`): PyTorch's zip or
+    /// safetensors, `module.`/`_orig_mod.` prefixes removed, names mapped as in `load(_:)`.
+    @discardableResult
+    public func load(checkpoint path: String, architecture: String) throws -> LoadReport {
+        let entries = try CheckpointFile.readStateDict(path: path)
+        let report = try load(entries)
+        // Batch counters and masks are not required (masks are computed when absent).
+        func required(_ name: String) -> Bool { !name.hasSuffix("num_batches_tracked") && !name.hasSuffix("mask") }
+        guard report.missing.filter(required).count < stateDict().map(\.0).filter(required).count else {
+            throw CheckpointMismatch(
+                path: path, architecture: architecture, count: entries.count, sample: entries.prefix(3).map(\.name))
+        }
         return report
     }
 }

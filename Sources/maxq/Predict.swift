@@ -32,7 +32,7 @@ struct Predict: ParsableCommand {
 
     private func predict() throws {
         let model = try arch.build(classes: numClasses, sparsity: try sparsity.config())
-        let report = try loadPretrained(pretrained, into: model, arch: arch.rawValue)
+        let report = try model.load(checkpoint: pretrained, architecture: arch.rawValue)
         if !report.missing.isEmpty { note("missing keys (left as initialised): \(report.missing.joined(separator: ", "))") }
         if !report.unexpected.isEmpty { note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))") }
         model.setTraining(false)

@@ -160,7 +160,7 @@ struct Train: ParsableCommand {
         defer { signal(SIGINT, SIG_DFL) }
         trainer.stopRequested = { interruptRequested != 0 }
         if let pretrained {
-            let report = try loadPretrained(pretrained, into: model, arch: arch.rawValue)
+            let report = try model.load(checkpoint: pretrained, architecture: arch.rawValue)
             log.line("=> loaded \(pretrained); missing keys: \(report.missing.isEmpty ? "none" : report.missing.joined(separator: ", ")); unexpected keys: \(report.unexpected.isEmpty ? "none" : report.unexpected.joined(separator: ", "))")
         }
         if let resume { try trainer.resume(from: resume) }
