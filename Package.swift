@@ -2,16 +2,20 @@
 // MaxQ for Swift: N:M sparse training and deployment of convolutional networks.
 import PackageDescription
 
-let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release))]
+let optimized: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release))
+]
 
 let package = Package(
     name: "MaxQ",
     products: [
         .executable(name: "maxq", targets: ["maxq"]),
-        .library(name: "MaxQ", targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats"]),
+        .library(
+            name: "MaxQ",
+            targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         // System libraries from Debian packages (Scripts/setup.sh installs them).
@@ -19,7 +23,9 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
         // JPEG regions with libjpeg-turbo's libjpeg API (libjpeg62-turbo-dev; C: errors arrive by longjmp).
-        .target(name: "CJPEG", cSettings: [.unsafeFlags(["-O2", "-march=haswell"])], linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(
+            name: "CJPEG", cSettings: [.unsafeFlags(["-O2", "-march=haswell"])],
+            linkerSettings: [.linkedLibrary("jpeg")]),
         // Parallel loops on libgomp, the OpenMP runtime oneDNN uses (C: Swift cannot call it generically).
         .target(
             name: "CParallel", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("gomp")]),
@@ -31,11 +37,15 @@ let package = Package(
         .target(name: "MaxQSparsity", dependencies: ["MaxQTensor", "MaxQNN"], swiftSettings: optimized),
         // Layer 4: the model zoo (ResNets, MobileNets) built from conv-bn units; checkpoints into models.
         .target(
-            name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats"], swiftSettings: optimized),
+            name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats"],
+            swiftSettings: optimized),
         // Layer 5: image decoding, torchvision-equivalent transforms, datasets and loading.
         .target(name: "MaxQData", dependencies: ["MaxQTensor", "CJPEG", "CPNG"], swiftSettings: optimized),
         // Layer 6: training and evaluation loops, schedules, logs, checkpoints of runs.
-        .target(name: "MaxQTraining", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"], swiftSettings: optimized),
+        .target(
+            name: "MaxQTraining",
+            dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"],
+            swiftSettings: optimized),
         // I/O formats: safetensors, PyTorch zip checkpoints. Parsers of untrusted files keep
         // Swift's overflow and bounds checks: plain -O here, never -Ounchecked.
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"]),
@@ -60,6 +70,7 @@ let package = Package(
             name: "MaxQTrainingTests",
             dependencies: ["MaxQTraining", "MaxQModels", "MaxQSparsity", "MaxQData", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxqCLITests", dependencies: ["maxq", "MaxQFormats", "MaxQTestSupport"]),
-        .testTarget(name: "MaxQSparsityTests", dependencies: ["MaxQSparsity", "MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
+        .testTarget(
+            name: "MaxQSparsityTests", dependencies: ["MaxQSparsity", "MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
     ]
 )

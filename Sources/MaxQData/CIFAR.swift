@@ -14,17 +14,21 @@ public struct CIFARDataset: Dataset {
 
     /// `classes` 10 reads data_batch_1..5.bin / test_batch.bin; 100 reads train.bin / test.bin.
     public init(root: String, classes: Int, train: Bool) throws(DataError) {
-        let files = classes == 10
+        let files =
+            classes == 10
             ? (train ? (1...5).map { "data_batch_\($0).bin" } : ["test_batch.bin"])
             : [train ? "train.bin" : "test.bin"]
         let labelBytes = classes == 10 ? 1 : 2
         var images: [UInt8] = [], labels: [Int] = []
         for name in files {
             let path = "\(root)/\(name)"
-            guard let data = FileManager.default.contents(atPath: path) else { throw .missing(path: path, what: "CIFAR-\(classes) batch file") }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw .missing(path: path, what: "CIFAR-\(classes) batch file")
+            }
             let record = labelBytes + 3072
             guard data.count % record == 0, !data.isEmpty else {
-                throw .corrupt(path: path, reason: "\(data.count) bytes is not a whole number of \(record)-byte records")
+                throw .corrupt(
+                    path: path, reason: "\(data.count) bytes is not a whole number of \(record)-byte records")
             }
             data.withUnsafeBytes { raw in
                 let bytes = raw.bindMemory(to: UInt8.self)
@@ -34,7 +38,9 @@ public struct CIFARDataset: Dataset {
                 }
             }
         }
-        if let bad = labels.first(where: { $0 >= classes }) { throw .corrupt(path: root, reason: "label \(bad) outside 0..<\(classes)") }
+        if let bad = labels.first(where: { $0 >= classes }) {
+            throw .corrupt(path: root, reason: "label \(bad) outside 0..<\(classes)")
+        }
         self.images = images
         self.labels = labels
         self.train = train
@@ -43,9 +49,12 @@ public struct CIFARDataset: Dataset {
 
     public func label(_ index: Int) -> Int { labels[index] }
 
-    public func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError) {
+    public func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator)
+        throws(DataError)
+    {
         images.withUnsafeBufferPointer { bytes in
-            CIFARTransform.apply(planes: bytes.baseAddress! + index * 3072, train: train, generator: &generator, into: destination)
+            CIFARTransform.apply(
+                planes: bytes.baseAddress! + index * 3072, train: train, generator: &generator, into: destination)
         }
     }
 }

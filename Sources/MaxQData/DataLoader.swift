@@ -54,7 +54,8 @@ public final class DataLoader: @unchecked Sendable {
                 DispatchQueue.concurrentPerform(iterations: min(workers, indices.count)) { worker in
                     for slot in stride(from: worker, to: indices.count, by: workers) {
                         let index = indices[slot]
-                        var generator = RandomGenerator(seed: seed ^ (UInt64(epoch) << 40) ^ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+                        var generator = RandomGenerator(
+                            seed: seed ^ (UInt64(epoch) << 40) ^ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
                         do {
                             try dataset.load(index, into: base.pointer + slot * sampleSize, generator: &generator)
                         } catch {
@@ -69,12 +70,14 @@ public final class DataLoader: @unchecked Sendable {
             // Compact the good samples to the front.
             images.withUnsafeMutableBufferPointer { buffer in
                 for (to, from) in kept.enumerated() where to != from {
-                    (buffer.baseAddress! + to * sampleSize).update(from: buffer.baseAddress! + from * sampleSize, count: sampleSize)
+                    (buffer.baseAddress! + to * sampleSize).update(
+                        from: buffer.baseAddress! + from * sampleSize, count: sampleSize)
                 }
             }
             images = Tensor(copying: images, count: kept.count * sampleSize, shape: [kept.count] + shape)
         }
-        return Batch(images: images, labels: kept.map { dataset.label(indices[$0]) }, skipped: failures.compactMap { $0 })
+        return Batch(
+            images: images, labels: kept.map { dataset.label(indices[$0]) }, skipped: failures.compactMap { $0 })
     }
 }
 

@@ -24,7 +24,8 @@ public protocol Dataset: Sendable {
     var sampleShape: [Int] { get }
     func label(_ index: Int) -> Int
     /// Writes sample `index` (3, H, W) to `destination`; throws `DataError.corrupt` naming the file.
-    func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError)
+    func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator)
+        throws(DataError)
 }
 
 /// Which transform a dataset applies (docs/training.md).

@@ -93,9 +93,12 @@ public struct EncodedImage: Sendable {
             var header = mq_jpeg_header()
             var message = [CChar](repeating: 0, count: 256)
             let status = data.withUnsafeBytes { raw in
-                mq_jpeg_read_header(raw.bindMemory(to: UInt8.self).baseAddress, data.count, &header, &message, message.count)
+                mq_jpeg_read_header(
+                    raw.bindMemory(to: UInt8.self).baseAddress, data.count, &header, &message, message.count)
             }
-            guard status == 0, header.width > 0, header.height > 0 else { throw .corrupt(path: path, reason: Self.text(message)) }
+            guard status == 0, header.width > 0, header.height > 0 else {
+                throw .corrupt(path: path, reason: Self.text(message))
+            }
             (width, height) = (Int(header.width), Int(header.height))
             try Self.checkPixelCount(width, height, path: path)
             content = .jpeg(data, channels: Int(header.channels))
@@ -125,7 +128,9 @@ public struct EncodedImage: Sendable {
 
     /// Pixels covering `columns` x `rows` of the image, equal to the whole image's there. A
     /// JPEG converts only those rows and the iMCU columns around them.
-    public func decode(columns: Range<Int>, rows: Range<Int>, entropy: EntropyDecoder = .fast) throws(ImageError) -> PixelRegion {
+    public func decode(columns: Range<Int>, rows: Range<Int>, entropy: EntropyDecoder = .fast) throws(ImageError)
+        -> PixelRegion
+    {
         switch content {
         case let .decoded(image):
             return PixelRegion(image: image, x: 0, y: 0)
@@ -137,14 +142,18 @@ public struct EncodedImage: Sendable {
             var pixels = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
                 status = data.withUnsafeBytes { raw in
                     mq_jpeg_decode_region(
-                        raw.bindMemory(to: UInt8.self).baseAddress, data.count, Int32(columns.lowerBound), Int32(rows.lowerBound),
-                        Int32(columns.upperBound), Int32(rows.upperBound), entropy.cValue, buffer.baseAddress, capacity, &region, &message, message.count)
+                        raw.bindMemory(to: UInt8.self).baseAddress, data.count, Int32(columns.lowerBound),
+                        Int32(rows.lowerBound),
+                        Int32(columns.upperBound), Int32(rows.upperBound), entropy.cValue, buffer.baseAddress, capacity,
+                        &region, &message, message.count)
                 }
                 count = status == 0 ? Int(region.width) * Int(region.height) * channels : 0
             }
             guard status == 0 else { throw .corrupt(path: path, reason: Self.text(message)) }
             if channels == 4 { pixels = Self.rgb(fromInvertedCMYK: pixels) }
-            return PixelRegion(image: RGBImage(width: Int(region.width), height: Int(region.height), pixels: pixels), x: Int(region.x), y: rows.lowerBound)
+            return PixelRegion(
+                image: RGBImage(width: Int(region.width), height: Int(region.height), pixels: pixels), x: Int(region.x),
+                y: rows.lowerBound)
         }
     }
 

@@ -27,14 +27,18 @@ public struct ImageFolderDataset: Dataset {
             var dir: ObjCBool = false
             return fm.fileExists(atPath: "\(root)/\(name)", isDirectory: &dir) && dir.boolValue
         }
-        guard !classes.isEmpty else { throw .empty(path: root, what: "no class sub-folders (expected one folder of images per class)") }
+        guard !classes.isEmpty else {
+            throw .empty(path: root, what: "no class sub-folders (expected one folder of images per class)")
+        }
         var files: [(String, Int)] = []
         for (label, name) in classes.enumerated() {
             let folder = "\(root)/\(name)"
             let images = (fm.enumerator(atPath: folder)?.compactMap { $0 as? String } ?? [])
                 .filter { Self.extensions.contains(($0 as NSString).pathExtension.lowercased()) }
                 .sorted()
-            guard !images.isEmpty else { throw .empty(path: folder, what: "class folder without .jpg, .jpeg or .png images") }
+            guard !images.isEmpty else {
+                throw .empty(path: folder, what: "class folder without .jpg, .jpeg or .png images")
+            }
             files += images.map { ("\(folder)/\($0)", label) }
         }
         self.root = root
@@ -46,7 +50,9 @@ public struct ImageFolderDataset: Dataset {
 
     public func label(_ index: Int) -> Int { files[index].label }
 
-    public func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError) {
+    public func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator)
+        throws(DataError)
+    {
         do {
             let image = try EncodedImage(path: files[index].path)
             switch split {
@@ -60,10 +66,14 @@ public struct ImageFolderDataset: Dataset {
 
     /// The reference's layouts: ImageNet `DATA/train` and `DATA/val`; ImageFolder's
     /// validation folder is `val/`, or else `test/`.
-    public static func splits(root: String, resolution: Int = 224) throws(DataError) -> (ImageFolderDataset, ImageFolderDataset) {
+    public static func splits(root: String, resolution: Int = 224) throws(DataError) -> (
+        ImageFolderDataset, ImageFolderDataset
+    ) {
         let fm = FileManager.default
         let validation = ["val", "test"].map { "\(root)/\($0)" }.first { fm.fileExists(atPath: $0) }
-        guard fm.fileExists(atPath: "\(root)/train") else { throw .missing(path: "\(root)/train", what: "training split") }
+        guard fm.fileExists(atPath: "\(root)/train") else {
+            throw .missing(path: "\(root)/train", what: "training split")
+        }
         guard let validation else { throw .missing(path: "\(root)/val", what: "validation split (val/ or test/)") }
         return (
             try ImageFolderDataset(root: "\(root)/train", split: .train, resolution: resolution),

@@ -25,16 +25,20 @@ public struct ImageRecipe: Sendable, Equatable {
         _ image: EncodedImage, generator: inout RandomGenerator, into destination: UnsafeMutablePointer<Float>
     ) throws(ImageError) {
         guard isSmall else {
-            try TrainTransform.apply(image, size: resolution, normalization: normalization, generator: &generator, into: destination)
+            try TrainTransform.apply(
+                image, size: resolution, normalization: normalization, generator: &generator, into: destination)
             return
         }
         let decoded = try image.decoded()
-        let fitted = decoded.width == resolution && decoded.height == resolution
+        let fitted =
+            decoded.width == resolution && decoded.height == resolution
             ? decoded
             : decoded.resizedCrop(
-                x: 0, y: 0, width: decoded.width, height: decoded.height, outputWidth: resolution, outputHeight: resolution)
+                x: 0, y: 0, width: decoded.width, height: decoded.height, outputWidth: resolution,
+                outputHeight: resolution)
         fitted.planes.withUnsafeBufferPointer { planes in
-            CIFARTransform.apply(planes: planes.baseAddress!, size: resolution, train: true, generator: &generator, into: destination)
+            CIFARTransform.apply(
+                planes: planes.baseAddress!, size: resolution, train: true, generator: &generator, into: destination)
         }
     }
 

@@ -68,7 +68,10 @@ struct Resampling {
     /// Rows of the crop that the vertical pass reads (relative to crop.y).
     private let cropRows: Range<Int>
 
-    init(crop: (x: Int, y: Int, width: Int, height: Int), outputWidth: Int, outputHeight: Int, columns: Range<Int>? = nil, rows: Range<Int>? = nil) {
+    init(
+        crop: (x: Int, y: Int, width: Int, height: Int), outputWidth: Int, outputHeight: Int,
+        columns: Range<Int>? = nil, rows: Range<Int>? = nil
+    ) {
         self.crop = crop
         self.columns = columns ?? 0..<outputWidth
         self.rows = rows ?? 0..<outputHeight
@@ -161,7 +164,9 @@ struct Resampling {
 
 extension RGBImage {
     /// `img.crop((x, y, x + width, y + height)).resize((outputWidth, outputHeight), BILINEAR)`.
-    public func resizedCrop(x: Int, y: Int, width cropWidth: Int, height cropHeight: Int, outputWidth: Int, outputHeight: Int) -> RGBImage {
+    public func resizedCrop(
+        x: Int, y: Int, width cropWidth: Int, height cropHeight: Int, outputWidth: Int, outputHeight: Int
+    ) -> RGBImage {
         Resampling(crop: (x, y, cropWidth, cropHeight), outputWidth: outputWidth, outputHeight: outputHeight)
             .image(of: PixelRegion(image: self, x: 0, y: 0))
     }

@@ -23,7 +23,9 @@ public struct SyntheticDataset: Dataset {
 
     public func label(_ index: Int) -> Int { index % classNames.count }
 
-    public func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError) {
+    public func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator)
+        throws(DataError)
+    {
         let k = label(index)
         // The image itself depends on (seed, index) only; `generator` adds a random flip.
         var shape = RandomGenerator(seed: seed &* 0x9E37_79B9 &+ UInt64(index))
@@ -40,9 +42,15 @@ public struct SyntheticDataset: Dataset {
         for y in 0..<resolution {
             for x in 0..<resolution {
                 let u = (Double(flip ? resolution - 1 - x : x) / n - 0.5 - cx), v = (Double(y) / n - 0.5 - cy)
-                let wave = Float(0.5 + 0.5 * Foundation.sin(2 * Double.pi * frequency * (u * Foundation.cos(angle) + v * Foundation.sin(angle)) + phase))
+                let wave = Float(
+                    0.5 + 0.5
+                        * Foundation.sin(
+                            2 * Double.pi * frequency * (u * Foundation.cos(angle) + v * Foundation.sin(angle)) + phase)
+                )
                 for c in 0..<3 {
-                    let value = brightness * (wave * color[c] + (1 - wave) * (1 - color[c]) * 0.3) + shape.normal(mean: 0, std: 0.08)
+                    let value =
+                        brightness * (wave * color[c] + (1 - wave) * (1 - color[c]) * 0.3)
+                        + shape.normal(mean: 0, std: 0.08)
                     destination[(c * resolution + y) * resolution + x] = (value - 0.45) / 0.25
                 }
             }

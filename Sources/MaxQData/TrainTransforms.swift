@@ -37,7 +37,9 @@ public func randomResizedCropBox(
 /// covariance, as the reference code's `Lighting(0.1, ...)`.
 public enum Lighting {
     static let eigenvalues: [Float] = [0.2175, 0.0188, 0.0045]
-    static let eigenvectors: [[Float]] = [[0.4009, 0.7192, -0.5675], [-0.8140, -0.0045, -0.5808], [0.4203, -0.6948, -0.5836]]
+    static let eigenvectors: [[Float]] = [
+        [0.4009, 0.7192, -0.5675], [-0.8140, -0.0045, -0.5808], [0.4203, -0.6948, -0.5836],
+    ]
 
     /// The offset added to each channel: sum_i alpha_i * eigval_i * eigvec[i][c], alpha ~ N(0, std).
     public static func offsets(std: Float = 0.1, generator: inout RandomGenerator) -> [Float] {
@@ -69,7 +71,10 @@ public enum CIFARTransform {
         into destination: UnsafeMutablePointer<Float>
     ) {
         let padding = 4
-        let (dx, dy) = train ? (generator.integer(below: 2 * padding + 1) - padding, generator.integer(below: 2 * padding + 1) - padding) : (0, 0)
+        let (dx, dy) =
+            train
+            ? (generator.integer(below: 2 * padding + 1) - padding, generator.integer(below: 2 * padding + 1) - padding)
+            : (0, 0)
         let flip = train && generator.uniform() < 0.5
         let n = Normalization.cifar
         let means = [n.mean.0, n.mean.1, n.mean.2], stds = [n.std.0, n.std.1, n.std.2]

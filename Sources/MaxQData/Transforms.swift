@@ -19,7 +19,10 @@ public struct Normalization: Sendable, Equatable {
     /// ToTensor, an optional horizontal flip and per-channel offset (lighting), then Normalize,
     /// of resampled rows into `destination` (3, height, width): each row is written as it is
     /// produced, through a table of the 256 values per channel.
-    func write(_ resampling: Resampling, of source: PixelRegion, to destination: UnsafeMutablePointer<Float>, flip: Bool = false, offsets: [Float] = [0, 0, 0]) {
+    func write(
+        _ resampling: Resampling, of source: PixelRegion, to destination: UnsafeMutablePointer<Float>,
+        flip: Bool = false, offsets: [Float] = [0, 0, 0]
+    ) {
         let (width, plane) = (resampling.columns.count, resampling.columns.count * resampling.rows.count)
         let means = [mean.0, mean.1, mean.2], stds = [std.0, std.1, std.2]
         var table = [Float](repeating: 0, count: 3 * 256)
@@ -50,7 +53,8 @@ public enum ValidationTransform {
         into destination: UnsafeMutablePointer<Float>
     ) throws(ImageError) {
         // torchvision: the longer side is int(resize * long / short).
-        let (width, height) = image.width <= image.height
+        let (width, height) =
+            image.width <= image.height
             ? (resize, Int(Double(resize) * Double(image.height) / Double(image.width)))
             : (Int(Double(resize) * Double(image.width) / Double(image.height)), resize)
         // CenterCrop: offsets int(round((size - crop) / 2)) with Python's round-half-even.

@@ -10,7 +10,9 @@ public enum CheckpointFile {
             throw SafetensorsError.unreadable(path: path, reason: "no such file")
         }
         let isSafetensors = path.hasSuffix(".safetensors")
-        let raw = isSafetensors ? try SafetensorsFile.read(path: path).tensors : try TorchCheckpoint.read(path: path).stateDict
+        let raw =
+            isSafetensors
+            ? try SafetensorsFile.read(path: path).tensors : try TorchCheckpoint.read(path: path).stateDict
         return raw.filter { !$0.name.hasPrefix("optimizer.") }.map { (stripPrefixes($0.name), $0.tensor) }
     }
 

@@ -91,7 +91,9 @@ public enum PickleError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .refused(let g): "refusing to load '\(g)': a checkpoint may hold only state-dict data (tensors, dicts, lists, numbers, strings)"
+        case .refused(let g):
+            "refusing to load '\(g)': a checkpoint may hold only state-dict data "
+                + "(tensors, dicts, lists, numbers, strings)"
         case .malformed(let m): "malformed pickle: \(m)"
         }
     }
@@ -181,7 +183,8 @@ struct Unpickler {
             case 0x47:  // BINFLOAT, big-endian
                 stack.append(.float(Double(bitPattern: try read(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })))
             case 0x58: stack.append(.string(String(decoding: try read(try uint(4)), as: UTF8.self)))  // BINUNICODE
-            case 0x8C: stack.append(.string(String(decoding: try read(try uint(1)), as: UTF8.self)))  // SHORT_BINUNICODE
+            case 0x8C:  // SHORT_BINUNICODE
+                stack.append(.string(String(decoding: try read(try uint(1)), as: UTF8.self)))
             case 0x54: stack.append(.string(String(decoding: try read(try uint(4)), as: UTF8.self)))  // BINSTRING
             case 0x55: stack.append(.string(String(decoding: try read(try uint(1)), as: UTF8.self)))  // SHORT_BINSTRING
             case 0x42: stack.append(.bytes(Data(try read(try uint(4)))))  // BINBYTES
@@ -206,7 +209,9 @@ struct Unpickler {
                 try insert([key, value], into: d)
             case 0x75:  // SETITEMS
                 let items = try popMark()
-                guard case .dict(let d) = stack.last, items.count % 2 == 0 else { throw PickleError.malformed("SETITEMS on a non-dict") }
+                guard case .dict(let d) = stack.last, items.count % 2 == 0 else {
+                    throw PickleError.malformed("SETITEMS on a non-dict")
+                }
                 try insert(items, into: d)
             case 0x61:  // APPEND
                 let value = try pop()
@@ -302,8 +307,10 @@ struct Unpickler {
 
     /// Gathers the (possibly strided) elements into a contiguous float32 tensor.
     private func rebuildTensor(type: String, data: Data, offset: Int, shape: [Int], strides: [Int]) throws -> Tensor {
-        let size = ["torch.FloatStorage": 4, "torch.HalfStorage": 2, "torch.BFloat16Storage": 2, "torch.LongStorage": 8,
-                    "torch.DoubleStorage": 8, "torch.IntStorage": 4][type]!
+        let size = [
+            "torch.FloatStorage": 4, "torch.HalfStorage": 2, "torch.BFloat16Storage": 2, "torch.LongStorage": 8,
+            "torch.DoubleStorage": 8, "torch.IntStorage": 4,
+        ][type]!
         let available = data.count / size
         let view = "tensor view \(shape) / \(strides) at \(offset)"
         guard shape.count == strides.count, offset >= 0, strides.allSatisfy({ $0 >= 0 }),
@@ -332,16 +339,26 @@ struct Unpickler {
             func element(_ i: Int) -> Float {
                 let at = i * size
                 switch type {
-                case "torch.FloatStorage": return Float(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian)
-                case "torch.HalfStorage": return Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian))
-                case "torch.BFloat16Storage": return Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian) << 16)
-                case "torch.LongStorage": return Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: Int64.self)))
-                case "torch.DoubleStorage": return Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian))
+                case "torch.FloatStorage":
+                    return Float(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian)
+                case "torch.HalfStorage":
+                    return Float(
+                        Float16(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian))
+                case "torch.BFloat16Storage":
+                    return Float(
+                        bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian) << 16)
+                case "torch.LongStorage":
+                    return Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: Int64.self)))
+                case "torch.DoubleStorage":
+                    return Float(
+                        Double(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian))
                 default: return Float(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: Int32.self)))
                 }
             }
             var contiguous = [Int](repeating: 1, count: shape.count)
-            for d in stride(from: shape.count - 2, through: 0, by: -1) { contiguous[d] = contiguous[d + 1] * shape[d + 1] }
+            for d in stride(from: shape.count - 2, through: 0, by: -1) {
+                contiguous[d] = contiguous[d + 1] * shape[d + 1]
+            }
             out.withUnsafeMutableBufferPointer { o in
                 if contiguous == strides || count <= 1 {
                     for flat in 0..<count { o[flat] = element(offset + flat) }

@@ -52,10 +52,15 @@ public struct SafetensorsFile {
             throw .malformed(
                 path: path, reason: "it is a PyTorch (zip) checkpoint; `maxq convert` turns it into safetensors")
         }
-        guard data.count >= 8 else { throw .malformed(path: path, reason: "file is \(data.count) bytes, shorter than the header length") }
-        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard data.count >= 8 else {
+            throw .malformed(path: path, reason: "file is \(data.count) bytes, shorter than the header length")
+        }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) {
+            $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+        }
         guard headerLength <= UInt64(data.count - 8), headerLength <= 100_000_000 else {
-            throw .malformed(path: path, reason: "header length \(headerLength) exceeds the file (\(data.count) bytes): truncated?")
+            throw .malformed(
+                path: path, reason: "header length \(headerLength) exceeds the file (\(data.count) bytes): truncated?")
         }
         let dataStart = 8 + Int(headerLength)
         let json = data.subdata(in: data.startIndex + 8..<data.startIndex + dataStart)
@@ -84,7 +89,8 @@ public struct SafetensorsFile {
             }
             let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
             guard !overflow, offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == bytes else {
-                throw .malformed(path: path, reason: "tensor '\(name)' of shape \(shape) does not fit its byte range \(offsets)")
+                throw .malformed(
+                    path: path, reason: "tensor '\(name)' of shape \(shape) does not fit its byte range \(offsets)")
             }
             guard offsets[1] <= data.count - dataStart else {
                 throw .malformed(path: path, reason: "tensor '\(name)' runs past the end of the file: truncated?")
@@ -95,7 +101,8 @@ public struct SafetensorsFile {
         for entry in entries {
             let start = data.startIndex + dataStart + entry.begin
             let bytes = data.subdata(in: start..<data.startIndex + dataStart + entry.end)
-            file.tensors.append((entry.name, try! Tensor(shape: entry.shape, scalars: convert(bytes, dtype: entry.dtype))))
+            file.tensors.append(
+                (entry.name, try! Tensor(shape: entry.shape, scalars: convert(bytes, dtype: entry.dtype))))
         }
         return file
     }
@@ -103,10 +110,24 @@ public struct SafetensorsFile {
     private static func convert(_ bytes: Data, dtype: String) -> [Float] {
         bytes.withUnsafeBytes { raw -> [Float] in
             switch dtype {
-            case "F32": return (0..<raw.count / 4).map { Float(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self).littleEndian) }
-            case "F16": return (0..<raw.count / 2).map { Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self).littleEndian)) }
-            case "BF16": return (0..<raw.count / 2).map { Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self).littleEndian) << 16) }
-            default: return (0..<raw.count / 8).map { Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) }
+            case "F32":
+                return (0..<raw.count / 4).map {
+                    Float(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self).littleEndian)
+                }
+            case "F16":
+                return (0..<raw.count / 2).map {
+                    Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self).littleEndian))
+                }
+            case "BF16":
+                return (0..<raw.count / 2).map {
+                    Float(
+                        bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self).littleEndian)
+                            << 16)
+                }
+            default:
+                return (0..<raw.count / 8).map {
+                    Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)))
+                }
             }
         }
     }
@@ -116,7 +137,9 @@ public struct SafetensorsFile {
         var header: [String: Any] = [:]
         var offset = 0
         for (name, tensor) in tensors {
-            header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4]]
+            header[name] = [
+                "dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4],
+            ]
             offset += tensor.count * 4
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }

@@ -13,7 +13,9 @@ public struct TorchCheckpoint {
     /// The whole unpickled object, for anything else a caller wants.
     public var root: PickleValue?
 
-    public init(stateDict: [(name: String, tensor: Tensor)], epoch: Int? = nil, arch: String? = nil, bestAcc1: Double? = nil) {
+    public init(
+        stateDict: [(name: String, tensor: Tensor)], epoch: Int? = nil, arch: String? = nil, bestAcc1: Double? = nil
+    ) {
         self.stateDict = stateDict
         self.epoch = epoch
         self.arch = arch
@@ -31,10 +33,12 @@ public struct TorchCheckpoint {
     /// The checkpoint in `data` (a file's bytes; `path` names it in errors).
     public static func decode(_ data: Data, path: String = "<memory>") throws -> TorchCheckpoint {
         if data.prefix(2) == Data([0x80, 0x02]) || data.prefix(1) == Data([0x80]) {
-            throw ZipError.malformed(path: path, reason: "legacy (pre-1.6) PyTorch format; re-save it with a current torch.save")
+            throw ZipError.malformed(
+                path: path, reason: "legacy (pre-1.6) PyTorch format; re-save it with a current torch.save")
         }
         let archive = try ZipArchive(data: data, path: path)
-        guard let pickleName = archive.entries.keys.first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }) else {
+        guard let pickleName = archive.entries.keys.first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" })
+        else {
             throw ZipError.malformed(path: path, reason: "no data.pkl entry")
         }
         let prefix = String(pickleName.dropLast("data.pkl".count))
@@ -81,7 +85,8 @@ public struct TorchCheckpoint {
         }
         pickle.op(0x75)
         pickle.op(0x2E)
-        let root = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent.replacingOccurrences(of: ".", with: "_")
+        let root = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent.replacingOccurrences(
+            of: ".", with: "_")
         var zip = ZipWriter()
         zip.add("\(root)/data.pkl", pickle.data)
         zip.add("\(root)/byteorder", Data("little".utf8))
@@ -96,7 +101,8 @@ public struct SGDState {
     public var momentumBuffers: [Tensor?]
     public var learningRate: Double, momentum: Double, weightDecay: Double, nesterov: Bool
 
-    public init(momentumBuffers: [Tensor?], learningRate: Double, momentum: Double, weightDecay: Double, nesterov: Bool) {
+    public init(momentumBuffers: [Tensor?], learningRate: Double, momentum: Double, weightDecay: Double, nesterov: Bool)
+    {
         self.momentumBuffers = momentumBuffers
         self.learningRate = learningRate
         self.momentum = momentum
@@ -142,7 +148,9 @@ struct PickleWriter {
     }
 
     mutating func int(_ v: Int) {
-        if v >= 0 && v < 256 { op(0x4B, UInt8(v)) } else if v >= Int(Int32.min) && v <= Int(Int32.max) {
+        if v >= 0 && v < 256 {
+            op(0x4B, UInt8(v))
+        } else if v >= Int(Int32.min) && v <= Int(Int32.max) {
             op(0x4A); data.append32(UInt32(bitPattern: Int32(v)))
         } else {
             op(0x8A, 8); Swift.withUnsafeBytes(of: Int64(v).littleEndian) { data.append(contentsOf: $0) }

@@ -42,15 +42,22 @@ struct ZipArchive {
             let nameLength = u16(offset + 28), extraLength = u16(offset + 30), commentLength = u16(offset + 32)
             let local = u32(offset + 42)
             guard offset + 46 + nameLength <= data.count else {
-                throw .malformed(path: path, reason: "central directory entry at \(offset) names past the end of the file")
+                throw .malformed(
+                    path: path, reason: "central directory entry at \(offset) names past the end of the file")
             }
-            let name = String(decoding: data[(data.startIndex + offset + 46)..<(data.startIndex + offset + 46 + nameLength)], as: UTF8.self)
-            guard method == 0 else { throw .malformed(path: path, reason: "entry '\(name)' is compressed (method \(method))") }
+            let name = String(
+                decoding: data[(data.startIndex + offset + 46)..<(data.startIndex + offset + 46 + nameLength)],
+                as: UTF8.self)
+            guard method == 0 else {
+                throw .malformed(path: path, reason: "entry '\(name)' is compressed (method \(method))")
+            }
             guard local + 30 <= data.count, u32(local) == 0x0403_4b50 else {
                 throw .malformed(path: path, reason: "local header of '\(name)' is damaged")
             }
             let start = local + 30 + u16(local + 26) + u16(local + 28)
-            guard start + size <= data.count else { throw .malformed(path: path, reason: "entry '\(name)' runs past the end: truncated?") }
+            guard start + size <= data.count else {
+                throw .malformed(path: path, reason: "entry '\(name)' runs past the end: truncated?")
+            }
             entries[name] = start..<start + size
             offset += 46 + nameLength + extraLength + commentLength
         }
@@ -84,7 +91,8 @@ struct ZipWriter {
         local.append(Data(repeating: 0, count: padding))
         data.append(local)
         data.append(contents)
-        central.append32(0x0201_4b50); central.append16(20); central.append16(20); central.append16(0); central.append16(0)
+        central.append32(0x0201_4b50); central.append16(20); central.append16(20); central.append16(0);
+        central.append16(0)
         central.append16(0); central.append16(0x21)
         central.append32(crc); central.append32(UInt32(contents.count)); central.append32(UInt32(contents.count))
         central.append16(UInt16(nameBytes.count)); central.append16(0); central.append16(0)

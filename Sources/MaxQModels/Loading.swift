@@ -33,8 +33,9 @@ public struct CheckpointMismatch: Error, CustomStringConvertible {
     public let count: Int, sample: [String]
 
     public var description: String {
-        "\(path): none of its \(count) tensors belongs to \(architecture) (its first: \(sample.joined(separator: ", "))); "
-            + "is it a checkpoint of another architecture, or for other --conv-bn-type/--num-classes settings?"
+        "\(path): none of its \(count) tensors belongs to \(architecture) "
+            + "(its first: \(sample.joined(separator: ", "))); is it a checkpoint of another architecture, "
+            + "or for other --conv-bn-type/--num-classes settings?"
     }
 }
 

@@ -39,7 +39,8 @@ struct UnitFactory {
     ) throws(TensorError) -> ConvBNUnit {
         seeds += 1
         let u = try ConvBNUnit(
-            input, output, kernelSize: kernel, stride: stride, groups: groups, config: sparse ? config : .dense, names: names,
+            input, output, kernelSize: kernel, stride: stride, groups: groups, config: sparse ? config : .dense,
+            names: names,
             eps: eps, momentum: momentum, seed: seeds, generator: &generator)
         if kaimingFanOut {
             let std = (2 / Float(kernel * kernel * output)).squareRoot()
@@ -62,14 +63,17 @@ final class ResidualBlock: Composite {
                 try factory.unit(planes, output, kernel: 1),
             ]
         } else {
-            convbns = [try factory.unit(input, planes, kernel: 3, stride: stride), try factory.unit(planes, planes, kernel: 3)]
+            convbns = [
+                try factory.unit(input, planes, kernel: 3, stride: stride), try factory.unit(planes, planes, kernel: 3),
+            ]
         }
         shortcut = stride != 1 || input != output ? try factory.unit(input, output, kernel: 1, stride: stride) : nil
         shortcutName = spec.cifar ? "shortcut.0" : "downsample"
     }
 
     public var children: [(String, any Layer)] {
-        convbns.enumerated().map { ("convbn\($0.offset + 1)", $0.element as any Layer) } + (shortcut.map { [(shortcutName, $0)] } ?? [])
+        convbns.enumerated().map { ("convbn\($0.offset + 1)", $0.element as any Layer) }
+            + (shortcut.map { [(shortcutName, $0)] } ?? [])
     }
 
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
@@ -113,7 +117,8 @@ public final class ResNet: Model, Composite {
         for (s, planes) in [base, 2 * base, 4 * base, 8 * base].enumerated() {
             var blocks: [ResidualBlock] = []
             for j in 0..<spec.blocks[s] {
-                blocks.append(try ResidualBlock(input, planes, stride: j == 0 && s > 0 ? 2 : 1, spec: spec, factory: &factory))
+                blocks.append(
+                    try ResidualBlock(input, planes, stride: j == 0 && s > 0 ? 2 : 1, spec: spec, factory: &factory))
                 input = planes * spec.expansion
             }
             stages.append(blocks)
@@ -147,7 +152,9 @@ public final class ResNet: Model, Composite {
         let pooled = try h.globalAveragePool()
         if let fc { return try fc(pooled) }
         let c = pooled.shape[1]
-        return try fcConv!(pooled.reshaped([pooled.shape[0], c, 1, 1])).reshaped([pooled.shape[0], fcConv!.weight.shape[0]])
+        return try fcConv!(pooled.reshaped([pooled.shape[0], c, 1, 1])).reshaped([
+            pooled.shape[0], fcConv!.weight.shape[0],
+        ])
     }
 }
 

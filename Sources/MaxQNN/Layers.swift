@@ -44,14 +44,20 @@ public final class Conv2d: Layer {
     ) throws(TensorError) {
         guard inputChannels % groups == 0, outputChannels % groups == 0 else {
             throw .invalidArgument(
-                op: "Conv2d", reason: "channels \(inputChannels) -> \(outputChannels) not divisible by groups \(groups)")
+                op: "Conv2d", reason: "channels \(inputChannels) -> \(outputChannels) not divisible by groups \(groups)"
+            )
         }
         let fanIn = inputChannels / groups * kernelSize * kernelSize
         let bound = 1 / Float(fanIn).squareRoot()
         weight = Variable(
-            Tensor(uniform: [outputChannels, inputChannels / groups, kernelSize, kernelSize], low: -bound, high: bound,
+            Tensor(
+                uniform: [outputChannels, inputChannels / groups, kernelSize, kernelSize], low: -bound, high: bound,
                 generator: &generator), requiresGrad: true)
-        self.bias = bias ? Variable(Tensor(uniform: [outputChannels], low: -bound, high: bound, generator: &generator), requiresGrad: true) : nil
+        self.bias =
+            bias
+            ? Variable(
+                Tensor(uniform: [outputChannels], low: -bound, high: bound, generator: &generator), requiresGrad: true)
+            : nil
         geometry = Conv2dGeometry(stride: stride, padding: padding, groups: groups)
     }
 
@@ -111,8 +117,10 @@ public final class BatchNorm2d: Layer {
     }
 
     public func namedBuffers(prefix: String) -> [(String, Buffer)] {
-        [(stateKey(prefix, "running_mean"), runningMean), (stateKey(prefix, "running_var"), runningVar),
-         (stateKey(prefix, "num_batches_tracked"), numBatchesTracked)]
+        [
+            (stateKey(prefix, "running_mean"), runningMean), (stateKey(prefix, "running_var"), runningVar),
+            (stateKey(prefix, "num_batches_tracked"), numBatchesTracked),
+        ]
     }
 
     public func setTraining(_ training: Bool) { self.training = training }
@@ -128,7 +136,11 @@ public final class Linear: Layer {
         weight = Variable(
             Tensor(uniform: [outputFeatures, inputFeatures], low: -bound, high: bound, generator: &generator),
             requiresGrad: true)
-        self.bias = bias ? Variable(Tensor(uniform: [outputFeatures], low: -bound, high: bound, generator: &generator), requiresGrad: true) : nil
+        self.bias =
+            bias
+            ? Variable(
+                Tensor(uniform: [outputFeatures], low: -bound, high: bound, generator: &generator), requiresGrad: true)
+            : nil
     }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {

@@ -119,7 +119,8 @@ extension Variable {
     public func masked(by mask: Tensor, straightThrough: Bool) throws(TensorError) -> Variable {
         let backend = value.backend
         let y = try backend.multiply(value, mask)
-        return .result(y, [self]) { (dy) throws(TensorError) in [straightThrough ? dy : try backend.multiply(dy, mask)] }
+        return .result(y, [self]) { (dy) throws(TensorError) in [straightThrough ? dy : try backend.multiply(dy, mask)]
+        }
     }
 
     public func reshaped(_ shape: [Int]) throws(TensorError) -> Variable {

@@ -15,7 +15,8 @@ public struct LoadReport: Equatable, Sendable {
 extension Layer {
     /// Parameters, then buffers, under their state-dict names.
     public func stateDict(prefix: String = "") -> [(String, Tensor)] {
-        namedParameters(prefix: prefix).map { ($0.0, $0.1.value) } + namedBuffers(prefix: prefix).map { ($0.0, $0.1.value) }
+        namedParameters(prefix: prefix).map { ($0.0, $0.1.value) }
+            + namedBuffers(prefix: prefix).map { ($0.0, $0.1.value) }
     }
 
     /// Copies every entry whose name the layer has; a shape mismatch is refused before anything

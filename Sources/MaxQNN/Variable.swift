@@ -43,13 +43,16 @@ public final class Variable {
             for (input, g) in zip(node.inputs, inputGradients) where input.requiresGrad {
                 guard let g else { continue }
                 let key = ObjectIdentifier(input)
-                pending[key] = try pending[key].map { (existing) throws(TensorError) in try existing.backend.add(existing, g) } ?? g
+                pending[key] =
+                    try pending[key].map { (existing) throws(TensorError) in try existing.backend.add(existing, g) }
+                    ?? g
             }
         }
     }
 
     func accumulate(_ gradient: Tensor) throws(TensorError) {
-        grad = try grad.map { (existing) throws(TensorError) in try existing.backend.add(existing, gradient) } ?? gradient
+        grad =
+            try grad.map { (existing) throws(TensorError) in try existing.backend.add(existing, gradient) } ?? gradient
     }
 
     /// Variables reachable from this one, each after all of its inputs.
@@ -64,7 +67,8 @@ public final class Variable {
             }
             guard visited.insert(ObjectIdentifier(variable)).inserted else { continue }
             stack.append((variable, true))
-            for input in variable.node?.inputs ?? [] where input.requiresGrad && !visited.contains(ObjectIdentifier(input)) {
+            for input in variable.node?.inputs ?? []
+            where input.requiresGrad && !visited.contains(ObjectIdentifier(input)) {
                 stack.append((input, false))
             }
         }

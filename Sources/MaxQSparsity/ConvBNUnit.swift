@@ -18,7 +18,8 @@ public struct SparsityConfig: Sendable {
     }
 
     public static let dense = SparsityConfig(
-        type: .dense, pattern: try! NMPattern(n: 1, m: 1), schedule: try! IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+        type: .dense, pattern: try! NMPattern(n: 1, m: 1),
+        schedule: try! IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
 }
 
 /// Where a unit's tensors live in the state dict: the reference's `<unit>.conv.weight`,
@@ -61,7 +62,8 @@ public final class ConvBNUnit: Layer {
         seed: UInt64 = 0, generator: inout RandomGenerator
     ) throws(TensorError) {
         conv = try Conv2d(
-            inputChannels, outputChannels, kernelSize: kernelSize, stride: stride, padding: kernelSize / 2, groups: groups,
+            inputChannels, outputChannels, kernelSize: kernelSize, stride: stride, padding: kernelSize / 2,
+            groups: groups,
             generator: &generator)
         scale = BatchNorm2d(outputChannels, eps: eps, momentum: momentum)
         self.names = names
@@ -76,7 +78,8 @@ public final class ConvBNUnit: Layer {
 
     public var maskSettings: MaskSettings {
         MaskSettings(
-            type: config.type, pattern: config.pattern, preserveRate: config.schedule.preserveRate(epoch: epoch), tau: config.tau)
+            type: config.type, pattern: config.pattern, preserveRate: config.schedule.preserveRate(epoch: epoch),
+            tau: config.tau)
     }
 
     /// Recomputes the stored mask from the current weight at the current epoch; a weight holding
@@ -123,8 +126,11 @@ public final class ConvBNUnit: Layer {
             factor[flat: c] = scale.weight.value[flat: c] / (scale.runningVar.value[flat: c] + scale.eps).squareRoot()
             bias[flat: c] = scale.bias.value[flat: c] - scale.runningMean.value[flat: c] * factor[flat: c]
         }
-        let weight = try mask.map { (m) throws(TensorError) in try backend.multiply(conv.weight.value, m.value) } ?? conv.weight.value
-        let y = try backend.conv2dInference(x.value, try backend.multiply(weight, factor), bias: bias, conv.geometry, activation: activation)
+        let weight =
+            try mask.map { (m) throws(TensorError) in try backend.multiply(conv.weight.value, m.value) }
+            ?? conv.weight.value
+        let y = try backend.conv2dInference(
+            x.value, try backend.multiply(weight, factor), bias: bias, conv.geometry, activation: activation)
         return Variable(y)
     }
 
@@ -145,18 +151,21 @@ public final class ConvBNUnit: Layer {
 
     /// (zeros, total) of the effective weight W * mask.
     public var zeroCount: (zeros: Int, total: Int) {
-        let effective = mask.map { try! conv.weight.value.backend.multiply(conv.weight.value, $0.value) } ?? conv.weight.value
+        let effective =
+            mask.map { try! conv.weight.value.backend.multiply(conv.weight.value, $0.value) } ?? conv.weight.value
         let zeros = effective.withUnsafeBufferPointer { $0.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
         return (zeros, effective.count)
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] {
-        conv.namedParameters(prefix: stateKey(prefix, names.conv)) + scale.namedParameters(prefix: stateKey(prefix, names.scale))
+        conv.namedParameters(prefix: stateKey(prefix, names.conv))
+            + scale.namedParameters(prefix: stateKey(prefix, names.scale))
     }
 
     public func namedBuffers(prefix: String) -> [(String, Buffer)] {
         let maskName = names.maskBesideWeight ? "\(names.conv).mask" : "mask"
-        return scale.namedBuffers(prefix: stateKey(prefix, names.scale)) + (mask.map { [(stateKey(prefix, maskName), $0)] } ?? [])
+        return scale.namedBuffers(prefix: stateKey(prefix, names.scale))
+            + (mask.map { [(stateKey(prefix, maskName), $0)] } ?? [])
     }
 
     public func setTraining(_ training: Bool) {

@@ -1,5 +1,6 @@
-// Branch-free arithmetic for the mask kernels: a single-precision exponential (Cephes' expf polynomial, within 2 ulp), so that
-// the mask's sigmoids vectorise; libm's expf is called per element and dominates otherwise.
+// Branch-free arithmetic for the mask kernels: a single-precision exponential (Cephes' expf
+// polynomial, within 2 ulp), so that the mask's sigmoids vectorise; libm's expf is called per
+// element and dominates otherwise.
 
 @inline(__always)
 func fastExp(_ value: Float) -> Float {

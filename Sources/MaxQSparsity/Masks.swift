@@ -51,7 +51,8 @@ public enum Masks {
                         guard settings.type.isMaxQ else { return }
                         let dense = Int((settings.preserveRate * Double(layout.groups)).rounded(.down))
                         if dense > 0 {
-                            makeGroupsDense(loc, l1, count: dense, settings.type.denseGroupSelection, layout, &generator)
+                            makeGroupsDense(
+                                loc, l1, count: dense, settings.type.denseGroupSelection, layout, &generator)
                         }
                         softTerms(weights, UnsafeBufferPointer(a), loc, layout, settings.tau)
                     }
@@ -88,7 +89,9 @@ public enum Masks {
     }
 
     /// |W| from (O, I, K) into the (O, K, I) working order.
-    static func transposedMagnitudes(_ w: UnsafeBufferPointer<Float>, _ a: UnsafeMutableBufferPointer<Float>, _ layout: WeightLayout) {
+    static func transposedMagnitudes(
+        _ w: UnsafeBufferPointer<Float>, _ a: UnsafeMutableBufferPointer<Float>, _ layout: WeightLayout
+    ) {
         let (inputs, positions) = (layout.inputs, layout.positions)
         for o in 0..<layout.outputs {
             let source = o * inputs * positions
@@ -100,7 +103,9 @@ public enum Masks {
     }
 
     /// The mask from the (O, K, I) working order back to the weight's (O, I, K).
-    static func transposeBack(_ t: UnsafeBufferPointer<Float>, _ out: UnsafeMutableBufferPointer<Float>, _ layout: WeightLayout) {
+    static func transposeBack(
+        _ t: UnsafeBufferPointer<Float>, _ out: UnsafeMutableBufferPointer<Float>, _ layout: WeightLayout
+    ) {
         let (inputs, positions) = (layout.inputs, layout.positions)
         for o in 0..<layout.outputs {
             let base = o * inputs * positions
@@ -113,7 +118,8 @@ public enum Masks {
     /// Hard N:M: in each group the M-N smallest magnitudes (lower input channel first among
     /// equals) get 0, the others 1. Also records each group's L1 norm.
     static func localMask(
-        _ a: UnsafeBufferPointer<Float>, _ loc: UnsafeMutableBufferPointer<Float>, _ l1: UnsafeMutableBufferPointer<Float>,
+        _ a: UnsafeBufferPointer<Float>, _ loc: UnsafeMutableBufferPointer<Float>,
+        _ l1: UnsafeMutableBufferPointer<Float>,
         _ layout: WeightLayout
     ) {
         if layout.m == 4 {
@@ -141,7 +147,8 @@ public enum Masks {
 
     /// M = 4 written out (the common 1:4 and 2:4 patterns), so that it vectorises across groups.
     static func localMask4(
-        _ a: UnsafeBufferPointer<Float>, _ loc: UnsafeMutableBufferPointer<Float>, _ l1: UnsafeMutableBufferPointer<Float>,
+        _ a: UnsafeBufferPointer<Float>, _ loc: UnsafeMutableBufferPointer<Float>,
+        _ l1: UnsafeMutableBufferPointer<Float>,
         groups: Int, pruned: Int
     ) {
         let threshold = Int32(pruned)
@@ -214,12 +221,15 @@ public enum Masks {
             ) { abs(w[o * filterLength + $0]) }
         }
         // 1x1 kernels have no position axis (its term is 0).
-        let positionAxes = positions == 1 ? [] : (0..<positions).map { p in
-            AxisThreshold(
-                Segments(base: base + p * inputs, count: outputs, length: inputs, stride: filterLength),
-                pruned: pattern.prunedCount(of: positionLength), scratch: scratch
-            ) { a[($0 / inputs) * filterLength + p * inputs + $0 % inputs] }
-        }
+        let positionAxes =
+            positions == 1
+            ? []
+            : (0..<positions).map { p in
+                AxisThreshold(
+                    Segments(base: base + p * inputs, count: outputs, length: inputs, stride: filterLength),
+                    pruned: pattern.prunedCount(of: positionLength), scratch: scratch
+                ) { a[($0 / inputs) * filterLength + p * inputs + $0 % inputs] }
+            }
         for o in 0..<outputs {
             let f = filters[o]
             for p in 0..<positions {

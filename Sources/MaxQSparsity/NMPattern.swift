@@ -12,7 +12,8 @@ public enum SparsityError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .invalidPattern(n, m): "invalid N:M pattern \(n):\(m): need 1 <= N <= M"
         case let .notNMCompatible(name, shape, m):
-            "'\(name)' of shape \(shape) cannot be N:M with M = \(m): input channels must be a multiple of M (and the convolution not depthwise)"
+            "'\(name)' of shape \(shape) cannot be N:M with M = \(m): "
+                + "input channels must be a multiple of M (and the convolution not depthwise)"
         case let .invalidSchedule(reason): "invalid incremental schedule: \(reason)"
         case let .nonFinite(name): "'\(name)' holds NaN or infinite values: no mask can be computed from it"
         }
@@ -89,7 +90,8 @@ public struct IncrementalSchedule: Equatable, Sendable {
             throw .invalidSchedule("increase-end \(increaseEnd) is before increase-start \(increaseStart)")
         }
         guard schedule != .exp || increaseEnd - increaseStart >= 2 || (increaseStart == 0 && increaseEnd == 0) else {
-            throw .invalidSchedule("the exp schedule needs increase-end - increase-start >= 2 epochs (got \(increaseEnd - increaseStart))")
+            throw .invalidSchedule(
+                "the exp schedule needs increase-end - increase-start >= 2 epochs (got \(increaseEnd - increaseStart))")
         }
         self.schedule = schedule
         self.increaseStart = increaseStart

@@ -13,7 +13,9 @@ public enum ReferenceMasks {
         let index = { (oo: Int, ii: Int, p: Int) in (oo * i + ii) * k + p }
         // Groups in (o, position, input chunk) order.
         var groups: [[Int]] = []
-        for oo in 0..<o { for p in 0..<k { for c in 0..<(i / m) { groups.append((0..<m).map { index(oo, c * m + $0, p) }) } } }
+        for oo in 0..<o {
+            for p in 0..<k { for c in 0..<(i / m) { groups.append((0..<m).map { index(oo, c * m + $0, p) }) } }
+        }
         var local = [Float](repeating: 1, count: w.count)
         for g in groups {
             let order = g.indices.sorted { (a[g[$0]], $0) < (a[g[$1]], $1) }
@@ -21,7 +23,9 @@ public enum ReferenceMasks {
         }
         guard s.type.isMaxQ else { return try! Tensor(shape: w.shape, scalars: local) }
         let dense = Int((s.preserveRate * Double(groups.count)).rounded(.down))
-        let byNorm = groups.indices.sorted { (groups[$0].map { a[$0] }.reduce(0, +), $0) < (groups[$1].map { a[$0] }.reduce(0, +), $1) }
+        let byNorm = groups.indices.sorted {
+            (groups[$0].map { a[$0] }.reduce(0, +), $0) < (groups[$1].map { a[$0] }.reduce(0, +), $1)
+        }
         for g in byNorm.prefix(dense) { for e in groups[g] { local[e] = 1 } }
         func axisTerm(_ members: [Int]) -> [Int: Float] {
             let order = members.indices.sorted { (a[members[$0]], $0) < (a[members[$1]], $1) }

@@ -34,15 +34,24 @@ public protocol Backend: Sendable {
     func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
     /// Inference only: convolution plus a per-output-channel bias and an optional activation,
     /// fused where the library can (a folded conv-bn unit in evaluation).
-    func conv2dInference(_ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?) throws(TensorError) -> Tensor
-    func conv2dBackwardInput(_ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
-    func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
+    func conv2dInference(_ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?)
+        throws(TensorError) -> Tensor
+    func conv2dBackwardInput(_ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry)
+        throws(TensorError) -> Tensor
+    func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry)
+        throws(TensorError) -> Tensor
 
     /// Batch statistics over (N, H, W) per channel.
-    func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) throws(TensorError) -> (Tensor, BatchNormSaved)
-    func batchNormInference(_ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float) throws(TensorError) -> Tensor
+    func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) throws(TensorError) -> (
+        Tensor, BatchNormSaved
+    )
+    func batchNormInference(
+        _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float
+    ) throws(TensorError) -> Tensor
     /// Returns (dx, dweight, dbias).
-    func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved) throws(TensorError) -> (Tensor, Tensor, Tensor)
+    func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved) throws(TensorError) -> (
+        Tensor, Tensor, Tensor
+    )
 
     /// Returns the output and, for backward, the flat input index of each output's maximum.
     func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> (Tensor, [Int32])
@@ -68,7 +77,9 @@ public protocol Backend: Sendable {
     func linearBackward(_ dy: Tensor, _ x: Tensor, _ w: Tensor) -> (Tensor, Tensor, Tensor)
 
     /// Mean label-smoothed cross-entropy of logits (N, K) and the gradient to the logits.
-    func crossEntropy(_ logits: Tensor, labels: [Int], labelSmoothing: Float) throws(TensorError) -> (loss: Float, gradient: Tensor)
+    func crossEntropy(_ logits: Tensor, labels: [Int], labelSmoothing: Float) throws(TensorError) -> (
+        loss: Float, gradient: Tensor
+    )
 }
 
 extension Tensor {

@@ -3,7 +3,9 @@ import Foundation
 
 extension CPUBackend {
     static func checkBatchNorm(_ x: Tensor, _ perChannel: [Tensor]) throws(TensorError) {
-        guard x.rank == 4 else { throw .invalidShape(op: "batch_norm", shape: x.shape, reason: "input must be (N, C, H, W)") }
+        guard x.rank == 4 else {
+            throw .invalidShape(op: "batch_norm", shape: x.shape, reason: "input must be (N, C, H, W)")
+        }
         for t in perChannel where t.shape != [x.shape[1]] {
             throw .shapeMismatch(op: "batch_norm", x.shape, t.shape)
         }
@@ -15,7 +17,8 @@ extension CPUBackend {
         try Self.checkBatchNorm(x, [weight, bias])
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         guard n * plane > 1 else {
-            throw .invalidShape(op: "batch_norm", shape: x.shape, reason: "training needs more than one value per channel")
+            throw .invalidShape(
+                op: "batch_norm", shape: x.shape, reason: "training needs more than one value per channel")
         }
         let y = Tensor(uninitializedShape: x.shape)
         let mean = Tensor(uninitializedShape: [c]), invStd = Tensor(uninitializedShape: [c])

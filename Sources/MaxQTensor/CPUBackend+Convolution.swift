@@ -51,9 +51,12 @@ final class ConvolutionPlan: @unchecked Sendable {
         var desc = dnnl_convolution_desc_t()
         var biasMD = key.inference == nil ? nil : try DNNL.memoryDesc([key.weight[0]], dnnl_a)
         try Self.withGeometry(key.geometry) { (s, p) throws(TensorError) in
-            let status = biasMD == nil
-                ? dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, nil, &dst, s, p, p)
-                : dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, &biasMD!, &dst, s, p, p)
+            let status =
+                biasMD == nil
+                ? dnnl_convolution_forward_desc_init(
+                    &desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, nil, &dst, s, p, p)
+                : dnnl_convolution_forward_desc_init(
+                    &desc, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, &biasMD!, &dst, s, p, p)
             try DNNL.check(status, op)
         }
         let attributes = try DNNL.makeAttributes(op)
@@ -107,7 +110,8 @@ final class ConvolutionPlan: @unchecked Sendable {
         var weightDesc = dnnl_convolution_desc_t()
         try Self.withGeometry(key.geometry) { (s, p) throws(TensorError) in
             try DNNL.check(
-                dnnl_convolution_backward_data_desc_init(&dataDesc, dnnl_convolution_direct, &src, &wei, &dst, s, p, p), op)
+                dnnl_convolution_backward_data_desc_init(&dataDesc, dnnl_convolution_direct, &src, &wei, &dst, s, p, p),
+                op)
             try DNNL.check(
                 dnnl_convolution_backward_weights_desc_init(
                     &weightDesc, dnnl_convolution_direct, &src, &wei, nil, &dst, s, p, p), op)
@@ -117,7 +121,8 @@ final class ConvolutionPlan: @unchecked Sendable {
         let attributes = try DNNL.makeAttributes(op)
         defer { dnnl_primitive_attr_destroy(attributes) }
         try DNNL.check(dnnl_primitive_desc_create(&dataPD, &dataDesc, attributes, DNNL.shared.engine, forwardPD), op)
-        try DNNL.check(dnnl_primitive_desc_create(&weightPD, &weightDesc, attributes, DNNL.shared.engine, forwardPD), op)
+        try DNNL.check(
+            dnnl_primitive_desc_create(&weightPD, &weightDesc, attributes, DNNL.shared.engine, forwardPD), op)
         let made = Backward(
             data: try DNNLPrimitive(dataPD!, op),
             weight: try DNNLPrimitive(weightPD!, op),
@@ -126,7 +131,8 @@ final class ConvolutionPlan: @unchecked Sendable {
             dataWeights: try LayoutBridge(plain: plain.wei, wanted: DNNL.queryMD(dataPD!, dnnl_query_weights_md), op),
             dataDiffSrc: try LayoutBridge(plain: plain.src, wanted: DNNL.queryMD(dataPD!, dnnl_query_diff_src_md), op),
             weightSrc: try LayoutBridge(plain: plain.src, wanted: DNNL.queryMD(weightPD!, dnnl_query_src_md), op),
-            weightDiffDst: try LayoutBridge(plain: plain.dst, wanted: DNNL.queryMD(weightPD!, dnnl_query_diff_dst_md), op),
+            weightDiffDst: try LayoutBridge(
+                plain: plain.dst, wanted: DNNL.queryMD(weightPD!, dnnl_query_diff_dst_md), op),
             weightDiffWeights: try LayoutBridge(
                 plain: plain.wei, wanted: DNNL.queryMD(weightPD!, dnnl_query_diff_weights_md), op))
         backward = made
@@ -138,7 +144,8 @@ final class ConvolutionPlan: @unchecked Sendable {
         var extra: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)] = []
         if let b, let bias { extra.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(mutating: b.pointer), bias)) }
         try run(
-            forward, "conv2d", [(DNNL_ARG_SRC, source, x), (DNNL_ARG_WEIGHTS, weights, w)], (DNNL_ARG_DST, destination, y), extra: extra)
+            forward, "conv2d", [(DNNL_ARG_SRC, source, x), (DNNL_ARG_WEIGHTS, weights, w)],
+            (DNNL_ARG_DST, destination, y), extra: extra)
         return y
     }
 
@@ -146,7 +153,8 @@ final class ConvolutionPlan: @unchecked Sendable {
         let b = try makeBackward()
         let dx = Tensor(uninitializedShape: key.input)
         try run(
-            b.data, "conv2d backward input", [(DNNL_ARG_DIFF_DST, b.dataDiffDst, dy), (DNNL_ARG_WEIGHTS, b.dataWeights, w)],
+            b.data, "conv2d backward input",
+            [(DNNL_ARG_DIFF_DST, b.dataDiffDst, dy), (DNNL_ARG_WEIGHTS, b.dataWeights, w)],
             (DNNL_ARG_DIFF_SRC, b.dataDiffSrc, dx))
         return dx
     }
@@ -155,7 +163,8 @@ final class ConvolutionPlan: @unchecked Sendable {
         let b = try makeBackward()
         let dw = Tensor(uninitializedShape: key.weight)
         try run(
-            b.weight, "conv2d backward weight", [(DNNL_ARG_DIFF_DST, b.weightDiffDst, dy), (DNNL_ARG_SRC, b.weightSrc, x)],
+            b.weight, "conv2d backward weight",
+            [(DNNL_ARG_DIFF_DST, b.weightDiffDst, dy), (DNNL_ARG_SRC, b.weightSrc, x)],
             (DNNL_ARG_DIFF_WEIGHTS, b.weightDiffWeights, dw))
         return dw
     }
@@ -186,7 +195,9 @@ extension CPUBackend {
     static func convolutionKey(
         _ input: [Int], _ weight: [Int], _ g: Conv2dGeometry, inference: InferenceEpilogue? = nil
     ) throws(TensorError) -> ConvolutionKey {
-        guard input.count == 4 else { throw .invalidShape(op: "conv2d", shape: input, reason: "input must be (N, C, H, W)") }
+        guard input.count == 4 else {
+            throw .invalidShape(op: "conv2d", shape: input, reason: "input must be (N, C, H, W)")
+        }
         guard weight.count == 4, weight[2] > 0, weight[3] > 0 else {
             throw .invalidShape(op: "conv2d", shape: weight, reason: "weight must be (O, C/groups, kh, kw)")
         }
@@ -212,7 +223,8 @@ extension CPUBackend {
         _ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?
     ) throws(TensorError) -> Tensor {
         let fused = activation.flatMap(InferenceEpilogue.init(fusing:))
-        let key = try Self.convolutionKey(x.shape, w.shape, geometry, inference: fused ?? InferenceEpilogue(activation: nil))
+        let key = try Self.convolutionKey(
+            x.shape, w.shape, geometry, inference: fused ?? InferenceEpilogue(activation: nil))
         guard bias.shape == [w.shape[0]] else { throw .shapeMismatch(op: "conv2d bias", w.shape, bias.shape) }
         let y = try convolutionPlan(key).runForward(x, w, bias: bias)
         // Activations oneDNN cannot fuse here run as a separate pass.
@@ -255,7 +267,8 @@ struct InferenceEpilogue: Hashable {
         var postOps: dnnl_post_ops_t?
         try DNNL.check(dnnl_post_ops_create(&postOps), op)
         defer { dnnl_post_ops_destroy(postOps) }
-        let (kind, alpha, beta): (dnnl_alg_kind_t, Float, Float) = activation == .relu ? (dnnl_eltwise_relu, 0, 0) : (dnnl_eltwise_clip, 0, 6)
+        let (kind, alpha, beta): (dnnl_alg_kind_t, Float, Float) =
+            activation == .relu ? (dnnl_eltwise_relu, 0, 0) : (dnnl_eltwise_clip, 0, 6)
         try DNNL.check(dnnl_post_ops_append_eltwise(postOps, 1, kind, alpha, beta), op)
         try DNNL.check(dnnl_primitive_attr_set_post_ops(attributes, postOps), op)
     }

@@ -3,7 +3,9 @@ import COpenBLAS
 
 extension CPUBackend {
     public func linear(_ x: Tensor, _ w: Tensor, _ bias: Tensor?) throws(TensorError) -> Tensor {
-        guard x.rank == 2, w.rank == 2, x.shape[1] == w.shape[1] else { throw .shapeMismatch(op: "linear", x.shape, w.shape) }
+        guard x.rank == 2, w.rank == 2, x.shape[1] == w.shape[1] else {
+            throw .shapeMismatch(op: "linear", x.shape, w.shape)
+        }
         if let bias, bias.shape != [w.shape[0]] { throw .shapeMismatch(op: "linear bias", w.shape, bias.shape) }
         let (n, inFeatures, outFeatures) = (x.shape[0], x.shape[1], w.shape[0])
         let y = Tensor(uninitializedShape: [n, outFeatures])

@@ -45,7 +45,9 @@ extension Tensor {
     /// Percentage of rows whose label is among the k largest logits, for each k (PyTorch's
     /// `accuracy` helper in the ImageNet example: ties broken towards the lower index).
     public func topKAccuracy(labels: [Int], ks: [Int]) throws(TensorError) -> [Float] {
-        guard rank == 2, shape[0] == labels.count else { throw .shapeMismatch(op: "top-k accuracy", shape, [labels.count]) }
+        guard rank == 2, shape[0] == labels.count else {
+            throw .shapeMismatch(op: "top-k accuracy", shape, [labels.count])
+        }
         let (n, classes) = (shape[0], shape[1])
         var correct = [Int](repeating: 0, count: ks.count)
         for i in 0..<n {

@@ -28,20 +28,34 @@ protocol BinaryFunction { static func apply(_ a: Float, _ b: Float) -> Float }
 
 enum ReLU: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { max(x, 0) } }
 enum ReLU6: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { min(max(x, 0), 6) } }
-enum Hardswish: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { x * min(max(x + 3, 0), 6) / 6 } }
-enum Hardsigmoid: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { min(max(x + 3, 0), 6) / 6 } }
-enum Sigmoid: UnaryFunction { @inline(__always) static func apply(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) } }
+enum Hardswish: UnaryFunction {
+    @inline(__always) static func apply(_ x: Float) -> Float { x * min(max(x + 3, 0), 6) / 6 }
+}
+enum Hardsigmoid: UnaryFunction {
+    @inline(__always) static func apply(_ x: Float) -> Float { min(max(x + 3, 0), 6) / 6 }
+}
+enum Sigmoid: UnaryFunction {
+    @inline(__always) static func apply(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
+}
 
 /// Derivatives with PyTorch's choices at the kinks: relu'(0) = 0, relu6 and hardsigmoid flat
 /// at their end points, hardswish'(-3) = 0 and hardswish'(3) = 1. Arguments: (dy, x).
 enum ReLUGrad: BinaryFunction { @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v > 0 ? g : 0 } }
-enum ReLU6Grad: BinaryFunction { @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v > 0 && v < 6 ? g : 0 } }
-enum HardswishGrad: BinaryFunction {
-    @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v <= -3 ? 0 : (v < 3 ? g * (v / 3 + 0.5) : g) }
+enum ReLU6Grad: BinaryFunction {
+    @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v > 0 && v < 6 ? g : 0 }
 }
-enum HardsigmoidGrad: BinaryFunction { @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v > -3 && v < 3 ? g / 6 : 0 } }
+enum HardswishGrad: BinaryFunction {
+    @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float {
+        v <= -3 ? 0 : (v < 3 ? g * (v / 3 + 0.5) : g)
+    }
+}
+enum HardsigmoidGrad: BinaryFunction {
+    @inline(__always) static func apply(_ g: Float, _ v: Float) -> Float { v > -3 && v < 3 ? g / 6 : 0 }
+}
 /// Arguments (dy, y): sigmoid' from its output.
-enum SigmoidGrad: BinaryFunction { @inline(__always) static func apply(_ g: Float, _ s: Float) -> Float { g * s * (1 - s) } }
+enum SigmoidGrad: BinaryFunction {
+    @inline(__always) static func apply(_ g: Float, _ s: Float) -> Float { g * s * (1 - s) }
+}
 enum Plus: BinaryFunction { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
 enum Times: BinaryFunction { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
 

@@ -1,14 +1,19 @@
 // Max pooling (with the argmax kept for backward) and global average pooling over NCHW.
 
 extension CPUBackend {
-    public func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> (Tensor, [Int32]) {
-        guard x.rank == 4 else { throw .invalidShape(op: "max_pool2d", shape: x.shape, reason: "input must be (N, C, H, W)") }
+    public func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> (Tensor, [Int32])
+    {
+        guard x.rank == 4 else {
+            throw .invalidShape(op: "max_pool2d", shape: x.shape, reason: "input must be (N, C, H, W)")
+        }
         guard kernel >= 1, stride >= 1, padding >= 0, padding * 2 <= kernel else {
             throw .invalidArgument(op: "max_pool2d", reason: "kernel \(kernel), stride \(stride), padding \(padding)")
         }
         let (h, w) = (x.shape[2], x.shape[3])
         let oh = (h + 2 * padding - kernel) / stride + 1, ow = (w + 2 * padding - kernel) / stride + 1
-        guard oh > 0, ow > 0 else { throw .invalidShape(op: "max_pool2d", shape: x.shape, reason: "smaller than the kernel") }
+        guard oh > 0, ow > 0 else {
+            throw .invalidShape(op: "max_pool2d", shape: x.shape, reason: "smaller than the kernel")
+        }
         let planes = x.shape[0] * x.shape[1]
         let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], oh, ow])
         var argmax = [Int32](repeating: 0, count: y.count)
@@ -59,7 +64,9 @@ extension CPUBackend {
     }
 
     public func globalAveragePool(_ x: Tensor) throws(TensorError) -> Tensor {
-        guard x.rank == 4 else { throw .invalidShape(op: "global_avg_pool", shape: x.shape, reason: "input must be (N, C, H, W)") }
+        guard x.rank == 4 else {
+            throw .invalidShape(op: "global_avg_pool", shape: x.shape, reason: "input must be (N, C, H, W)")
+        }
         let planes = x.shape[0] * x.shape[1], plane = x.shape[2] * x.shape[3]
         let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1]])
         let (xp, yp) = (x.pointer, y.mutablePointer)

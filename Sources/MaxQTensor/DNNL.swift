@@ -81,8 +81,10 @@ final class DNNL: @unchecked Sendable {
         _ primitive: DNNLPrimitive, _ args: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)], _ op: String
     ) throws(TensorError) {
         var args = args
-        let scratchpad = primitive.scratchpadBytes > 0
-            ? StagedBuffer(BufferPool.shared.allocate(bytes: primitive.scratchpadBytes), pooledBytes: primitive.scratchpadBytes)
+        let scratchpad =
+            primitive.scratchpadBytes > 0
+            ? StagedBuffer(
+                BufferPool.shared.allocate(bytes: primitive.scratchpadBytes), pooledBytes: primitive.scratchpadBytes)
             : nil
         if let scratchpad { args.append((DNNL_ARG_SCRATCHPAD, scratchpad.pointer, primitive.scratchpad)) }
         var memories: [dnnl_memory_t] = []
@@ -160,19 +162,23 @@ final class LayoutBridge: @unchecked Sendable {
         let mutableSource = UnsafeMutableRawPointer(mutating: source)
         guard let toWanted else { return StagedBuffer(mutableSource, pooledBytes: nil) }
         let buffer = StagedBuffer(BufferPool.shared.allocate(bytes: bytes), pooledBytes: bytes)
-        try DNNL.shared.execute(toWanted, [(DNNL_ARG_FROM, mutableSource, plain), (DNNL_ARG_TO, buffer.pointer, wanted)], op)
+        try DNNL.shared.execute(
+            toWanted, [(DNNL_ARG_FROM, mutableSource, plain), (DNNL_ARG_TO, buffer.pointer, wanted)], op)
         return buffer
     }
 
     /// Where a primitive writes output destined for `destination`: it, or a buffer to drain.
     func stagedOutput(_ destination: UnsafeMutableRawPointer) -> StagedBuffer {
-        toPlain == nil ? StagedBuffer(destination, pooledBytes: nil) : StagedBuffer(BufferPool.shared.allocate(bytes: bytes), pooledBytes: bytes)
+        toPlain == nil
+            ? StagedBuffer(destination, pooledBytes: nil)
+            : StagedBuffer(BufferPool.shared.allocate(bytes: bytes), pooledBytes: bytes)
     }
 
     /// Reorders a staged output into our plain layout at `destination` (nothing when identical).
     func drain(_ staged: StagedBuffer, into destination: UnsafeMutableRawPointer, _ op: String) throws(TensorError) {
         guard let toPlain else { return }
-        try DNNL.shared.execute(toPlain, [(DNNL_ARG_FROM, staged.pointer, wanted), (DNNL_ARG_TO, destination, plain)], op)
+        try DNNL.shared.execute(
+            toPlain, [(DNNL_ARG_FROM, staged.pointer, wanted), (DNNL_ARG_TO, destination, plain)], op)
     }
 
 }

@@ -4,21 +4,25 @@
 public enum ReferenceKernels {
     public static func conv2d(_ x: Tensor, _ w: Tensor, _ g: Conv2dGeometry) throws(TensorError) -> Tensor {
         let key = try CPUBackend.convolutionKey(x.shape, w.shape, g)
-        var y = Tensor(zeros: key.output)
+        let y = Tensor(zeros: key.output)
         try forEachTap(key) { xi, wi, yi in y.mutablePointer[yi] += x.pointer[xi] * w.pointer[wi] }
         return y
     }
 
-    public static func conv2dBackwardInput(_ dy: Tensor, _ w: Tensor, inputShape: [Int], _ g: Conv2dGeometry) throws(TensorError) -> Tensor {
+    public static func conv2dBackwardInput(_ dy: Tensor, _ w: Tensor, inputShape: [Int], _ g: Conv2dGeometry)
+        throws(TensorError) -> Tensor
+    {
         let key = try CPUBackend.convolutionKey(inputShape, w.shape, g)
-        var dx = Tensor(zeros: inputShape)
+        let dx = Tensor(zeros: inputShape)
         try forEachTap(key) { xi, wi, yi in dx.mutablePointer[xi] += dy.pointer[yi] * w.pointer[wi] }
         return dx
     }
 
-    public static func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ g: Conv2dGeometry) throws(TensorError) -> Tensor {
+    public static func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ g: Conv2dGeometry)
+        throws(TensorError) -> Tensor
+    {
         let key = try CPUBackend.convolutionKey(x.shape, weightShape, g)
-        var dw = Tensor(zeros: weightShape)
+        let dw = Tensor(zeros: weightShape)
         try forEachTap(key) { xi, wi, yi in dw.mutablePointer[wi] += dy.pointer[yi] * x.pointer[xi] }
         return dw
     }

@@ -17,8 +17,11 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         case let .shapeMismatch(op, a, b): "\(op): shapes \(a) and \(b) do not match"
         case let .invalidShape(op, shape, reason): "\(op): shape \(shape) is invalid: \(reason)"
         case let .elementCount(shape, count):
-            if let needed = Tensor.elementCount(shape) { "shape \(shape) needs \(needed) elements, got \(count)" }
-            else { "shape \(shape) is invalid (a negative dimension, or more elements than an Int can count)" }
+            if let needed = Tensor.elementCount(shape) {
+                "shape \(shape) needs \(needed) elements, got \(count)"
+            } else {
+                "shape \(shape) is invalid (a negative dimension, or more elements than an Int can count)"
+            }
         case let .invalidArgument(op, reason): "\(op): \(reason)"
         case let .backend(op, message): "\(op): oneDNN failed: \(message)"
         case let .nonFinite(name): "'\(name)' holds NaN or infinite values"

@@ -16,7 +16,9 @@ public struct EpochMetrics: Sendable {
         nmFraction: Double, seconds: Double
     ) {
         (self.epoch, self.lr, self.trainLoss, self.trainTop1) = (epoch, lr, trainLoss, trainTop1)
-        (self.valLoss, self.valTop1, self.valTop5, self.nmFraction, self.seconds) = (valLoss, valTop1, valTop5, nmFraction, seconds)
+        (self.valLoss, self.valTop1, self.valTop5, self.nmFraction, self.seconds) = (
+            valLoss, valTop1, valTop5, nmFraction, seconds
+        )
     }
 }
 
@@ -24,7 +26,8 @@ public enum Reports {
     public static func writeMetrics(_ rows: [EpochMetrics], to path: String) throws {
         var text = "epoch,lr,train_loss,train_top1,val_loss,val_top1,val_top5,nm_fraction,seconds\n"
         for r in rows {
-            text += String(format: "%d,%.6f,%.4f,%.3f,%.4f,%.3f,%.3f,%.4f,%.1f\n",
+            text += String(
+                format: "%d,%.6f,%.4f,%.3f,%.4f,%.3f,%.3f,%.4f,%.1f\n",
                 r.epoch, r.lr, r.trainLoss, r.trainTop1, r.valLoss, r.valTop1, r.valTop5, r.nmFraction, r.seconds)
         }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -55,16 +58,21 @@ public enum Reports {
             let points = values.enumerated().map { i, v in
                 String(format: "%.1f,%.1f", x(i, left), pad + (1 - min(max(v / top, 0), 1)) * (height - 2 * pad))
             }.joined(separator: " ")
-            return "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash ? " stroke-dasharray=\"6 4\"" : "") points=\"\(points)\"/>"
+            let pattern = dash ? " stroke-dasharray=\"6 4\"" : ""
+            return "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(pattern) points=\"\(points)\"/>"
         }
         let maxLoss = max(rows.map { max($0.trainLoss, $0.valLoss) }.max() ?? 1, 1e-6) * 1.1
         let right = 2 * pad + panel
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" "
+        svg += "font-family=\"sans-serif\" font-size=\"12\">\n"
         svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         svg += "<text x=\"\(pad)\" y=\"20\" font-size=\"14\">\(title)</text>\n"
         for left in [pad, right] {
-            svg += "<rect x=\"\(left)\" y=\"\(pad)\" width=\"\(panel)\" height=\"\(height - 2 * pad)\" fill=\"none\" stroke=\"#999\"/>\n"
-            svg += "<text x=\"\(left)\" y=\"\(height - pad + 16)\">epoch 0</text><text x=\"\(left + panel - 50)\" y=\"\(height - pad + 16)\">epoch \(max(rows.count - 1, 0))</text>\n"
+            svg += "<rect x=\"\(left)\" y=\"\(pad)\" width=\"\(panel)\" height=\"\(height - 2 * pad)\" "
+            svg += "fill=\"none\" stroke=\"#999\"/>\n"
+            svg += "<text x=\"\(left)\" y=\"\(height - pad + 16)\">epoch 0</text>"
+            svg +=
+                "<text x=\"\(left + panel - 50)\" y=\"\(height - pad + 16)\">epoch \(max(rows.count - 1, 0))</text>\n"
         }
         svg += String(format: "<text x=\"%.0f\" y=\"%.0f\">loss (top %.2f)</text>\n", pad, pad - 6, maxLoss)
         svg += polyline(rows.map(\.trainLoss), top: maxLoss, left: pad, color: "#1f77b4") + "\n"
@@ -73,7 +81,8 @@ public enum Reports {
         svg += polyline(rows.map(\.trainTop1), top: 100, left: right, color: "#1f77b4") + "\n"
         svg += polyline(rows.map(\.valTop1), top: 100, left: right, color: "#ff7f0e") + "\n"
         svg += polyline(rows.map(\.nmFraction), top: 1, left: right, color: "#2ca02c", dash: true) + "\n"
-        svg += "<text x=\"\(pad)\" y=\"\(height - 8)\" fill=\"#1f77b4\">train</text><text x=\"\(pad + 50)\" y=\"\(height - 8)\" fill=\"#ff7f0e\">validation</text>"
+        svg += "<text x=\"\(pad)\" y=\"\(height - 8)\" fill=\"#1f77b4\">train</text>"
+        svg += "<text x=\"\(pad + 50)\" y=\"\(height - 8)\" fill=\"#ff7f0e\">validation</text>"
         svg += "<text x=\"\(pad + 130)\" y=\"\(height - 8)\" fill=\"#2ca02c\">fraction of N:M groups</text>\n</svg>\n"
         return svg
     }

@@ -27,19 +27,24 @@ public enum RunCheckpoint {
             }
         }
         var metadata = [
-            "epoch": "\(state.epoch)", "arch": state.config.arch.rawValue, "best_acc1": "\(state.bestAcc1)", "config": state.config.json,
+            "epoch": "\(state.epoch)", "arch": state.config.arch.rawValue, "best_acc1": "\(state.bestAcc1)",
+            "config": state.config.json,
             "format": "maxq run checkpoint 1",
         ]
         for (name, unit) in model.units { metadata["generator.\(name)"] = encode(unit.generator) }
-        for (name, dropout) in model.descendants(of: Dropout.self) { metadata["generator.\(name)"] = encode(dropout.generator) }
+        for (name, dropout) in model.descendants(of: Dropout.self) {
+            metadata["generator.\(name)"] = encode(dropout.generator)
+        }
         try SafetensorsFile(tensors: tensors, metadata: metadata).write(path: path)
         if let pthPath {
             let buffers = parameters.map { optimizer.momentumBuffers[ObjectIdentifier($0.1)] }
             let sgd = SGDState(
-                momentumBuffers: buffers, learningRate: Double(optimizer.learningRate), momentum: Double(optimizer.momentum),
+                momentumBuffers: buffers, learningRate: Double(optimizer.learningRate),
+                momentum: Double(optimizer.momentum),
                 weightDecay: state.config.weightDecay, nesterov: optimizer.nesterov)
             try TorchCheckpoint(
-                stateDict: model.stateDict().map { ($0.0, $0.1) }, epoch: state.epoch + 1, arch: state.config.arch.rawValue,
+                stateDict: model.stateDict().map { ($0.0, $0.1) }, epoch: state.epoch + 1,
+                arch: state.config.arch.rawValue,
                 bestAcc1: state.bestAcc1
             ).write(path: pthPath, optimizer: sgd)
         }
@@ -54,16 +59,25 @@ public enum RunCheckpoint {
         }
         let file = try SafetensorsFile.read(path: path)
         guard file.metadata["format"] == "maxq run checkpoint 1", let epoch = file.metadata["epoch"].flatMap(Int.init),
-            let json = file.metadata["config"], let config = try? JSONDecoder().decode(TrainingConfig.self, from: Data(json.utf8))
+            let json = file.metadata["config"],
+            let config = try? JSONDecoder().decode(TrainingConfig.self, from: Data(json.utf8))
         else { throw TrainingError.resume("\(path) is not a run checkpoint written by maxq train") }
         let modelEntries = file.tensors.filter { !$0.name.hasPrefix("optimizer.") }
         let report = try model.load(modelEntries)
-        guard report.missing.isEmpty else { throw TrainingError.resume("\(path) lacks \(report.missing.joined(separator: ", "))") }
-        for (name, parameter) in model.namedParameters(prefix: "") {
-            if let buffer = file["optimizer.\(name).momentum_buffer"] { optimizer.momentumBuffers[ObjectIdentifier(parameter)] = buffer }
+        guard report.missing.isEmpty else {
+            throw TrainingError.resume("\(path) lacks \(report.missing.joined(separator: ", "))")
         }
-        for (name, unit) in model.units { if let g = file.metadata["generator.\(name)"].flatMap(decode) { unit.generator = g } }
-        for (name, dropout) in model.descendants(of: Dropout.self) { if let g = file.metadata["generator.\(name)"].flatMap(decode) { dropout.generator = g } }
+        for (name, parameter) in model.namedParameters(prefix: "") {
+            if let buffer = file["optimizer.\(name).momentum_buffer"] {
+                optimizer.momentumBuffers[ObjectIdentifier(parameter)] = buffer
+            }
+        }
+        for (name, unit) in model.units {
+            if let g = file.metadata["generator.\(name)"].flatMap(decode) { unit.generator = g }
+        }
+        for (name, dropout) in model.descendants(of: Dropout.self) {
+            if let g = file.metadata["generator.\(name)"].flatMap(decode) { dropout.generator = g }
+        }
         return RunState(epoch: epoch, bestAcc1: Double(file.metadata["best_acc1"] ?? "0") ?? 0, config: config)
     }
 

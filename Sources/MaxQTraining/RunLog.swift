@@ -21,7 +21,9 @@ public final class RunLog: @unchecked Sendable {
             file = nil
             return
         }
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw .invalid("cannot write the log \(path): \(String(cString: strerror(errno)))")
         }

@@ -18,7 +18,9 @@ public enum TrainStep {
     ) -> SGD {
         let parameters = model.parameters
         guard noBNDecay else {
-            return SGD(groups: [.init(parameters: parameters, weightDecay: weightDecay)], learningRate: learningRate, momentum: momentum, nesterov: nesterov)
+            return SGD(
+                groups: [.init(parameters: parameters, weightDecay: weightDecay)], learningRate: learningRate,
+                momentum: momentum, nesterov: nesterov)
         }
         return SGD(
             groups: [

@@ -37,7 +37,8 @@ public final class Trainer {
         topK = min(5, classes)
         startEpoch = config.startEpoch
         optimizer = TrainStep.optimizer(
-            for: model, learningRate: Float(config.lr), momentum: Float(config.momentum), weightDecay: Float(config.weightDecay),
+            for: model, learningRate: Float(config.lr), momentum: Float(config.momentum),
+            weightDecay: Float(config.weightDecay),
             nesterov: config.nesterov, noBNDecay: config.noBNDecay)
     }
 
@@ -49,9 +50,15 @@ public final class Trainer {
             try emit(.removedPartialFile(AtomicWrite.partialPath(of: file)))
         }
         let state = try RunCheckpoint.load(path, into: model, optimizer: optimizer)
-        guard state.config.arch == config.arch, state.config.convBNType == config.convBNType, state.config.n == config.n,
+        guard state.config.arch == config.arch, state.config.convBNType == config.convBNType,
+            state.config.n == config.n,
             state.config.m == config.m
-        else { throw TrainingError.resume("\(path) was written for \(state.config.arch.rawValue) \(state.config.convBNType.rawValue) \(state.config.n):\(state.config.m)") }
+        else {
+            throw TrainingError.resume(
+                "\(path) was written for \(state.config.arch.rawValue) \(state.config.convBNType.rawValue) "
+                    + "\(state.config.n):\(state.config.m)"
+            )
+        }
         startEpoch = state.epoch + 1
         bestAcc1 = state.bestAcc1
         try emit(.resumed(path: path, epoch: state.epoch, bestTop1: state.bestAcc1))
@@ -79,10 +86,12 @@ public final class Trainer {
             let (trainLoss, trainTop1) = try trainEpoch(epoch)
             // The stored masks, from the final weights, and what they zero per layer.
             try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
-            try emit(.masksUpdated(model.units.filter { $0.1.mask != nil }.map { name, unit in
-                let (zeros, total) = unit.zeroCount
-                return MaskReport(layer: name, zeros: zeros, total: total)
-            }))
+            try emit(
+                .masksUpdated(
+                    model.units.filter { $0.1.mask != nil }.map { name, unit in
+                        let (zeros, total) = unit.zeroCount
+                        return MaskReport(layer: name, zeros: zeros, total: total)
+                    }))
             let (valLoss, top1, top5) = try evaluate()
             last = top1
             let isBest = top1 > bestAcc1
@@ -97,12 +106,15 @@ public final class Trainer {
             }
             epochSeconds.append(Date().timeIntervalSince(started))
             // Only MaxQ types follow the incremental schedule; SR-STE is N:M from the start.
-            let nm = sparsity.type.isMaxQ ? 1 - sparsity.schedule.preserveRate(epoch: epoch) : sparsity.type.hasMask ? 1 : 0
-            try emit(.epochFinished(
-                EpochMetrics(
-                    epoch: epoch, lr: lr, trainLoss: trainLoss, trainTop1: trainTop1, valLoss: valLoss, valTop1: top1,
-                    valTop5: top5, nmFraction: nm, seconds: epochSeconds.last!),
-                bestTop1: bestAcc1))
+            let nm =
+                sparsity.type.isMaxQ ? 1 - sparsity.schedule.preserveRate(epoch: epoch) : sparsity.type.hasMask ? 1 : 0
+            try emit(
+                .epochFinished(
+                    EpochMetrics(
+                        epoch: epoch, lr: lr, trainLoss: trainLoss, trainTop1: trainTop1, valLoss: valLoss,
+                        valTop1: top1,
+                        valTop5: top5, nmFraction: nm, seconds: epochSeconds.last!),
+                    bestTop1: bestAcc1))
         }
         try emit(.runFinished(lastTop1: last, bestTop1: bestAcc1))
         return (last, bestAcc1)
@@ -111,7 +123,8 @@ public final class Trainer {
     private func trainEpoch(_ epoch: Int) throws -> (loss: Double, top1: Double) {
         guard let train else { throw TrainingError.invalid("no training data") }
         model.setTraining(true)
-        var batchTime = AverageMeter(), dataTime = AverageMeter(), losses = AverageMeter(), top1 = AverageMeter(), top5 = AverageMeter()
+        var batchTime = AverageMeter(), dataTime = AverageMeter(), losses = AverageMeter(), top1 = AverageMeter(),
+            top5 = AverageMeter()
         var skipped = 0
         let total = train.batchesPerEpoch
         let batches = train.epoch(epoch)
@@ -127,21 +140,27 @@ public final class Trainer {
             do {
                 result = try TrainStep.run(
                     model, optimizer, images: batch.images, labels: batch.labels,
-                    labelSmoothing: Float(config.labelSmoothing), srsteDecay: config.decayType == .v1 ? Float(config.decay) : 0)
+                    labelSmoothing: Float(config.labelSmoothing),
+                    srsteDecay: config.decayType == .v1 ? Float(config.decay) : 0)
             } catch {
                 guard case .nonFinite(let name) = error else { throw error }
                 throw TrainingError.nonFiniteWeight(epoch: epoch, iteration: i, name: name)
             }
-            guard result.loss.isFinite else { throw TrainingError.nonFiniteLoss(epoch: epoch, iteration: i, loss: result.loss) }
+            guard result.loss.isFinite else {
+                throw TrainingError.nonFiniteLoss(epoch: epoch, iteration: i, loss: result.loss)
+            }
             let accuracy = try result.logits.topKAccuracy(labels: batch.labels, ks: [1, topK])
             let n = Double(batch.labels.count)
             losses.update(Double(result.loss), weight: n)
             top1.update(Double(accuracy[0]), weight: n)
             top5.update(Double(accuracy[1]), weight: n)
             batchTime.update(Date().timeIntervalSince(tick))
-            try emit(.trainingIteration(IterationReport(
-                epoch: epoch, epochs: config.epochs, iteration: i, iterations: total, images: batch.labels.count,
-                batchTime: batchTime, dataTime: dataTime, loss: losses, top1: top1, top5: top5)))
+            try emit(
+                .trainingIteration(
+                    IterationReport(
+                        epoch: epoch, epochs: config.epochs, iteration: i, iterations: total,
+                        images: batch.labels.count,
+                        batchTime: batchTime, dataTime: dataTime, loss: losses, top1: top1, top5: top5)))
             if stopRequested() { throw TrainingError.interrupted(epoch: epoch, iteration: i) }
             tick = Date()
         }
@@ -163,15 +182,19 @@ public final class Trainer {
             for file in batch.skipped { try emit(.skippedFile(file)) }
             guard !batch.labels.isEmpty else { continue }
             let logits = try GradientMode.withoutGradients { try model(Variable(batch.images)) }
-            let loss = try logits.value.backend.crossEntropy(logits.value, labels: batch.labels, labelSmoothing: Float(config.labelSmoothing)).loss
+            let loss = try logits.value.backend.crossEntropy(
+                logits.value, labels: batch.labels, labelSmoothing: Float(config.labelSmoothing)
+            ).loss
             let accuracy = try logits.value.topKAccuracy(labels: batch.labels, ks: [1, topK])
             let n = Double(batch.labels.count)
             losses.update(Double(loss), weight: n)
             top1.update(Double(accuracy[0]), weight: n)
             top5.update(Double(accuracy[1]), weight: n)
             batchTime.update(Date().timeIntervalSince(tick))
-            try emit(.validationIteration(ValidationReport(
-                iteration: i, iterations: total, batchTime: batchTime, loss: losses, top1: top1, top5: top5)))
+            try emit(
+                .validationIteration(
+                    ValidationReport(
+                        iteration: i, iterations: total, batchTime: batchTime, loss: losses, top1: top1, top5: top5)))
             if stopRequested() { throw TrainingError.interrupted(epoch: -1, iteration: i) }
             tick = Date()
         }

@@ -79,7 +79,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// spells it: a Swift caller gets the command line's errors.
     public func validate() throws(TrainingError) {
         if set.needsData && data.isEmpty { throw .invalid("give the dataset folder (or --set Synthetic)") }
-        guard epochs >= 1, startEpoch >= 0, startEpoch < epochs else { throw .invalid("need 0 <= --start-epoch < --epochs") }
+        guard epochs >= 1, startEpoch >= 0, startEpoch < epochs else {
+            throw .invalid("need 0 <= --start-epoch < --epochs")
+        }
         guard batchSize >= 1, workers >= 1 else { throw .invalid("--batch-size and --workers must be at least 1") }
         guard warmupLength >= 0, warmupLength < epochs || warmupLength == 0 else {
             throw .invalid("need 0 <= --warmup-length < --epochs")
@@ -99,7 +101,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     ) throws(TrainingError) {
         guard lr.isFinite, lr > 0 else { throw .invalid("--lr must be a finite number > 0, got \(lr)") }
         for (flag, value) in [("--momentum", momentum), ("--wd", weightDecay), ("--decay", decay)] {
-            guard value.isFinite, value >= 0 else { throw .invalid("\(flag) must be a finite number >= 0, got \(value)") }
+            guard value.isFinite, value >= 0 else {
+                throw .invalid("\(flag) must be a finite number >= 0, got \(value)")
+            }
         }
         guard labelSmoothing >= 0 && labelSmoothing < 1 else {
             throw .invalid("--label-smoothing must be in [0, 1), got \(labelSmoothing)")
@@ -117,7 +121,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public func learningRate(epoch e: Int) -> Double {
         if lrSchedule == .step { return lr * Foundation.pow(0.1, Double(e / max(lrAdjust, 1))) }
         if e < warmupLength { return lr * Double(e + 1) / Double(warmupLength) }
-        return 0.5 * lr * (1 + Foundation.cos(Double.pi * Double(e - warmupLength) / Double(max(epochs - warmupLength, 1))))
+        return 0.5 * lr
+            * (1 + Foundation.cos(Double.pi * Double(e - warmupLength) / Double(max(epochs - warmupLength, 1))))
     }
 
     public var json: String {
@@ -142,7 +147,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case let .nonFiniteWeight(epoch, iteration, name):
             "'\(name)' became NaN or infinite before epoch \(epoch), iteration \(iteration); "
                 + "stopped, the last checkpoint is kept"
-        case let .interrupted(epoch, iteration): "interrupted at epoch \(epoch), iteration \(iteration); the last checkpoint is kept"
+        case let .interrupted(epoch, iteration):
+            "interrupted at epoch \(epoch), iteration \(iteration); the last checkpoint is kept"
         case .resume(let m): "cannot resume: \(m)"
         }
     }

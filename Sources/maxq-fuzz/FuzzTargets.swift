@@ -32,34 +32,34 @@ enum FuzzTarget: String, CaseIterable {
 }
 
 #if FUZZING
-nonisolated(unsafe) private var selected: FuzzTarget?
+    nonisolated(unsafe) private var selected: FuzzTarget?
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    if selected == nil {
-        let name = ProcessInfo.processInfo.environment["MAXQ_FUZZ_TARGET"] ?? ""
-        guard let target = FuzzTarget(rawValue: name) else {
-            fatalError("set MAXQ_FUZZ_TARGET to one of \(FuzzTarget.allCases.map(\.rawValue))")
+    @_cdecl("LLVMFuzzerTestOneInput")
+    public func fuzzOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+        if selected == nil {
+            let name = ProcessInfo.processInfo.environment["MAXQ_FUZZ_TARGET"] ?? ""
+            guard let target = FuzzTarget(rawValue: name) else {
+                fatalError("set MAXQ_FUZZ_TARGET to one of \(FuzzTarget.allCases.map(\.rawValue))")
+            }
+            selected = target
         }
-        selected = target
+        selected!.run(Data(bytes: bytes, count: size))
+        return 0
     }
-    selected!.run(Data(bytes: bytes, count: size))
-    return 0
-}
 #else
-@main
-struct ReplayCorpus {
-    static func main() {
-        let arguments = CommandLine.arguments.dropFirst()
-        guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
-            print("usage: maxq-fuzz \(FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")) FILE...")
-            exit(2)
+    @main
+    struct ReplayCorpus {
+        static func main() {
+            let arguments = CommandLine.arguments.dropFirst()
+            guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
+                print("usage: maxq-fuzz \(FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")) FILE...")
+                exit(2)
+            }
+            for path in arguments.dropFirst() {
+                guard let data = FileManager.default.contents(atPath: path) else { continue }
+                target.run(data)
+            }
+            print("\(target.rawValue): \(arguments.count - 1) inputs replayed without a crash")
         }
-        for path in arguments.dropFirst() {
-            guard let data = FileManager.default.contents(atPath: path) else { continue }
-            target.run(data)
-        }
-        print("\(target.rawValue): \(arguments.count - 1) inputs replayed without a crash")
     }
-}
 #endif

@@ -14,7 +14,8 @@ struct Bench: ParsableCommand {
 struct BenchOps: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ops",
-        abstract: "Forward and forward+backward milliseconds of the layer shapes of Scripts/bench_pytorch.py ops (batch 32).")
+        abstract:
+            "Forward and forward+backward milliseconds of the layer shapes of Scripts/bench_pytorch.py ops (batch 32).")
 
     @Option(help: "Timed iterations per case (median reported).") var iterations = 5
     @Option(help: "Batch size.") var batchSize = 32

@@ -4,12 +4,14 @@ import Foundation
 import MaxQData
 
 struct BenchData: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "data", abstract: "Images per second of decoding and transforms over an image folder.")
+    static let configuration = CommandConfiguration(
+        commandName: "data", abstract: "Images per second of decoding and transforms over an image folder.")
 
     enum Transform: String, ExpressibleByArgument { case train, val }
 
     @Argument(help: "A folder of class sub-folders of images (ImageFolder's layout).") var directory: String
-    @Option(help: "train (RandomResizedCrop, flip, lighting) or val (resize 256, centre crop 224).") var transform: Transform = .train
+    @Option(help: "train (RandomResizedCrop, flip, lighting) or val (resize 256, centre crop 224).") var transform:
+        Transform = .train
     @Option(name: [.customShort("j"), .long], help: "Decoding threads.") var workers = 2
     @Option(name: [.customShort("b"), .long], help: "Batch size.") var batchSize = 32
     @Option(help: "Epochs over the folder (median epoch reported).") var epochs = 3
@@ -40,8 +42,11 @@ struct BenchData: ParsableCommand {
             }
             // The rate counts decoded images only; say which files were not.
             if let first = skipped.first { note("\(skipped.count) file(s) skipped as undecodable, first: \(first)") }
-            print(String(format: "%@ transform=%@ workers=%d batch=%d images=%d: %.0f img/s (median of %d epochs)",
-                directory, transform.rawValue, workers, batchSize, dataset.count, rates.sorted()[rates.count / 2], epochs))
+            print(
+                String(
+                    format: "%@ transform=%@ workers=%d batch=%d images=%d: %.0f img/s (median of %d epochs)",
+                    directory, transform.rawValue, workers, batchSize, dataset.count, rates.sorted()[rates.count / 2],
+                    epochs))
         } catch {
             fail(error)
         }

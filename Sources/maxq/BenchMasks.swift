@@ -30,8 +30,9 @@ struct BenchMasks: ParsableCommand {
         do {
             milliseconds = try medianMilliseconds(iterations: iterations) { try model.recomputeMasks() }
         } catch { fail(error) }
-        print("\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) epoch \(epoch): "
-            + "\(units.count) masked layers, \(weights) weights, threads \(Threading.count)")
+        print(
+            "\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) epoch \(epoch): "
+                + "\(units.count) masked layers, \(weights) weights, threads \(Threading.count)")
         print(String(format: "masks per step: %.1f ms (median of %d)", milliseconds, iterations))
     }
 }

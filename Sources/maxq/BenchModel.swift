@@ -30,15 +30,17 @@ struct ModelBenchOptions: ParsableArguments {
     }
 
     func report(_ what: String, milliseconds: Double) {
-        print("\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) batch=\(batchSize) "
-            + "res=\(arch.resolution) threads=\(Threading.count) \(what)_img_s="
-            + String(format: "%.2f", Double(batchSize) / milliseconds * 1000))
+        print(
+            "\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) batch=\(batchSize) "
+                + "res=\(arch.resolution) threads=\(Threading.count) \(what)_img_s="
+                + String(format: "%.2f", Double(batchSize) / milliseconds * 1000))
     }
 }
 
 struct BenchTrainStep: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train-step", abstract: "Training step (forward, loss, backward, SR-STE decay, SGD) images per second.")
+        commandName: "train-step",
+        abstract: "Training step (forward, loss, backward, SR-STE decay, SGD) images per second.")
 
     @OptionGroup var options: ModelBenchOptions
 
@@ -50,7 +52,8 @@ struct BenchTrainStep: ParsableCommand {
                 for: model, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: false, noBNDecay: false)
             let decay: Float = options.sparsity.convBNType.hasMask ? 2e-4 : 0
             let ms = try medianMilliseconds(iterations: options.iterations) {
-                _ = try TrainStep.run(model, optimizer, images: images, labels: labels, labelSmoothing: 0.1, srsteDecay: decay)
+                _ = try TrainStep.run(
+                    model, optimizer, images: images, labels: labels, labelSmoothing: 0.1, srsteDecay: decay)
             }
             options.report("train", milliseconds: ms)
         } catch {
@@ -60,7 +63,8 @@ struct BenchTrainStep: ParsableCommand {
 }
 
 struct BenchEval: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluation (no-grad forward) images per second.")
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Evaluation (no-grad forward) images per second.")
 
     @OptionGroup var options: ModelBenchOptions
 

@@ -9,7 +9,8 @@ struct Convert: ParsableCommand {
         abstract: "Convert a checkpoint between safetensors and PyTorch's format (by the output's extension).")
 
     @Argument(help: "Input checkpoint (.safetensors, .pth, .pth.tar, .pt).") var input: String
-    @Option(help: "Output checkpoint; .safetensors writes safetensors, anything else PyTorch's zip format.") var out: String
+    @Option(help: "Output checkpoint; .safetensors writes safetensors, anything else PyTorch's zip format.") var out:
+        String
     @Option(help: "Architecture name stored in a PyTorch checkpoint.") var arch = ""
 
     func run() throws {

@@ -6,7 +6,8 @@ import Foundation
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train c_resnet18 with SoftMaxQConv2DBN 2:4 on the built-in Synthetic dataset, then inspect the result.")
+        abstract:
+            "Train c_resnet18 with SoftMaxQConv2DBN 2:4 on the built-in Synthetic dataset, then inspect the result.")
 
     @Option(name: .customLong("save_dir"), help: "Where the run is written.") var saveDir = "./runs/demo"
     @Option(help: "Epochs.") var epochs = 4
@@ -14,7 +15,8 @@ struct Demo: ParsableCommand {
     func run() throws {
         let arguments = [
             "--set", "Synthetic", "-a", "c_resnet18", "--epochs", "\(epochs)", "-b", "64", "--lr", "0.05", "-j", "2",
-            "--conv-bn-type", "SoftMaxQConv2DBN", "--N", "2", "--M", "4", "--increase-start", "0", "--increase-end", "\(max(epochs - 1, 1))",
+            "--conv-bn-type", "SoftMaxQConv2DBN", "--N", "2", "--M", "4", "--increase-start", "0", "--increase-end",
+            "\(max(epochs - 1, 1))",
             "--synthetic-images", "2000", "-p", "10", "--save_dir", saveDir,
         ]
         print("maxq train \(arguments.joined(separator: " "))")

@@ -29,7 +29,8 @@ struct Doctor: ParsableCommand {
 
     private func cpuModel() -> String {
         guard let line = cpuInfoLines().first(where: { $0.hasPrefix("model name") }) else { return "unknown" }
-        return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+        return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) }
+            ?? "unknown"
     }
 
     private func cpuFeatures() -> [String] {
@@ -65,7 +66,9 @@ struct Doctor: ParsableCommand {
             losses.append(loss.value.scalarValue)
         }
         let milliseconds = Date().timeIntervalSince(start) * 1000
-        print(String(format: "  smoke test  10 SGD steps in %.0f ms, loss %.4f -> %.4f", milliseconds, losses[0], losses[9]))
+        print(
+            String(
+                format: "  smoke test  10 SGD steps in %.0f ms, loss %.4f -> %.4f", milliseconds, losses[0], losses[9]))
         guard losses[9] < losses[0] else { fail("smoke test: the loss did not fall (\(losses[0]) -> \(losses[9]))") }
         print("  ok")
     }

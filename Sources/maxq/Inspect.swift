@@ -8,10 +8,13 @@ import MaxQSparsity
 import MaxQTensor
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Per-layer sparsity report of a checkpoint (.pth, .pth.tar or .safetensors).")
+    static let configuration = CommandConfiguration(
+        abstract: "Per-layer sparsity report of a checkpoint (.pth, .pth.tar or .safetensors).")
 
     @Argument(help: "Checkpoint.") var checkpoint: String
-    @Option(name: [.customShort("a"), .long], help: "Also check the checkpoint against this architecture's state dict.") var arch: Architecture?
+    @Option(
+        name: [.customShort("a"), .long], help: "Also check the checkpoint against this architecture's state dict.")
+    var arch: Architecture?
     @Flag(help: "One JSON object for machines instead of the table.") var json = false
 
     func run() throws {
@@ -35,41 +38,60 @@ struct Inspect: ParsableCommand {
         do {
             let model = try arch.build(classes: classes, sparsity: .dense)
             let report = try model.load(state.filter { !$0.name.hasSuffix(".mask") })
-            let note = { (what: String, keys: [String]) in keys.isEmpty ? "no \(what) keys" : "\(keys.count) \(what) keys (\(keys.prefix(5).joined(separator: ", "))\(keys.count > 5 ? ", ..." : ""))" }
-            FileHandle.standardError.write(Data("\(arch.rawValue) with \(classes) classes: \(note("missing", report.missing)), \(note("unexpected", report.unexpected))\n".utf8))
+            let note = { (what: String, keys: [String]) in
+                keys.isEmpty
+                    ? "no \(what) keys"
+                    : "\(keys.count) \(what) keys (\(keys.prefix(5).joined(separator: ", "))"
+                        + "\(keys.count > 5 ? ", ..." : ""))"
+            }
+            FileHandle.standardError.write(
+                Data(
+                    ("\(arch.rawValue) with \(classes) classes: \(note("missing", report.missing)), "
+                        + "\(note("unexpected", report.unexpected))\n").utf8))
         } catch {
             fail(error)
         }
     }
 
     private func printTable(_ rows: [InspectRow]) {
-        print("layer".padding(toLength: 34, withPad: " ", startingAt: 0) + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
-            + "type        zeros       sparsity  N:M      mask range")
+        print(
+            "layer".padding(toLength: 34, withPad: " ", startingAt: 0)
+                + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
+                + "type        zeros       sparsity  N:M      mask range")
         for r in rows {
             let pattern = r.sparsity.pattern.map { "\($0.n):\($0.m)" } ?? (r.sparsity.zeros == 0 ? "dense" : "-")
             let range = r.maskRange.map { String(format: "[%.3f, %.3f]", $0.0, $0.1) } ?? ""
-            print(r.name.padding(toLength: 34, withPad: " ", startingAt: 0)
-                + "\(r.shape)".padding(toLength: 20, withPad: " ", startingAt: 0)
-                + r.kind.padding(toLength: 12, withPad: " ", startingAt: 0)
-                + "\(r.sparsity.zeros)".padding(toLength: 12, withPad: " ", startingAt: 0)
-                + String(format: "%6.2f%%   ", 100 * r.sparsity.fraction) + pattern.padding(toLength: 9, withPad: " ", startingAt: 0) + range)
+            print(
+                r.name.padding(toLength: 34, withPad: " ", startingAt: 0)
+                    + "\(r.shape)".padding(toLength: 20, withPad: " ", startingAt: 0)
+                    + r.kind.padding(toLength: 12, withPad: " ", startingAt: 0)
+                    + "\(r.sparsity.zeros)".padding(toLength: 12, withPad: " ", startingAt: 0)
+                    + String(format: "%6.2f%%   ", 100 * r.sparsity.fraction)
+                    + pattern.padding(toLength: 9, withPad: " ", startingAt: 0) + range)
         }
         let zeros = rows.map(\.sparsity.zeros).reduce(0, +), total = rows.map(\.sparsity.total).reduce(0, +)
         let nm = rows.filter { $0.sparsity.pattern != nil }
-        print(String(format: "total: %d weights in %d convolution layers, %d zeros (%.2f%%); a valid N:M pattern in %d of the %d layers",
-            total, rows.count, zeros, 100 * Double(zeros) / Double(max(total, 1)), nm.count, rows.count))
+        print(
+            String(
+                format: "total: %d weights in %d convolution layers, %d zeros (%.2f%%); "
+                    + "a valid N:M pattern in %d of the %d layers",
+                total, rows.count, zeros, 100 * Double(zeros) / Double(max(total, 1)), nm.count, rows.count))
     }
 
     private func printJSON(_ rows: [InspectRow]) {
         let layers: [[String: Any]] = rows.map { r in
-            var o: [String: Any] = ["name": r.name, "shape": r.shape, "type": r.kind, "zeros": r.sparsity.zeros,
-                                    "total": r.sparsity.total, "sparsity": r.sparsity.fraction]
+            var o: [String: Any] = [
+                "name": r.name, "shape": r.shape, "type": r.kind, "zeros": r.sparsity.zeros,
+                "total": r.sparsity.total, "sparsity": r.sparsity.fraction,
+            ]
             if let p = r.sparsity.pattern { o["n"] = p.n; o["m"] = p.m }
             if let m = r.maskRange { o["mask_min"] = Double(m.0); o["mask_max"] = Double(m.1) }
             return o
         }
         let zeros = rows.map(\.sparsity.zeros).reduce(0, +), total = rows.map(\.sparsity.total).reduce(0, +)
-        let object: [String: Any] = ["layers": layers, "total": total, "zeros": zeros, "sparsity": Double(zeros) / Double(max(total, 1))]
+        let object: [String: Any] = [
+            "layers": layers, "total": total, "zeros": zeros, "sparsity": Double(zeros) / Double(max(total, 1)),
+        ]
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
@@ -88,13 +110,15 @@ struct InspectRow {
         return state.filter { $0.tensor.rank == 4 && $0.name.hasSuffix("weight") }.map { name, weight in
             let unit = name.hasSuffix(".conv.weight") ? String(name.dropLast(".conv.weight".count)) : nil
             guard let unit, let mask = byName["\(unit).mask"], mask.shape == weight.shape else {
-                return InspectRow(name: name, shape: weight.shape, kind: "dense", sparsity: LayerSparsity(effectiveWeight: weight))
+                return InspectRow(
+                    name: name, shape: weight.shape, kind: "dense", sparsity: LayerSparsity(effectiveWeight: weight))
             }
             let effective = try! CPUBackend.shared.multiply(weight, mask)
             let kept = mask.scalars.filter { $0 != 0 }
             let soft = kept.contains { $0 != 1 }
             return InspectRow(
-                name: unit, shape: weight.shape, kind: soft ? "MaxQ soft" : "N:M 0/1", sparsity: LayerSparsity(effectiveWeight: effective),
+                name: unit, shape: weight.shape, kind: soft ? "MaxQ soft" : "N:M 0/1",
+                sparsity: LayerSparsity(effectiveWeight: effective),
                 maskRange: soft ? (kept.min() ?? 0, kept.max() ?? 0) : nil)
         }
     }

@@ -39,10 +39,12 @@ struct Mask: ParsableCommand {
         let input = try SafetensorsFile.read(path: weights)
         let config = try sparsity.config()
         let settings = MaskSettings(
-            type: config.type, pattern: config.pattern, preserveRate: config.schedule.preserveRate(epoch: epoch), tau: config.tau)
+            type: config.type, pattern: config.pattern, preserveRate: config.schedule.preserveRate(epoch: epoch),
+            tau: config.tau)
         var generator = RandomGenerator(seed: seed)
         var output = SafetensorsFile(metadata: [
-            "conv_bn_type": config.type.rawValue, "N": "\(config.pattern.n)", "M": "\(config.pattern.m)", "epoch": "\(epoch)",
+            "conv_bn_type": config.type.rawValue, "N": "\(config.pattern.n)", "M": "\(config.pattern.m)",
+            "epoch": "\(epoch)",
             "preserve_rate": "\(settings.preserveRate)", "tau": "\(config.tau)",
         ])
         for (name, tensor) in input.tensors {
@@ -54,9 +56,10 @@ struct Mask: ParsableCommand {
             output.tensors.append((name, mask))
             let zeros = mask.scalars.filter { $0 == 0 }.count
             let kept = mask.scalars.filter { $0 != 0 }
-            print(String(
-                format: "%@ %@: %.1f%% zeros, kept values in [%.4f, %.4f]", name, "\(tensor.shape)",
-                100 * Double(zeros) / Double(max(mask.count, 1)), kept.min() ?? 0, kept.max() ?? 0))
+            print(
+                String(
+                    format: "%@ %@: %.1f%% zeros, kept values in [%.4f, %.4f]", name, "\(tensor.shape)",
+                    100 * Double(zeros) / Double(max(mask.count, 1)), kept.min() ?? 0, kept.max() ?? 0))
         }
         guard !output.tensors.isEmpty else { throw ValidationError("\(weights) holds no 4-D convolution weights") }
         try output.write(path: out)

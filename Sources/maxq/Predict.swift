@@ -8,7 +8,8 @@ import MaxQNN
 import MaxQTensor
 
 struct Predict: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Classify images with a checkpoint (validation transform, evaluation mode).")
+    static let configuration = CommandConfiguration(
+        abstract: "Classify images with a checkpoint (validation transform, evaluation mode).")
 
     @Option(name: [.customShort("a"), .long], help: "Architecture.") var arch: Architecture = .resnet18
     @Option(help: "Checkpoint (.pth, .pth.tar or .safetensors).") var pretrained: String
@@ -33,25 +34,39 @@ struct Predict: ParsableCommand {
     private func predict() throws {
         let model = try arch.build(classes: numClasses, sparsity: try sparsity.config())
         let report = try model.load(checkpoint: pretrained, architecture: arch.rawValue)
-        if !report.missing.isEmpty { note("missing keys (left as initialised): \(report.missing.joined(separator: ", "))") }
-        if !report.unexpected.isEmpty { note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))") }
+        if !report.missing.isEmpty {
+            note("missing keys (left as initialised): \(report.missing.joined(separator: ", "))")
+        }
+        if !report.unexpected.isEmpty {
+            note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))")
+        }
         model.setTraining(false)
         let recipe = ImageRecipe(resolution: arch.resolution)
         for path in images {
             let image = try EncodedImage(path: path)
             var input = Tensor(uninitializedShape: [1, 3, recipe.resolution, recipe.resolution])
-            try input.withUnsafeMutableBufferPointer { buffer in try recipe.validation(image, into: buffer.baseAddress!) }
+            try input.withUnsafeMutableBufferPointer { buffer in try recipe.validation(image, into: buffer.baseAddress!)
+            }
             let logits = try GradientMode.withoutGradients { try model(Variable(input)) }.value.scalars
             let peak = logits.max() ?? 0
             let exps = logits.map { Foundation.exp(Double($0 - peak)) }
             let total = exps.reduce(0, +)
-            let top = logits.indices.sorted { (logits[$0], -$0) > (logits[$1], -$1) }.prefix(5).map { ($0, exps[$0] / total) }
+            let top = logits.indices.sorted { (logits[$0], -$0) > (logits[$1], -$1) }.prefix(5).map {
+                ($0, exps[$0] / total)
+            }
             if json {
-                let object: [String: Any] = ["image": path, "logits": logits.map(Double.init), "top5": top.map { [$0.0, $0.1] as [Any] }]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                let object: [String: Any] = [
+                    "image": path, "logits": logits.map(Double.init), "top5": top.map { [$0.0, $0.1] as [Any] },
+                ]
+                print(
+                    String(
+                        decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
+                        as: UTF8.self))
             } else {
                 print(path)
-                for (index, probability) in top { print(String(format: "  class %4d  %6.2f%%", index, 100 * probability)) }
+                for (index, probability) in top {
+                    print(String(format: "  class %4d  %6.2f%%", index, 100 * probability))
+                }
             }
         }
     }

@@ -32,7 +32,9 @@ nonisolated(unsafe) private var interruptRequested: Int32 = 0
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train (or with --evaluate, validate) a network with N:M sparsity; flags as the reference's pruning_train.py.")
+        abstract: "Train (or with --evaluate, validate) a network with N:M sparsity; "
+            + "flags as the reference's pruning_train.py."
+    )
 
     @Argument(help: "Dataset folder (not needed for --set Synthetic).") var data: String?
     @Option(help: "ImageNet, ImageFolder, CIFAR10, CIFAR100 or Synthetic.") var set: DatasetKind = .imageNet
@@ -47,7 +49,8 @@ struct Train: ParsableCommand {
     @Option(name: [.customLong("weight-decay"), .customLong("wd")], parsing: .unconditional, help: "Weight decay.")
     var weightDecay = 1e-4
     @Option(help: "Nesterov momentum: True or False.") var nesterov: PyBool = .false
-    @Option(name: .customLong("no-bn-decay"), help: "No weight decay on 1-D parameters: True or False.") var noBNDecay: PyBool = .false
+    @Option(name: .customLong("no-bn-decay"), help: "No weight decay on 1-D parameters: True or False.") var noBNDecay:
+        PyBool = .false
     @Option(name: .customLong("lr-schedule"), help: "cos or step.") var lrSchedule: LRSchedule = .cos
     @Option(name: .customLong("lr-adjust"), help: "Step schedule: x0.1 every this many epochs.") var lrAdjust = 30
     @Option(name: .customLong("warmup-length"), help: "Epochs of linear warm-up.") var warmupLength = 0
@@ -62,15 +65,19 @@ struct Train: ParsableCommand {
     @Option(help: "Run checkpoint to continue exactly.") var resume: String?
     @Flag(name: [.customShort("e"), .long], help: "Validate --pretrained and stop.") var evaluate = false
     @Option(help: "Random seed.") var seed: UInt64 = 42
-    @Option(name: [.customShort("p"), .customLong("print-freq")], help: "Log every this many iterations.") var printFreq = 100
+    @Option(name: [.customShort("p"), .customLong("print-freq")], help: "Log every this many iterations.")
+    var printFreq = 100
     @Option(name: .customLong("save-format"), help: "safetensors, or pth to also write the reference's .pth.tar.")
     var saveFormat: SaveFormat = .safetensors
     @Option(name: .customLong("synthetic-classes"), help: "Synthetic: classes.") var syntheticClasses = 10
-    @Option(name: .customLong("synthetic-images"), help: "Synthetic: training images (validation: a fifth).") var syntheticImages = 5000
+    @Option(name: .customLong("synthetic-images"), help: "Synthetic: training images (validation: a fifth).")
+    var syntheticImages = 5000
 
     func validate() throws {
         do { try config.validate() } catch { throw ValidationError(error.description) }
-        if evaluate && pretrained == nil && resume == nil { throw ValidationError("--evaluate needs --pretrained (or --resume)") }
+        if evaluate && pretrained == nil && resume == nil {
+            throw ValidationError("--evaluate needs --pretrained (or --resume)")
+        }
         if resume != nil && pretrained != nil { throw ValidationError("give --resume or --pretrained, not both") }
         for path in [pretrained, resume].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: path) {
             throw ValidationError("checkpoint \(path) does not exist")
@@ -91,7 +98,8 @@ struct Train: ParsableCommand {
             startEpoch: startEpoch, batchSize: batchSize, lr: lr, momentum: momentum, weightDecay: weightDecay,
             nesterov: nesterov.value, noBNDecay: noBNDecay.value, lrSchedule: lrSchedule, lrAdjust: lrAdjust,
             warmupLength: warmupLength, labelSmoothing: labelSmoothing, convBNType: sparsity.convBNType, n: sparsity.n,
-            m: sparsity.m, decay: decay, decayType: decayType, tau: Double(sparsity.tau), increaseStart: sparsity.increaseStart,
+            m: sparsity.m, decay: decay, decayType: decayType, tau: Double(sparsity.tau),
+            increaseStart: sparsity.increaseStart,
             increaseEnd: sparsity.increaseEnd, pruneSchedule: sparsity.pruneSchedule, seed: seed, printFreq: printFreq,
             saveFormat: saveFormat, syntheticClasses: syntheticClasses, syntheticImages: syntheticImages)
     }
@@ -101,12 +109,18 @@ struct Train: ParsableCommand {
         let resolution = arch.resolution
         switch set {
         case .synthetic:
-            let train = try SyntheticDataset(classes: syntheticClasses, images: syntheticImages, resolution: resolution, seed: seed)
-            let val = try SyntheticDataset(classes: syntheticClasses, images: max(syntheticImages / 5, syntheticClasses), resolution: resolution, seed: seed &+ 1)
+            let train = try SyntheticDataset(
+                classes: syntheticClasses, images: syntheticImages, resolution: resolution, seed: seed)
+            let val = try SyntheticDataset(
+                classes: syntheticClasses, images: max(syntheticImages / 5, syntheticClasses), resolution: resolution,
+                seed: seed &+ 1)
             return (train, val, syntheticClasses)
         case .cifar10, .cifar100:
             let classes = set == .cifar10 ? 10 : 100
-            return (try CIFARDataset(root: data!, classes: classes, train: true), try CIFARDataset(root: data!, classes: classes, train: false), classes)
+            return (
+                try CIFARDataset(root: data!, classes: classes, train: true),
+                try CIFARDataset(root: data!, classes: classes, train: false), classes
+            )
         case .imageNet, .imageFolder:
             let (train, val) = try ImageFolderDataset.splits(root: data!, resolution: resolution)
             guard train.classNames == val.classNames else {
@@ -147,12 +161,21 @@ struct Train: ParsableCommand {
         let prefix = runPrefix()
         let log = try RunLog(path: "\(saveDir)/\(arch.rawValue).\(prefix).log")
         log.line("maxq \(CommandLine.arguments.dropFirst().joined(separator: " "))")
-        log.line("\(arch.rawValue): \(model.parameters.map { $0.value.count }.reduce(0, +)) parameters, \(model.units.filter { $0.1.mask != nil }.count) N:M layers (\(config.convBNType.rawValue) \(config.n):\(config.m)), \(classes) classes, \(trainSet.count) training and \(valSet.count) validation images")
-        for name in model.denseUnits { log.line("note: \(name) stays dense: its input channels are not a multiple of M = \(config.m)") }
+        let parameterCount = model.parameters.map { $0.value.count }.reduce(0, +)
+        let sparseUnits = model.units.filter { $0.1.mask != nil }.count
+        log.line(
+            "\(arch.rawValue): \(parameterCount) parameters, \(sparseUnits) N:M layers "
+                + "(\(config.convBNType.rawValue) \(config.n):\(config.m)), \(classes) classes, "
+                + "\(trainSet.count) training and \(valSet.count) validation images")
+        for name in model.denseUnits {
+            log.line("note: \(name) stays dense: its input channels are not a multiple of M = \(config.m)")
+        }
         let valBatch = set.validationBatchSize(training: batchSize)
         let trainer = Trainer(
             config: config, model: model,
-            train: evaluate ? nil : DataLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, seed: seed, workers: workers),
+            train: evaluate
+                ? nil
+                : DataLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, seed: seed, workers: workers),
             validation: DataLoader(dataset: valSet, batchSize: valBatch, shuffle: false, seed: seed, workers: workers),
             classes: classes, observers: Trainer.standardObservers(config: config, log: log), prefix: prefix)
         // SIGINT stops the run at the next iteration boundary, leaving no partial file.
@@ -161,7 +184,10 @@ struct Train: ParsableCommand {
         trainer.stopRequested = { interruptRequested != 0 }
         if let pretrained {
             let report = try model.load(checkpoint: pretrained, architecture: arch.rawValue)
-            log.line("=> loaded \(pretrained); missing keys: \(report.missing.isEmpty ? "none" : report.missing.joined(separator: ", ")); unexpected keys: \(report.unexpected.isEmpty ? "none" : report.unexpected.joined(separator: ", "))")
+            let list = { (keys: [String]) in keys.isEmpty ? "none" : keys.joined(separator: ", ") }
+            log.line(
+                "=> loaded \(pretrained); missing keys: \(list(report.missing)); "
+                    + "unexpected keys: \(list(report.unexpected))")
         }
         if let resume { try trainer.resume(from: resume) }
         if evaluate {
@@ -169,6 +195,9 @@ struct Train: ParsableCommand {
             return
         }
         let (last, best) = try trainer.run()
-        log.line(String(format: "done: last top-1 %.2f%%, best top-1 %.2f%%; checkpoints, metrics.csv and curves.svg in %@", last, best, saveDir))
+        log.line(
+            String(
+                format: "done: last top-1 %.2f%%, best top-1 %.2f%%; checkpoints, metrics.csv and curves.svg in %@",
+                last, best, saveDir))
     }
 }

@@ -42,12 +42,18 @@ func fixtureImage(_ name: String) throws -> Data {
 
     @Test func badFoldersAreClearErrorsBeforeTraining() throws {
         let tree = TemporaryFolder()
-        #expect { try ImageFolderDataset(root: tree.path + "/nope", split: .train) } throws: { "\($0)".contains("/nope") }
+        #expect { try ImageFolderDataset(root: tree.path + "/nope", split: .train) } throws: {
+            "\($0)".contains("/nope")
+        }
         try tree.folder("empty_root")
-        #expect { try ImageFolderDataset(root: tree.path + "/empty_root", split: .train) } throws: { "\($0)".contains("no class") }
+        #expect { try ImageFolderDataset(root: tree.path + "/empty_root", split: .train) } throws: {
+            "\($0)".contains("no class")
+        }
         try tree.file("data/train/cat/a.png", fixtureImage("wide.png"))
         try tree.folder("data/train/dog")
-        #expect { try ImageFolderDataset(root: tree.path + "/data/train", split: .train) } throws: { "\($0)".contains("dog") }
+        #expect { try ImageFolderDataset(root: tree.path + "/data/train", split: .train) } throws: {
+            "\($0)".contains("dog")
+        }
         #expect { try ImageFolderDataset.splits(root: tree.path + "/data") } throws: { "\($0)".contains("val") }
     }
 
@@ -84,7 +90,8 @@ func fixtureImage(_ name: String) throws -> Data {
     @Test func batchesDependOnSeedAndEpochNotOnThreads() throws {
         let dataset = try SyntheticDataset(classes: 4, images: 10, resolution: 8, seed: 3)
         func epoch(_ e: Int, workers: Int, seed: UInt64 = 7) -> [Float] {
-            let batches = DataLoader(dataset: dataset, batchSize: 4, shuffle: true, seed: seed, workers: workers).epoch(e)
+            let batches = DataLoader(dataset: dataset, batchSize: 4, shuffle: true, seed: seed, workers: workers).epoch(
+                e)
             var all: [Float] = []
             while let b = batches.next() { all += b.images.scalars + b.labels.map(Float.init) }
             return all

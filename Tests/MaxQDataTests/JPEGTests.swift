@@ -14,11 +14,15 @@ import Testing
         "progressive_cmyk.jpg", "baseline_420_restarts.jpg",
     ]
 
-    static func image(_ name: String) throws -> EncodedImage { try EncodedImage(path: Fixtures.path("images/jpeg/\(name)")) }
+    static func image(_ name: String) throws -> EncodedImage {
+        try EncodedImage(path: Fixtures.path("images/jpeg/\(name)"))
+    }
 
     /// Bytes that differ, all of them when one side has no image.
     static func differing(_ a: PixelRegion?, _ b: PixelRegion?) -> Int {
-        guard let a, let b, a.image.pixels.count == b.image.pixels.count else { return max(a?.image.pixels.count ?? 1, 1) }
+        guard let a, let b, a.image.pixels.count == b.image.pixels.count else {
+            return max(a?.image.pixels.count ?? 1, 1)
+        }
         return zip(a.image.pixels, b.image.pixels).filter { $0 != $1 }.count
     }
 
@@ -44,8 +48,11 @@ import Testing
     @Test(arguments: names)
     func truncatedFilesAreRefusedAsPillowRefusesThem(_ name: String) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/jpeg/\(name)")))
-        for cut in [data.count * 35 / 100, data.count * 85 / 100, data.count - 2] {  // the last: only the end marker missing
-            #expect(throws: ImageError.self, "\(name) cut to \(cut) bytes") { try EncodedImage(Data(data.prefix(cut)), path: name) }
+        // The last cut leaves only the end marker missing.
+        for cut in [data.count * 35 / 100, data.count * 85 / 100, data.count - 2] {
+            #expect(throws: ImageError.self, "\(name) cut to \(cut) bytes") {
+                try EncodedImage(Data(data.prefix(cut)), path: name)
+            }
         }
         // Data after the end marker (an appended preview, say) is fine, as in Pillow.
         _ = try EncodedImage(data + Data("trailing bytes".utf8), path: name)
@@ -58,7 +65,10 @@ import Testing
         var decoded = 0
         for trial in 0..<8 {
             var bytes = [UInt8](data)
-            for _ in 0..<3 { bytes[data.count / 3 + generator.integer(below: data.count * 2 / 3 - 2)] = UInt8(generator.integer(below: 256)) }
+            for _ in 0..<3 {
+                bytes[data.count / 3 + generator.integer(below: data.count * 2 / 3 - 2)] = UInt8(
+                    generator.integer(below: 256))
+            }
             // Garbage where the data is wrong, exactly as libjpeg makes it (our decoder hands
             // damaged scans to libjpeg's); damaged markers are an error for both.
             guard let image = try? EncodedImage(Data(bytes), path: name) else { continue }
@@ -123,13 +133,16 @@ import Testing
             let size = [24, 40, 77][Int(seed) % 3]  // down- and upscaling
             var out = [Float](repeating: 0, count: 3 * size * size)
             var generator = RandomGenerator(seed: seed)
-            try out.withUnsafeMutableBufferPointer { try TrainTransform.apply(image, size: size, generator: &generator, into: $0.baseAddress!) }
+            try out.withUnsafeMutableBufferPointer {
+                try TrainTransform.apply(image, size: size, generator: &generator, into: $0.baseAddress!)
+            }
             // The same draws, in the same order, on the whole decoded image.
             var draws = RandomGenerator(seed: seed)
             let box = randomResizedCropBox(width: image.width, height: image.height, generator: &draws)
             let flip = draws.uniform() < 0.5
             let offsets = Lighting.offsets(generator: &draws)
-            let crop = whole.resizedCrop(x: box.x, y: box.y, width: box.width, height: box.height, outputWidth: size, outputHeight: size)
+            let crop = whole.resizedCrop(
+                x: box.x, y: box.y, width: box.width, height: box.height, outputWidth: size, outputHeight: size)
             #expect(out == Self.normalized(crop, flip: flip, offsets: offsets), "\(name) seed \(seed) box \(box)")
         }
     }
@@ -139,12 +152,19 @@ import Testing
         let image = try Self.image(name)
         let (resize, crop) = (36, 30)
         var out = [Float](repeating: 0, count: 3 * crop * crop)
-        try out.withUnsafeMutableBufferPointer { try ValidationTransform.apply(image, resize: resize, crop: crop, into: $0.baseAddress!) }
-        let (width, height) = image.width <= image.height
+        try out.withUnsafeMutableBufferPointer {
+            try ValidationTransform.apply(image, resize: resize, crop: crop, into: $0.baseAddress!)
+        }
+        let (width, height) =
+            image.width <= image.height
             ? (resize, Int(Double(resize) * Double(image.height) / Double(image.width)))
             : (Int(Double(resize) * Double(image.width) / Double(image.height)), resize)
-        let resized = try image.decoded().resizedCrop(x: 0, y: 0, width: image.width, height: image.height, outputWidth: width, outputHeight: height)
-        let (top, left) = (Int((Double(height - crop) / 2).rounded(.toNearestOrEven)), Int((Double(width - crop) / 2).rounded(.toNearestOrEven)))
+        let resized = try image.decoded().resizedCrop(
+            x: 0, y: 0, width: image.width, height: image.height, outputWidth: width, outputHeight: height)
+        let (top, left) = (
+            Int((Double(height - crop) / 2).rounded(.toNearestOrEven)),
+            Int((Double(width - crop) / 2).rounded(.toNearestOrEven))
+        )
         var centre = [UInt8]()
         for y in top..<top + crop { centre += resized.pixels[(y * width + left) * 3..<(y * width + left + crop) * 3] }
         #expect(out == Self.normalized(RGBImage(width: crop, height: crop, pixels: centre)))

@@ -23,7 +23,9 @@ import Testing
         let expected = try SafetensorsFile.read(path: Fixtures.path("images/expected.safetensors"))
         let image = try EncodedImage(path: Fixtures.path("images/\(name)"))
         var out = Tensor(zeros: [3, 14, 14])
-        try out.withUnsafeMutableBufferPointer { try ValidationTransform.apply(image, resize: 16, crop: 14, into: $0.baseAddress!) }
+        try out.withUnsafeMutableBufferPointer {
+            try ValidationTransform.apply(image, resize: 16, crop: 14, into: $0.baseAddress!)
+        }
         // Within 1/255 per pixel before normalisation (std >= 0.224): exact in practice.
         let reference = try expected.tensor(name.replacingOccurrences(of: ".", with: "_") + ".val")
         #expect(toleranceFailure(out, reference, rtol: 0, atol: 1e-5) == nil)
@@ -41,7 +43,9 @@ import Testing
                     let ours = Float(crop.pixels[(y * 17 + x) * 3 + c]) / 255
                     // Pillow 13 sometimes runs the vertical pass first, which can round an 8-bit
                     // intermediate differently: within 1/255, the bound of the specification.
-                    #expect(abs(ours - reference[flat: (c * 13 + y) * 17 + x]) <= 1 / 255 + 1e-6, "\(name) (\(c), \(y), \(x))")
+                    #expect(
+                        abs(ours - reference[flat: (c * 13 + y) * 17 + x]) <= 1 / 255 + 1e-6,
+                        "\(name) (\(c), \(y), \(x))")
                 }
             }
         }
@@ -67,14 +71,18 @@ import Testing
         let side = min(image.width, image.height)
         let (left, top) = ((image.width - side) / 2, (image.height - side) / 2)
         var out = Tensor(zeros: [3, side, side])
-        try out.withUnsafeMutableBufferPointer { try ImageRecipe(resolution: side).validation(encoded, into: $0.baseAddress!) }
+        try out.withUnsafeMutableBufferPointer {
+            try ImageRecipe(resolution: side).validation(encoded, into: $0.baseAddress!)
+        }
         let n = Normalization.cifar
         let (means, stds) = ([n.mean.0, n.mean.1, n.mean.2], [n.std.0, n.std.1, n.std.2])
         for c in 0..<3 {
             for y in 0..<side {
                 for x in 0..<side {
                     let pixel = Float(image.pixels[((top + y) * image.width + left + x) * 3 + c]) / 255
-                    #expect(abs(out[flat: (c * side + y) * side + x] - (pixel - means[c]) / stds[c]) <= 1e-6, "\(name) (\(c), \(y), \(x))")
+                    #expect(
+                        abs(out[flat: (c * side + y) * side + x] - (pixel - means[c]) / stds[c]) <= 1e-6,
+                        "\(name) (\(c), \(y), \(x))")
                 }
             }
         }

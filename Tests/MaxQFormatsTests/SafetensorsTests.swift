@@ -53,7 +53,9 @@ import Testing
             try SafetensorsFile.decode(badJSON)
         }
         #expect(throws: SafetensorsError.self) { try SafetensorsFile.read(path: "/nonexistent/weights.safetensors") }
-        let truncated = #expect(throws: SafetensorsError.self) { try SafetensorsFile.decode(good.prefix(good.count - 3)) }
+        let truncated = #expect(throws: SafetensorsError.self) {
+            try SafetensorsFile.decode(good.prefix(good.count - 3))
+        }
         #expect(truncated?.description.contains("truncated") == true, "\(String(describing: truncated))")
     }
 }

@@ -31,9 +31,14 @@ import Testing
     @Test func writtenCheckpointsReadBack() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("maxq-\(UUID()).pth.tar").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let state = [("layer.weight", try Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])), ("scalar", Tensor(scalar: 7))]
+        let state = [
+            ("layer.weight", try Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])), ("scalar", Tensor(scalar: 7)),
+        ]
         try TorchCheckpoint(stateDict: state, epoch: 5, arch: "resnet18", bestAcc1: 70.5).write(
-            path: path, optimizer: SGDState(momentumBuffers: [Tensor(zeros: [2, 3]), nil], learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true))
+            path: path,
+            optimizer: SGDState(
+                momentumBuffers: [Tensor(zeros: [2, 3]), nil], learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4,
+                nesterov: true))
         let back = try TorchCheckpoint.read(path: path)
         #expect(back.epoch == 5 && back.arch == "resnet18" && back.bestAcc1 == 70.5)
         #expect(back.stateDict.map(\.name) == ["layer.weight", "scalar"])

@@ -26,10 +26,15 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
 }
 
 @Suite struct ModelTests {
-    @Test(arguments: [Architecture.resnet18, .resnet34, .resnet50, .cResnet18, .mobilenetV1, .mobilenetV2, .mobilenetV3Small, .mobilenetV3Large])
+    @Test(arguments: [
+        Architecture.resnet18, .resnet34, .resnet50, .cResnet18, .mobilenetV1, .mobilenetV2, .mobilenetV3Small,
+        .mobilenetV3Large,
+    ])
     func matchesTorchvisionNamesShapesAndLogits(_ arch: Architecture) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("models/\(arch.rawValue).keys.json")))
-        let torchvision = (try JSONSerialization.jsonObject(with: data) as! [[Any]]).map { ($0[0] as! String, $0[1] as! [Int]) }
+        let torchvision = (try JSONSerialization.jsonObject(with: data) as! [[Any]]).map {
+            ($0[0] as! String, $0[1] as! [Int])
+        }
         let model = try dense(arch)
         let ours = Dictionary(uniqueKeysWithValues: model.stateDict().map { ($0.0, $0.1.shape) })
         let mapped = torchvision.map { (name: ResNet.ownName($0.0), shape: $0.1, original: $0.0) }
@@ -40,7 +45,8 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
         model.setTraining(false)
         let x = try CPUBackend.shared.scale(formula("input", [2, 3, 64, 64]), by: 20).reshaped([2, 3, 64, 64])
         let logits = try GradientMode.withoutGradients { try model(Variable(x)) }.value
-        let expected = try SafetensorsFile.read(path: Fixtures.path("models/\(arch.rawValue).safetensors")).tensor("logits")
+        let expected = try SafetensorsFile.read(path: Fixtures.path("models/\(arch.rawValue).safetensors")).tensor(
+            "logits")
         #expect(toleranceFailure(logits, expected, rtol: 1e-3, atol: 1e-4) == nil)
     }
 
@@ -51,7 +57,10 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
         #expect(names.contains("features.12.3.conv.weight") && names.contains("features.12.3.scale.bias"))
         #expect(names.contains("fc.weight") && names.contains("fc.bias") && names.count == Set(names).count)
         let sparse = try Architecture.mobilenetV1.build(
-            classes: 10, sparsity: SparsityConfig(type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4), schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0)))
+            classes: 10,
+            sparsity: SparsityConfig(
+                type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
+                schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0)))
         #expect(sparse.units.filter { $0.1.mask != nil }.count == 13)
         #expect(sparse.stateDict().map(\.0).contains("features.0.3.mask"))
     }
@@ -59,7 +68,8 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
     @Test(arguments: Architecture.allCases)
     func everyArchitectureRunsForwardAndBackwardWithMasks(_ arch: Architecture) throws {
         let config = SparsityConfig(
-            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4), schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
+            schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
         let model = try arch.build(classes: 5, sparsity: config)
         let size = arch.resolution == 32 ? 32 : 64
         var generator = RandomGenerator(seed: 1)
@@ -94,7 +104,9 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
 
     @Test func loadingRefusesAShapeMismatchNamingTheKey() throws {
         let model = try dense(.resnet18)
-        #expect { try model.load([("fc.weight", Tensor(zeros: [7, 512]))]) } throws: { "\($0)".contains("fc.weight") && "\($0)".contains("[10, 512]") }
+        #expect { try model.load([("fc.weight", Tensor(zeros: [7, 512]))]) } throws: {
+            "\($0)".contains("fc.weight") && "\($0)".contains("[10, 512]")
+        }
     }
 
     /// docs/models.md: CIFAR ResNets and MobileNet V1 keep PyTorch's default U(+-1/sqrt(fan_in));
@@ -114,7 +126,8 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
             } else {
                 let bound = 1 / Float(fanIn).squareRoot()
                 #expect(values.allSatisfy { abs($0) <= bound }, "\(name): outside +-\(bound)")
-                #expect(abs(std / (Double(bound) / 3.0.squareRoot()) - 1) < 0.05, "\(name): std \(std) of U(+-\(bound))")
+                #expect(
+                    abs(std / (Double(bound) / 3.0.squareRoot()) - 1) < 0.05, "\(name): std \(std) of U(+-\(bound))")
             }
         }
     }
@@ -143,7 +156,8 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
 
     @Test func trainingStopsAtAWeightThatBecameNaNNamingTheLayer() throws {
         let sparsity = SparsityConfig(
-            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4), schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
+            schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
         let model = try ResNet(ResNetSpec.resnet18.forCIFAR, classes: 10, sparsity: sparsity, widthDivisor: 16)
         let (name, unit) = try #require(model.units.first { $0.1.mask != nil })
         unit.conv.weight.value[flat: 5] = .nan

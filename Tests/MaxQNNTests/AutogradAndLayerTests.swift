@@ -46,9 +46,14 @@ final class TinyNetwork: Layer {
         let f = try Fixtures.op("tiny_network")
         let model = try TinyNetwork()
         let report = try model.loadStateDict(f.group("initial"))
-        #expect(report == LoadReport(missing: ["bn1.num_batches_tracked", "bn2.num_batches_tracked", "bn3.num_batches_tracked"], unexpected: []))
+        #expect(
+            report
+                == LoadReport(
+                    missing: ["bn1.num_batches_tracked", "bn2.num_batches_tracked", "bn3.num_batches_tracked"],
+                    unexpected: []))
         let parameters = model.parameters
-        let optimizer = SGD(groups: [.init(parameters: parameters, weightDecay: 1e-4)], learningRate: 0.1, momentum: 0.9)
+        let optimizer = SGD(
+            groups: [.init(parameters: parameters, weightDecay: 1e-4)], learningRate: 0.1, momentum: 0.9)
         let x = Variable(try f.tensor("x"))
         let labels = try f.tensor("labels").labels
         for step in 0..<3 {
@@ -59,7 +64,9 @@ final class TinyNetwork: Layer {
             if step == 0 {
                 #expect(toleranceFailure(logits.value, try f.tensor("logits0")) == nil)
                 for (name, parameter) in model.namedParameters(prefix: "") {
-                    #expect(toleranceFailure(parameter.grad!, try f.tensor("grad0.\(name)"), rtol: 1e-3, atol: 1e-5) == nil, "\(name)")
+                    #expect(
+                        toleranceFailure(parameter.grad!, try f.tensor("grad0.\(name)"), rtol: 1e-3, atol: 1e-5) == nil,
+                        "\(name)")
                 }
             }
             #expect(abs(loss.value.scalarValue - (try f.tensor("loss\(step)")).scalarValue) < 1e-4, "step \(step)")
@@ -93,7 +100,8 @@ final class TinyNetwork: Layer {
     func sgdMatchesPyTorch(_ nesterov: Bool) throws {
         let f = try Fixtures.op("sgd")
         let w = Variable(try f.tensor("w0"), requiresGrad: true)
-        let optimizer = SGD(groups: [.init(parameters: [w], weightDecay: 1e-4)], learningRate: 0.1, momentum: 0.9, nesterov: nesterov)
+        let optimizer = SGD(
+            groups: [.init(parameters: [w], weightDecay: 1e-4)], learningRate: 0.1, momentum: 0.9, nesterov: nesterov)
         for step in 0..<3 {
             w.grad = try f.tensor("grad\(step)")
             optimizer.step()
@@ -149,6 +157,8 @@ final class TinyNetwork: Layer {
     @Test func layersRejectInvalidConfigurations() {
         var generator = RandomGenerator(seed: 0)
         #expect(throws: TensorError.self) { try Conv2d(6, 8, kernelSize: 3, groups: 4, generator: &generator) }
-        #expect(throws: TensorError.self) { try Variable(Tensor(zeros: [2, 2])).dropout(probability: 1, generator: &generator) }
+        #expect(throws: TensorError.self) {
+            try Variable(Tensor(zeros: [2, 2])).dropout(probability: 1, generator: &generator)
+        }
     }
 }

@@ -28,7 +28,9 @@ func gradientCheck(
             let numeric = Float((try loss(plus) - loss(minus)) / Double(2 * h))
             let a = analytic[flat: index]
             if abs(a - numeric) > atol + rtol * abs(numeric) {
-                Issue.record("input \(which) element \(index): autograd \(a), finite difference \(numeric)", sourceLocation: sourceLocation)
+                Issue.record(
+                    "input \(which) element \(index): autograd \(a), finite difference \(numeric)",
+                    sourceLocation: sourceLocation)
             }
         }
     }
@@ -88,8 +90,12 @@ func distinctInput(_ shape: [Int], seed: UInt64) -> Tensor {
 
     @Test func maxPool() throws {
         try gradientCheck([distinctInput([2, 2, 7, 7], seed: 11)]) { try $0[0].maxPool2d() }
-        try gradientCheck([distinctInput([1, 2, 6, 6], seed: 12)]) { try $0[0].maxPool2d(kernel: 2, stride: 2, padding: 0) }
-        try gradientCheck([distinctInput([1, 2, 7, 7], seed: 13)]) { try $0[0].maxPool2d(kernel: 3, stride: 1, padding: 1) }
+        try gradientCheck([distinctInput([1, 2, 6, 6], seed: 12)]) {
+            try $0[0].maxPool2d(kernel: 2, stride: 2, padding: 0)
+        }
+        try gradientCheck([distinctInput([1, 2, 7, 7], seed: 13)]) {
+            try $0[0].maxPool2d(kernel: 3, stride: 1, padding: 1)
+        }
     }
 
     @Test func globalAveragePool() throws {
@@ -129,6 +135,8 @@ func distinctInput(_ shape: [Int], seed: UInt64) -> Tensor {
     @Test func composedGraphWithSharedInputs() throws {
         // x feeds two branches that meet again: gradients from both paths must add up.
         let inputs = [smoothInput([2, 2, 5, 5], seed: 21, avoiding: [0]), smoothInput([2, 2, 3, 3], seed: 22)]
-        try gradientCheck(inputs) { v in try (v[0].conv2d(v[1], Conv2dGeometry(padding: 1)) * v[0]).activation(.sigmoid) + v[0] }
+        try gradientCheck(inputs) { v in
+            try (v[0].conv2d(v[1], Conv2dGeometry(padding: 1)) * v[0]).activation(.sigmoid) + v[0]
+        }
     }
 }

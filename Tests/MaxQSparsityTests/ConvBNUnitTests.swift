@@ -10,7 +10,8 @@ import Testing
 func unit(_ type: ConvBNType, inputs: Int = 8, n: Int = 2, m: Int = 4, seed: UInt64 = 3) throws -> ConvBNUnit {
     var generator = RandomGenerator(seed: seed)
     let config = SparsityConfig(
-        type: type, pattern: try NMPattern(n: n, m: m), schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+        type: type, pattern: try NMPattern(n: n, m: m),
+        schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
     return try ConvBNUnit(inputs, 4, kernelSize: 3, config: config, generator: &generator)
 }
 
@@ -35,7 +36,8 @@ func unit(_ type: ConvBNType, inputs: Int = 8, n: Int = 2, m: Int = 4, seed: UIn
         let weffVariable = Variable(effective, requiresGrad: true)
         let xs = Variable(x.value)
         try u.scale(xs.conv2d(weffVariable, u.conv.geometry)).backward(seed: seed)
-        let expected = type.isStraightThrough ? weffVariable.grad! : try CPUBackend.shared.multiply(weffVariable.grad!, mask)
+        let expected =
+            type.isStraightThrough ? weffVariable.grad! : try CPUBackend.shared.multiply(weffVariable.grad!, mask)
         #expect(toleranceFailure(u.conv.weight.grad!, expected) == nil, "\(type)")
     }
 
@@ -51,7 +53,8 @@ func unit(_ type: ConvBNType, inputs: Int = 8, n: Int = 2, m: Int = 4, seed: UIn
             u.setTraining(false)
             let folded = try GradientMode.withoutGradients { try u(x, activation: activation) }
             let unfolded = try u(x, activation: activation)  // recording gradients: the plain path
-            #expect(toleranceFailure(folded.value, unfolded.value, rtol: 1e-4, atol: 1e-5) == nil, "\(type) \(activation)")
+            #expect(
+                toleranceFailure(folded.value, unfolded.value, rtol: 1e-4, atol: 1e-5) == nil, "\(type) \(activation)")
         }
     }
 
@@ -83,7 +86,9 @@ func unit(_ type: ConvBNType, inputs: Int = 8, n: Int = 2, m: Int = 4, seed: UIn
         _ = try u(x)
         #expect(u.mask!.value.scalars != trained)
         var check = RandomGenerator(seed: 0)
-        #expect(u.mask!.value.scalars == (try Masks.compute(u.conv.weight.value, u.maskSettings, generator: &check)).scalars)
+        #expect(
+            u.mask!.value.scalars == (try Masks.compute(u.conv.weight.value, u.maskSettings, generator: &check)).scalars
+        )
     }
 
     @Test func incompatibleInputChannelsStayDenseAndAreReported() throws {
@@ -95,17 +100,20 @@ func unit(_ type: ConvBNType, inputs: Int = 8, n: Int = 2, m: Int = 4, seed: UIn
 
     @Test func stateNamesFollowTheReference() throws {
         let names = try unit(.softMaxQ).stateDict(prefix: "layer1.0.convbn1").map(\.0)
-        #expect(names == [
-            "layer1.0.convbn1.conv.weight", "layer1.0.convbn1.scale.weight", "layer1.0.convbn1.scale.bias",
-            "layer1.0.convbn1.scale.running_mean", "layer1.0.convbn1.scale.running_var",
-            "layer1.0.convbn1.scale.num_batches_tracked", "layer1.0.convbn1.mask",
-        ])
+        #expect(
+            names == [
+                "layer1.0.convbn1.conv.weight", "layer1.0.convbn1.scale.weight", "layer1.0.convbn1.scale.bias",
+                "layer1.0.convbn1.scale.running_mean", "layer1.0.convbn1.scale.running_var",
+                "layer1.0.convbn1.scale.num_batches_tracked", "layer1.0.convbn1.mask",
+            ])
         #expect(!(try unit(.dense)).stateDict().map(\.0).contains("mask"))
     }
 
     @Test func schedulesFollowTheSpecificationEdgeCases() throws {
         let linear = try IncrementalSchedule(.linear, increaseStart: 10, increaseEnd: 30)
-        #expect(linear.preserveRate(epoch: 0) == 1 && linear.preserveRate(epoch: 20) == 0.5 && linear.preserveRate(epoch: 30) == 0)
+        #expect(
+            linear.preserveRate(epoch: 0) == 1 && linear.preserveRate(epoch: 20) == 0.5
+                && linear.preserveRate(epoch: 30) == 0)
         #expect(try IncrementalSchedule(.cubic, increaseStart: 0, increaseEnd: 10).preserveRate(epoch: 5) == 0.125)
         let cos = try IncrementalSchedule(.cos, increaseStart: 2, increaseEnd: 20)
         #expect(cos.preserveRate(epoch: 1) == 1 && cos.preserveRate(epoch: 2) == 1 && cos.preserveRate(epoch: 20) == 0)

@@ -58,7 +58,9 @@ struct GoldenCase: Decodable {
             for type in [ConvBNType.softMaxQ, .hardSRSTE] {
                 let settings = MaskSettings(type: type, pattern: try NMPattern(n: n, m: m), preserveRate: rate)
                 let fast = try Masks.compute(w, settings, generator: &generator)
-                #expect(toleranceFailure(fast, ReferenceMasks.compute(w, settings), rtol: 0, atol: 1e-6) == nil, "\(type) \(shape)")
+                #expect(
+                    toleranceFailure(fast, ReferenceMasks.compute(w, settings), rtol: 0, atol: 1e-6) == nil,
+                    "\(type) \(shape)")
             }
         }
     }
@@ -68,7 +70,8 @@ struct GoldenCase: Decodable {
         var generator = RandomGenerator(seed: 5)
         let w = Tensor(normal: [8, 32, 3, 3], generator: &generator)
         for type in ConvBNType.allCases where type.hasMask {
-            let mask = try Masks.compute(w, MaskSettings(type: type, pattern: try NMPattern(n: n, m: m)), generator: &generator)
+            let mask = try Masks.compute(
+                w, MaskSettings(type: type, pattern: try NMPattern(n: n, m: m)), generator: &generator)
             for o in 0..<8 {
                 for p in 0..<9 {
                     for c in 0..<(32 / m) {
@@ -90,14 +93,19 @@ struct GoldenCase: Decodable {
         let w = Tensor(normal: [6, 8, 3, 3], generator: &generator)
         let groups = 6 * 9 * 2
         let rate = 0.37
-        let mask = try Masks.compute(w, MaskSettings(type: type, pattern: try NMPattern(n: 2, m: 4), preserveRate: rate), generator: &generator)
+        let mask = try Masks.compute(
+            w, MaskSettings(type: type, pattern: try NMPattern(n: 2, m: 4), preserveRate: rate), generator: &generator)
         var denseNorms: [Float] = [], sparseNorms: [Float] = []
         for o in 0..<6 {
             for p in 0..<9 {
                 for c in 0..<2 {
                     let members = (0..<4).map { (o * 8 + c * 4 + $0) * 9 + p }
                     let norm = members.map { abs(w[flat: $0]) }.reduce(0, +)
-                    if members.allSatisfy({ mask[flat: $0] != 0 }) { denseNorms.append(norm) } else { sparseNorms.append(norm) }
+                    if members.allSatisfy({ mask[flat: $0] != 0 }) {
+                        denseNorms.append(norm)
+                    } else {
+                        sparseNorms.append(norm)
+                    }
                 }
             }
         }
@@ -121,7 +129,9 @@ struct GoldenCase: Decodable {
         #expect(throws: SparsityError.invalidPattern(n: 0, m: 4)) { try NMPattern(n: 0, m: 4) }
         var generator = RandomGenerator(seed: 0)
         #expect(throws: SparsityError.notNMCompatible(name: "layer3", shape: [8, 6, 3, 3], m: 4)) {
-            try Masks.compute(Tensor(zeros: [8, 6, 3, 3]), MaskSettings(type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4)), name: "layer3", generator: &generator)
+            try Masks.compute(
+                Tensor(zeros: [8, 6, 3, 3]), MaskSettings(type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4)),
+                name: "layer3", generator: &generator)
         }
     }
 }

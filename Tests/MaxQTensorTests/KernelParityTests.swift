@@ -14,13 +14,19 @@ let cpu = CPUBackend.shared
         let g = try f.tensor("geometry").labels
         let geometry = Conv2dGeometry(stride: g[0], padding: g[1], groups: g[2])
         #expect(toleranceFailure(try cpu.conv2d(x, w, geometry), try f.tensor("y")) == nil)
-        #expect(toleranceFailure(try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry), try f.tensor("dx")) == nil)
-        #expect(toleranceFailure(try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry), try f.tensor("dw")) == nil)
+        #expect(
+            toleranceFailure(try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry), try f.tensor("dx"))
+                == nil)
+        #expect(
+            toleranceFailure(try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry), try f.tensor("dw"))
+                == nil)
     }
 
     @Test func batchNormTraining() throws {
         let f = try Fixtures.op("batchnorm_train")
-        let (x, weight, bias, dy) = (try f.tensor("x"), try f.tensor("weight"), try f.tensor("bias"), try f.tensor("dy"))
+        let (x, weight, bias, dy) = (
+            try f.tensor("x"), try f.tensor("weight"), try f.tensor("bias"), try f.tensor("dy")
+        )
         let (y, saved) = try cpu.batchNormTraining(x, weight: weight, bias: bias, eps: 1e-5)
         #expect(toleranceFailure(y, try f.tensor("y")) == nil)
         let (dx, dWeight, dBias) = try cpu.batchNormBackward(dy, x, weight: weight, saved: saved)
@@ -43,7 +49,8 @@ let cpu = CPUBackend.shared
         let x = try f.tensor("x")
         let y = cpu.activation(kind, x)
         #expect(toleranceFailure(y, try f.tensor("y")) == nil)
-        #expect(toleranceFailure(cpu.activationBackward(kind, try f.tensor("dy"), x: x, y: y), try f.tensor("dx")) == nil)
+        #expect(
+            toleranceFailure(cpu.activationBackward(kind, try f.tensor("dy"), x: x, y: y), try f.tensor("dx")) == nil)
     }
 
     @Test(arguments: ["same", "nc11", "1c11"])
@@ -65,14 +72,19 @@ let cpu = CPUBackend.shared
         let x = try f.tensor("x")
         let (y, argmax) = try cpu.maxPool2d(x, kernel: 3, stride: 2, padding: 1)
         #expect(toleranceFailure(y, try f.tensor("y")) == nil)
-        #expect(toleranceFailure(cpu.maxPool2dBackward(try f.tensor("dy"), argmax: argmax, inputShape: x.shape), try f.tensor("dx")) == nil)
+        #expect(
+            toleranceFailure(
+                cpu.maxPool2dBackward(try f.tensor("dy"), argmax: argmax, inputShape: x.shape), try f.tensor("dx"))
+                == nil)
     }
 
     @Test func globalAveragePool() throws {
         let f = try Fixtures.op("global_avg_pool")
         let x = try f.tensor("x")
         #expect(toleranceFailure(try cpu.globalAveragePool(x), try f.tensor("y")) == nil)
-        #expect(toleranceFailure(cpu.globalAveragePoolBackward(try f.tensor("dy"), inputShape: x.shape), try f.tensor("dx")) == nil)
+        #expect(
+            toleranceFailure(cpu.globalAveragePoolBackward(try f.tensor("dy"), inputShape: x.shape), try f.tensor("dx"))
+                == nil)
     }
 
     @Test func linear() throws {
@@ -88,7 +100,8 @@ let cpu = CPUBackend.shared
     @Test(arguments: [(0, Float(0)), (1, Float(0.1))])
     func crossEntropy(_ file: Int, _ smoothing: Float) throws {
         let f = try Fixtures.op("cross_entropy_\(file)")
-        let (loss, gradient) = try cpu.crossEntropy(try f.tensor("logits"), labels: try f.tensor("labels").labels, labelSmoothing: smoothing)
+        let (loss, gradient) = try cpu.crossEntropy(
+            try f.tensor("logits"), labels: try f.tensor("labels").labels, labelSmoothing: smoothing)
         #expect(toleranceFailure(Tensor(shape: [1], repeating: loss), try f.tensor("loss")) == nil)
         #expect(toleranceFailure(gradient, try f.tensor("dlogits")) == nil)
     }

@@ -21,12 +21,16 @@ import Testing
         let y = try cpu.conv2d(x, w, geometry)
         #expect(toleranceFailure(y, try ReferenceKernels.conv2d(x, w, geometry), rtol: 1e-4, atol: 1e-4) == nil)
         let dy = Tensor(normal: y.shape, generator: &generator)
-        #expect(toleranceFailure(
-            try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry),
-            try ReferenceKernels.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry), rtol: 1e-4, atol: 1e-4) == nil)
-        #expect(toleranceFailure(
-            try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry),
-            try ReferenceKernels.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry), rtol: 1e-4, atol: 1e-4) == nil)
+        #expect(
+            toleranceFailure(
+                try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry),
+                try ReferenceKernels.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry), rtol: 1e-4, atol: 1e-4)
+                == nil)
+        #expect(
+            toleranceFailure(
+                try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry),
+                try ReferenceKernels.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry), rtol: 1e-4, atol: 1e-4
+            ) == nil)
     }
 
     /// Plans (oneDNN primitives) are cached per shape: a later call of the same shape must compute
@@ -34,8 +38,12 @@ import Testing
     @Test func aReusedPlanComputesWithTheNewCallsData() throws {
         var generator = RandomGenerator(seed: 9)
         let geometry = Conv2dGeometry(padding: 1)
-        let (x1, w1) = (Tensor(normal: [3, 8, 7, 5], generator: &generator), Tensor(normal: [8, 8, 3, 3], generator: &generator))
-        let (x2, w2) = (Tensor(normal: [3, 8, 7, 5], generator: &generator), Tensor(normal: [8, 8, 3, 3], generator: &generator))
+        let (x1, w1) = (
+            Tensor(normal: [3, 8, 7, 5], generator: &generator), Tensor(normal: [8, 8, 3, 3], generator: &generator)
+        )
+        let (x2, w2) = (
+            Tensor(normal: [3, 8, 7, 5], generator: &generator), Tensor(normal: [8, 8, 3, 3], generator: &generator)
+        )
         let first = try cpu.conv2d(x1, w1, geometry)
         let second = try cpu.conv2d(x2, w2, geometry)
         let dy = Tensor(normal: second.shape, generator: &generator)
@@ -43,12 +51,16 @@ import Testing
         #expect(toleranceFailure(first, try ReferenceKernels.conv2d(x1, w1, geometry), rtol: 1e-4, atol: 1e-4) == nil)
         #expect(try cpu.conv2d(x1, w1, geometry).scalars == first.scalars, "the same call again gives the same bits")
         for (x, w) in [(x1, w1), (x2, w2)] {
-            #expect(toleranceFailure(
-                try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry),
-                try ReferenceKernels.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry), rtol: 1e-4, atol: 1e-4) == nil)
-            #expect(toleranceFailure(
-                try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry),
-                try ReferenceKernels.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry), rtol: 1e-4, atol: 1e-4) == nil)
+            #expect(
+                toleranceFailure(
+                    try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry),
+                    try ReferenceKernels.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry), rtol: 1e-4,
+                    atol: 1e-4) == nil)
+            #expect(
+                toleranceFailure(
+                    try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry),
+                    try ReferenceKernels.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry), rtol: 1e-4,
+                    atol: 1e-4) == nil)
         }
     }
 }

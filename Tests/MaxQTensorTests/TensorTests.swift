@@ -17,7 +17,9 @@ import Testing
         let a = try Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
         #expect(try a.reshaped([3, 2]).scalars == a.scalars)
         #expect(throws: TensorError.shapeMismatch(op: "reshape", [2, 3], [4, 2])) { try a.reshaped([4, 2]) }
-        #expect(throws: TensorError.elementCount(shape: [2, 2], count: 3)) { try Tensor(shape: [2, 2], scalars: [1, 2, 3]) }
+        #expect(throws: TensorError.elementCount(shape: [2, 2], count: 3)) {
+            try Tensor(shape: [2, 2], scalars: [1, 2, 3])
+        }
     }
 
     @Test func generatorMatchesThePublishedAlgorithm() throws {
@@ -68,7 +70,9 @@ import Testing
         #expect(throws: TensorError.shapeMismatch(op: "cross_entropy (logits vs labels)", [2, 3], [3])) {
             try cpu.crossEntropy(Tensor(zeros: [2, 3]), labels: [0, 1, 2], labelSmoothing: 0)
         }
-        #expect(throws: TensorError.self) { try cpu.maxPool2d(Tensor(zeros: [2, 3]), kernel: 3, stride: 2, padding: 1) }
+        #expect(throws: TensorError.self) {
+            try cpu.maxPool2d(Tensor(zeros: [2, 3]), kernel: 3, stride: 2, padding: 1)
+        }
         let message = TensorError.shapeMismatch(op: "add", [2, 3], [4]).description
         #expect(message.contains("[2, 3]") && message.contains("[4]"))
     }

@@ -4,12 +4,15 @@ import MaxQTraining
 import Testing
 
 @Suite struct ReportsTests {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("maxq-reports-\(UUID().uuidString)").path
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("maxq-reports-\(UUID().uuidString)")
+        .path
 
     static let rows = [
-        EpochMetrics(epoch: 0, lr: 0.1, trainLoss: 2.25, trainTop1: 20, valLoss: 2, valTop1: 30.5, valTop5: 80,
+        EpochMetrics(
+            epoch: 0, lr: 0.1, trainLoss: 2.25, trainTop1: 20, valLoss: 2, valTop1: 30.5, valTop5: 80,
             nmFraction: 0.5, seconds: 12.34),
-        EpochMetrics(epoch: 1, lr: 0.05, trainLoss: 1.5, trainTop1: 45, valLoss: 1.25, valTop1: 50, valTop5: 90,
+        EpochMetrics(
+            epoch: 1, lr: 0.05, trainLoss: 1.5, trainTop1: 45, valLoss: 1.25, valTop1: 50, valTop5: 90,
             nmFraction: 1, seconds: 11),
     ]
 
@@ -17,12 +20,13 @@ import Testing
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try Reports.writeMetrics(Self.rows, to: "\(directory)/metrics.csv")
-        #expect(try String(contentsOfFile: "\(directory)/metrics.csv", encoding: .utf8) == """
-            epoch,lr,train_loss,train_top1,val_loss,val_top1,val_top5,nm_fraction,seconds
-            0,0.100000,2.2500,20.000,2.0000,30.500,80.000,0.5000,12.3
-            1,0.050000,1.5000,45.000,1.2500,50.000,90.000,1.0000,11.0
+        #expect(
+            try String(contentsOfFile: "\(directory)/metrics.csv", encoding: .utf8) == """
+                epoch,lr,train_loss,train_top1,val_loss,val_top1,val_top5,nm_fraction,seconds
+                0,0.100000,2.2500,20.000,2.0000,30.500,80.000,0.5000,12.3
+                1,0.050000,1.5000,45.000,1.2500,50.000,90.000,1.0000,11.0
 
-            """)
+                """)
     }
 
     @Test func resultsGetTheHeaderOnceAndARowPerRun() throws {
@@ -30,8 +34,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try Reports.appendResult([("arch", "c_resnet18"), ("last_top1", "30.500")], to: "\(directory)/results.csv")
         try Reports.appendResult([("arch", "resnet50"), ("last_top1", "76.100")], to: "\(directory)/results.csv")
-        #expect(try String(contentsOfFile: "\(directory)/results.csv", encoding: .utf8)
-            == "arch,last_top1\nc_resnet18,30.500\nresnet50,76.100\n")
+        #expect(
+            try String(contentsOfFile: "\(directory)/results.csv", encoding: .utf8)
+                == "arch,last_top1\nc_resnet18,30.500\nresnet50,76.100\n")
     }
 
     /// Five series; the first point of the training loss sits where its value puts it: the loss

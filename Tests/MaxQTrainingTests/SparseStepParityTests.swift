@@ -35,7 +35,8 @@ import Testing
         let epoch = Int(try number("epoch"))
         #expect(Double(schedule.preserveRate(epoch: epoch)) == (try number("preserve_rate")))
         let divisor = Int(try number("width_divisor")), classes = Int(try number("classes"))
-        let model: any Model = meta["arch"] == "c_resnet18"
+        let model: any Model =
+            meta["arch"] == "c_resnet18"
             ? try ResNet(ResNetSpec.resnet18.forCIFAR, classes: classes, sparsity: sparsity, widthDivisor: divisor)
             : try MobileNet.v1(classes: classes, sparsity: sparsity, widthDivisor: divisor)
         let report = try model.load(f.group("initial").map { ($0.key, $0.value) })

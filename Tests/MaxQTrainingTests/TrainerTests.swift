@@ -11,7 +11,8 @@ import Testing
 
 func config(_ saveDir: String, epochs: Int = 3, type: ConvBNType = .softMaxQ) -> TrainingConfig {
     TrainingConfig(
-        data: "", set: .synthetic, arch: .cResnet18, saveDir: saveDir, workers: 2, epochs: epochs, startEpoch: 0, batchSize: 16,
+        data: "", set: .synthetic, arch: .cResnet18, saveDir: saveDir, workers: 2, epochs: epochs, startEpoch: 0,
+        batchSize: 16,
         lr: 0.05, momentum: 0.9, weightDecay: 1e-4, nesterov: true, noBNDecay: true, lrSchedule: .cos, lrAdjust: 30,
         warmupLength: 1, labelSmoothing: 0.1, convBNType: type, n: 2, m: 4, decay: 2e-4, decayType: .v1, tau: 0.01,
         increaseStart: 0, increaseEnd: 2, pruneSchedule: .linear, seed: 7, printFreq: 100, saveFormat: .safetensors,
@@ -27,9 +28,12 @@ func trainer(
     let model = try Architecture.cResnet18.build(classes: 4, sparsity: try c.sparsity(), seed: c.seed)
     prepare(model)
     return Trainer(
-        config: c, model: model, train: DataLoader(dataset: trainSet, batchSize: c.batchSize, shuffle: true, seed: c.seed, workers: 2),
-        validation: DataLoader(dataset: valSet, batchSize: c.batchSize, shuffle: false, seed: c.seed, workers: 2), classes: 4,
-        observers: try observers ?? Trainer.standardObservers(config: c, log: RunLog(path: "\(c.saveDir)/\(prefix).log")),
+        config: c, model: model,
+        train: DataLoader(dataset: trainSet, batchSize: c.batchSize, shuffle: true, seed: c.seed, workers: 2),
+        validation: DataLoader(dataset: valSet, batchSize: c.batchSize, shuffle: false, seed: c.seed, workers: 2),
+        classes: 4,
+        observers: try observers
+            ?? Trainer.standardObservers(config: c, log: RunLog(path: "\(c.saveDir)/\(prefix).log")),
         prefix: prefix)
 }
 
@@ -39,13 +43,16 @@ struct PoisonedDataset: Dataset {
     var classNames: [String] { ["a", "b"] }
     var sampleShape: [Int] { [3, 32, 32] }
     func label(_ index: Int) -> Int { index % 2 }
-    func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator) throws(DataError) {
+    func load(_ index: Int, into destination: UnsafeMutablePointer<Float>, generator: inout RandomGenerator)
+        throws(DataError)
+    {
         destination.initialize(repeating: .nan, count: 3 * 32 * 32)
     }
 }
 
 @Suite(.serialized) struct TrainerTests {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("maxq-train-\(UUID().uuidString)").path
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("maxq-train-\(UUID().uuidString)")
+        .path
 
     init() throws { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
 
@@ -60,7 +67,8 @@ struct PoisonedDataset: Dataset {
         let a = try SafetensorsFile.read(path: "\(directory)/whole/checkpoint.c_resnet18.whole.safetensors")
         let b = try SafetensorsFile.read(path: "\(directory)/parts/checkpoint.c_resnet18.second.safetensors")
         #expect(a.tensors.map(\.name) == b.tensors.map(\.name))
-        #expect(a.tensors.contains { $0.name.hasPrefix("optimizer.") } && a.tensors.contains { $0.name.hasSuffix(".mask") })
+        #expect(
+            a.tensors.contains { $0.name.hasPrefix("optimizer.") } && a.tensors.contains { $0.name.hasSuffix(".mask") })
         for (name, tensor) in a.tensors { #expect(tensor.scalars == b[name]?.scalars, "\(name) differs") }
         for file in ["metrics.csv", "curves.svg", "results.csv"] {
             #expect(FileManager.default.fileExists(atPath: "\(directory)/whole/\(file)"), "\(file)")
@@ -110,11 +118,14 @@ struct PoisonedDataset: Dataset {
         let recorder = EventRecorder()
         let run = try trainer(config(saveDir, epochs: 1), prefix: "observed", observers: [recorder])
         try run.run()
-        #expect(recorder.kinds == [
-            "epochStarted", "trainingIteration 0/2", "trainingIteration 1/2", "masksUpdated 19", "validationIteration 0/1",
-            "validationFinished", "epochFinished 0", "runFinished",
-        ])
-        #expect(!FileManager.default.fileExists(atPath: "\(saveDir)/metrics.csv"), "report files come from observers only")
+        #expect(
+            recorder.kinds == [
+                "epochStarted", "trainingIteration 0/2", "trainingIteration 1/2", "masksUpdated 19",
+                "validationIteration 0/1",
+                "validationFinished", "epochFinished 0", "runFinished",
+            ])
+        #expect(
+            !FileManager.default.fileExists(atPath: "\(saveDir)/metrics.csv"), "report files come from observers only")
     }
 
     @Test func aStopRequestEndsTheRunAtTheNextIterationBoundary() throws {
@@ -144,15 +155,18 @@ struct PoisonedDataset: Dataset {
             #expect(error?.description.contains(expected) == true, "\(String(describing: error)) lacks \(expected)")
         }
         #expect(throws: Never.self) { try TrainingConfig(set: .synthetic).validate() }
-        #expect(TrainingConfig(set: .cifar10).labelSmoothing == 0 && TrainingConfig(set: .imageNet).labelSmoothing == 0.1)
+        #expect(
+            TrainingConfig(set: .cifar10).labelSmoothing == 0 && TrainingConfig(set: .imageNet).labelSmoothing == 0.1)
     }
 
     /// Checkpoints store the config as JSON with the flags' spellings; the typed config reads the
     /// files written before it was typed.
     @Test func theStoredConfigKeepsTheFlagsSpellings() throws {
         let c = config(directory)
-        for field in [#""set":"Synthetic""#, #""arch":"c_resnet18""#, #""convBNType":"SoftMaxQConv2DBN""#,
-                      #""lrSchedule":"cos""#, #""pruneSchedule":"linear""#, #""saveFormat":"safetensors""#, #""decayType":"v1""#] {
+        for field in [
+            #""set":"Synthetic""#, #""arch":"c_resnet18""#, #""convBNType":"SoftMaxQConv2DBN""#,
+            #""lrSchedule":"cos""#, #""pruneSchedule":"linear""#, #""saveFormat":"safetensors""#, #""decayType":"v1""#,
+        ] {
             #expect(c.json.contains(field), "\(field)")
         }
         #expect(try JSONDecoder().decode(TrainingConfig.self, from: Data(c.json.utf8)) == c)

@@ -7,10 +7,13 @@ import Testing
 
 /// Runs `maxq` (built beside the test bundle) and returns (exit status, stdout, stderr).
 func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("maxq")
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+        "maxq")
     let process = Process()
-    process.executableURL = FileManager.default.fileExists(atPath: binary.path)
-        ? binary : URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    process.executableURL =
+        FileManager.default.fileExists(atPath: binary.path)
+        ? binary
+        : URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../.build/debug/maxq").standardizedFileURL
     process.arguments = arguments
     let out = Pipe(), err = Pipe()
@@ -20,7 +23,9 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     let errData = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    return (
+        process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self)
+    )
 }
 
 @Suite struct CLITests {
@@ -31,7 +36,8 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         defer { try? FileManager.default.removeItem(at: temporary) }
         let output = temporary.appendingPathComponent("masks.safetensors").path
         let run = try maxq([
-            "mask", Fixtures.path("masks/case03.weights.safetensors"), "--out", output, "--conv-bn-type", "SoftSRSTEConv2dBN",
+            "mask", Fixtures.path("masks/case03.weights.safetensors"), "--out", output, "--conv-bn-type",
+            "SoftSRSTEConv2dBN",
             "--N", "2", "--M", "4", "--increase-start", "0", "--increase-end", "0",
         ])
         #expect(run.status == 0, "\(run.err)")
@@ -66,13 +72,19 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         defer { try? FileManager.default.removeItem(at: temporary) }
         let run = try maxq([
             "train", "--set", "Synthetic", "-a", "c_resnet18", "--epochs", "1", "-b", "16", "--synthetic-images", "32",
-            "--synthetic-classes", "4", "--save_dir", temporary.path, "-p", "1", "--nesterov", "True", "--no-bn-decay", "True",
-            "--wd", "5e-4", "--conv-bn-type", "SoftSRSTEConv2dBN", "--N", "1", "--M", "4", "--save-format", "pth", "-j", "2",
+            "--synthetic-classes", "4", "--save_dir", temporary.path, "-p", "1", "--nesterov", "True", "--no-bn-decay",
+            "True",
+            "--wd", "5e-4", "--conv-bn-type", "SoftSRSTEConv2dBN", "--N", "1", "--M", "4", "--save-format", "pth", "-j",
+            "2",
         ])
         #expect(run.status == 0, "\(run.err)")
         let lines = run.out.split(separator: "\n")
-        #expect(lines.allSatisfy { $0.range(of: #"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] "#, options: .regularExpression) != nil })
-        #expect(lines.contains { $0.contains("Epoch: [0][0/2]\tTime ") } && lines.contains { $0.contains(" * Prec@1 ") })
+        #expect(
+            lines.allSatisfy {
+                $0.range(of: #"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] "#, options: .regularExpression) != nil
+            })
+        #expect(
+            lines.contains { $0.contains("Epoch: [0][0/2]\tTime ") } && lines.contains { $0.contains(" * Prec@1 ") })
         #expect(lines.contains { $0.hasSuffix("weight num: 36864, zero num: 27648") })
         let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
         for expected in ["results.csv", "metrics.csv", "curves.svg"] { #expect(files.contains(expected)) }
@@ -81,8 +93,10 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") && $0.hasSuffix(".safetensors") })
         #expect(files.contains(checkpoint.replacingOccurrences(of: ".safetensors", with: ".pth.tar")))
         let evaluation = try maxq([
-            "train", "--set", "Synthetic", "-a", "c_resnet18", "-e", "--pretrained", temporary.path + "/" + checkpoint, "-b", "16",
-            "--synthetic-images", "32", "--synthetic-classes", "4", "--save_dir", temporary.path, "--conv-bn-type", "SoftSRSTEConv2dBN",
+            "train", "--set", "Synthetic", "-a", "c_resnet18", "-e", "--pretrained", temporary.path + "/" + checkpoint,
+            "-b", "16",
+            "--synthetic-images", "32", "--synthetic-classes", "4", "--save_dir", temporary.path, "--conv-bn-type",
+            "SoftSRSTEConv2dBN",
             "--N", "1", "--M", "4",
         ])
         #expect(evaluation.status == 0, "\(evaluation.err)")
@@ -99,13 +113,15 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
             .split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
         #expect(metrics.count == 2 && metrics[0].count == 9 && metrics[1].count == 9)
         #expect(metrics[0][0] == "epoch" && metrics[0][5] == "val_top1")
-        #expect(metrics[1][0] == "0" && metrics[1][1] == "0.100000" && metrics[1][5] == top1 && metrics[1][7] == "1.0000")
+        #expect(
+            metrics[1][0] == "0" && metrics[1][1] == "0.100000" && metrics[1][5] == top1 && metrics[1][7] == "1.0000")
         let results = try String(contentsOf: temporary.appendingPathComponent("results.csv"), encoding: .utf8)
             .split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
         #expect(results.count == 2)
         let row = Dictionary(uniqueKeysWithValues: zip(results[0], results[1]))
         #expect(row["arch"] == "c_resnet18" && row["N"] == "1" && row["M"] == "4" && row["last_top1"] == top1)
-        #expect(row["conv_bn_type"] == "SoftSRSTEConv2dBN" && row["nesterov"] == "True" && row["weight_decay"] == "0.0005")
+        #expect(
+            row["conv_bn_type"] == "SoftSRSTEConv2dBN" && row["nesterov"] == "True" && row["weight_decay"] == "0.0005")
         let svg = try String(contentsOf: temporary.appendingPathComponent("curves.svg"), encoding: .utf8)
         #expect(svg.hasPrefix("<svg ") && svg.hasSuffix("</svg>\n"))
         #expect(svg.components(separatedBy: "<polyline").count - 1 == 5)
@@ -153,7 +169,9 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         let torch = temporary.appendingPathComponent("back.pth.tar").path
         let second = temporary.appendingPathComponent("second.safetensors").path
         let expected = try SafetensorsFile.read(path: Fixtures.path("checkpoints/torch_saved_expected.safetensors"))
-        for (input, output) in [(Fixtures.path("checkpoints/torch_saved.pth.tar"), first), (first, torch), (torch, second)] {
+        for (input, output) in [
+            (Fixtures.path("checkpoints/torch_saved.pth.tar"), first), (first, torch), (torch, second),
+        ] {
             let run = try maxq(["convert", input, "--out", output, "--arch", "tiny"])
             #expect(run.status == 0, "\(run.err)")
             #expect(run.out.contains("wrote \(expected.tensors.count) tensors to \(output)"))
@@ -216,14 +234,22 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
     @Test(arguments: [
         (["mask", "F/checkpoints/torch_saved.pth.tar", "--out", "OUT"], "it is a PyTorch (zip) checkpoint"),
         (["mask", "F/masks", "--out", "OUT"], "F/masks: cannot read: is a directory"),
-        (["mask", "F/masks/case03.weights.safetensors", "--out", "F/masks/./case03.weights.safetensors"],
-         "is the input file"),
-        (["predict", "--pretrained", "F/masks/case03.weights.safetensors", "-a", "resnet18", "F/images/photo.jpg"],
-         "none of its 3 tensors belongs to resnet18"),
-        (["train", "--set", "Synthetic", "--resume", "F/checkpoints/torch_saved.pth.tar", "--save_dir", "DIR"],
-         "PyTorch copy"),
-        (["train", "--set", "Synthetic", "--lr", "-1", "--save_dir", "DIR"],
-         "--lr must be a finite number > 0, got -1.0"),
+        (
+            ["mask", "F/masks/case03.weights.safetensors", "--out", "F/masks/./case03.weights.safetensors"],
+            "is the input file"
+        ),
+        (
+            ["predict", "--pretrained", "F/masks/case03.weights.safetensors", "-a", "resnet18", "F/images/photo.jpg"],
+            "none of its 3 tensors belongs to resnet18"
+        ),
+        (
+            ["train", "--set", "Synthetic", "--resume", "F/checkpoints/torch_saved.pth.tar", "--save_dir", "DIR"],
+            "PyTorch copy"
+        ),
+        (
+            ["train", "--set", "Synthetic", "--lr", "-1", "--save_dir", "DIR"],
+            "--lr must be a finite number > 0, got -1.0"
+        ),
         (["train", "--set", "Synthetic", "--save_dir", "F/images/photo.jpg/run"], "cannot create --save_dir"),
         (["bench", "eval", "-b", "0"], "--batch-size, --iterations and --classes must be at least 1"),
         (["bench", "train-step", "--iterations", "0"], "--batch-size, --iterations and --classes must be at least 1"),
@@ -232,8 +258,11 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
     func hostileUseGivesOneClearError(_ arguments: [String], _ expected: String) throws {
         let output = temporary.appendingPathComponent("out.safetensors").path
         func expand(_ s: String) -> String {
-            s == "OUT" ? output : s == "DIR" ? temporary.appendingPathComponent("run").path
-                : s.hasPrefix("F/") ? Fixtures.path(String(s.dropFirst(2))) : s
+            s == "OUT"
+                ? output
+                : s == "DIR"
+                    ? temporary.appendingPathComponent("run").path
+                    : s.hasPrefix("F/") ? Fixtures.path(String(s.dropFirst(2))) : s
         }
         let run = try maxq(arguments.map(expand))
         defer { try? FileManager.default.removeItem(at: temporary) }
@@ -257,7 +286,8 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") })
         let stale = temporary.appendingPathComponent(checkpoint + ".partial").path
         #expect(FileManager.default.createFile(atPath: stale, contents: Data("torn".utf8)))
-        let second = try maxq(common + ["--epochs", "2", "--resume", temporary.appendingPathComponent(checkpoint).path])
+        let second = try maxq(
+            common + ["--epochs", "2", "--resume", temporary.appendingPathComponent(checkpoint).path])
         #expect(second.status == 0, "\(second.err)")
         #expect(!FileManager.default.fileExists(atPath: stale))
         let after = try FileManager.default.contentsOfDirectory(atPath: temporary.path)

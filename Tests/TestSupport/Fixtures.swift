@@ -30,7 +30,8 @@ public func toleranceFailure(_ actual: Tensor, _ expected: Tensor, rtol: Float =
         if error > atol + rtol * abs(e), error > (worst?.error ?? 0) { worst = (i, error) }
     }
     guard let worst else { return nil }
-    return "element \(worst.index): \(actual[flat: worst.index]) vs expected \(expected[flat: worst.index]) (rtol \(rtol), atol \(atol))"
+    return "element \(worst.index): \(actual[flat: worst.index]) vs expected \(expected[flat: worst.index]) "
+        + "(rtol \(rtol), atol \(atol))"
 }
 
 extension Tensor {
@@ -41,7 +42,8 @@ extension Tensor {
 extension SafetensorsFile {
     /// The tensors named `<prefix>.<rest>`, under `<rest>`.
     public func group(_ prefix: String) -> [String: Tensor] {
-        Dictionary(uniqueKeysWithValues: tensors.filter { $0.name.hasPrefix(prefix + ".") }
-            .map { (String($0.name.dropFirst(prefix.count + 1)), $0.tensor) })
+        Dictionary(
+            uniqueKeysWithValues: tensors.filter { $0.name.hasPrefix(prefix + ".") }
+                .map { (String($0.name.dropFirst(prefix.count + 1)), $0.tensor) })
     }
 }

@@ -9,7 +9,8 @@ import MaxQTensor
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard arguments.count >= 2 else { fatalError("usage: classify CHECKPOINT IMAGE...") }
 let sparsity = SparsityConfig(
-    type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4), schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+    type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
+    schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
 let model = try Architecture.resnet18.build(classes: 10, sparsity: sparsity)
 try model.load(checkpoint: arguments[0], architecture: "resnet18")
 model.setTraining(false)
