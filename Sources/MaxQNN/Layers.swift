@@ -101,14 +101,11 @@ public final class BatchNorm2d: Layer {
         }
         let (y, saved) = try x.batchNormTraining(weight: weight, bias: bias, eps: eps)
         let count = Float(x.shape[0] * x.shape[2] * x.shape[3])
-        let unbiased = count / (count - 1)
-        runningMean.value.withUnsafeMutableBufferPointer { m in
-            for c in m.indices { m[c] = (1 - momentum) * m[c] + momentum * saved.mean[flat: c] }
-        }
-        runningVar.value.withUnsafeMutableBufferPointer { v in
-            for c in v.indices { v[c] = (1 - momentum) * v[c] + momentum * saved.variance[flat: c] * unbiased }
-        }
-        numBatchesTracked.value[flat: 0] += 1
+        let backend = x.value.backend
+        try backend.updateRunningAverage(&runningMean.value, toward: saved.mean, momentum: momentum, scale: 1)
+        try backend.updateRunningAverage(
+            &runningVar.value, toward: saved.variance, momentum: momentum, scale: count / (count - 1))
+        numBatchesTracked.value = try backend.add(numBatchesTracked.value, Tensor(scalar: 1))
         return y
     }
 

@@ -41,20 +41,9 @@ extension Variable {
             x, weight: weight.value, bias: bias.value, runningMean: runningMean, runningVar: runningVar, eps: eps)
         let gamma = weight.value
         return .result(y, [self, weight, bias]) { (dy) throws(TensorError) in
-            // y = (x - mean) * invStd * gamma + beta with constant statistics.
-            let channels = [1, runningVar.count, 1, 1]
-            var invStd = Tensor(zeros: channels), scale = Tensor(zeros: channels)
-            for c in 0..<runningVar.count {
-                invStd[flat: c] = 1 / (runningVar[flat: c] + eps).squareRoot()
-                scale[flat: c] = gamma[flat: c] * invStd[flat: c]
-            }
-            let dBeta = try backend.sum(dy, toShape: channels)
-            let sumDyX = try backend.sum(backend.multiply(dy, x), toShape: channels)
-            var dGamma = Tensor(zeros: [runningVar.count])
-            for c in 0..<runningVar.count {
-                dGamma[flat: c] = (sumDyX[flat: c] - runningMean[flat: c] * dBeta[flat: c]) * invStd[flat: c]
-            }
-            return [try backend.multiply(dy, scale), dGamma, try dBeta.reshaped([runningVar.count])]
+            let (dx, dGamma, dBeta) = try backend.batchNormFrozenBackward(
+                dy, x, weight: gamma, runningMean: runningMean, runningVar: runningVar, eps: eps)
+            return [dx, dGamma, dBeta]
         }
     }
 

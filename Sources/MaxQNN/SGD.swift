@@ -27,26 +27,15 @@ public final class SGD {
         self.nesterov = nesterov
     }
 
-    public func step() {
+    public func step() throws(TensorError) {
         for group in groups {
             for parameter in group.parameters {
                 guard let grad = parameter.grad else { continue }
                 let id = ObjectIdentifier(parameter)
-                var buffer = momentumBuffers[id]
-                let first = buffer == nil
-                if first { buffer = Tensor(zeros: grad.shape) }
-                let (lr, mu, wd, nesterov) = (learningRate, momentum, group.weightDecay, nesterov)
-                parameter.value.withUnsafeMutableBufferPointer { w in
-                    buffer!.withUnsafeMutableBufferPointer { b in
-                        grad.withUnsafeBufferPointer { g in
-                            for i in w.indices {
-                                let d = g[i] + wd * w[i]
-                                b[i] = first ? d : mu * b[i] + d
-                                w[i] -= lr * (nesterov ? d + mu * b[i] : b[i])
-                            }
-                        }
-                    }
-                }
+                var buffer = momentumBuffers.removeValue(forKey: id)  // unique while updated in place
+                try parameter.value.backend.sgdStep(
+                    &parameter.value, gradient: grad, momentumBuffer: &buffer, learningRate: learningRate,
+                    momentum: momentum, weightDecay: group.weightDecay, nesterov: nesterov)
                 momentumBuffers[id] = buffer
             }
         }

@@ -120,32 +120,24 @@ public final class ConvBNUnit: Layer {
     /// W' = W * mask * gamma / sqrt(var + eps) per output channel, b' = beta - mean * that factor.
     private func folded(_ x: Variable, activation: Activation?) throws(TensorError) -> Variable {
         let backend = x.value.backend
-        let channels = conv.weight.shape[0]
-        var factor = Tensor(zeros: [channels, 1, 1, 1]), bias = Tensor(zeros: [channels])
-        for c in 0..<channels {
-            factor[flat: c] = scale.weight.value[flat: c] / (scale.runningVar.value[flat: c] + scale.eps).squareRoot()
-            bias[flat: c] = scale.bias.value[flat: c] - scale.runningMean.value[flat: c] * factor[flat: c]
-        }
+        let (factor, bias) = try backend.batchNormFolding(
+            weight: scale.weight.value, bias: scale.bias.value, runningMean: scale.runningMean.value,
+            runningVar: scale.runningVar.value, eps: scale.eps)
         let weight =
             try mask.map { (m) throws(TensorError) in try backend.multiply(conv.weight.value, m.value) }
             ?? conv.weight.value
         let y = try backend.conv2dInference(
-            x.value, try backend.multiply(weight, factor), bias: bias, conv.geometry, activation: activation)
+            x.value, try backend.multiply(weight, factor.reshaped([factor.count, 1, 1, 1])), bias: bias, conv.geometry,
+            activation: activation)
         return Variable(y)
     }
 
     /// SR-STE decay (`--decay-type v1`): grad += lambda * (1 - clamp(mask, 0, 1)) * W, after
     /// backward and before the optimizer step. Only pruned weights (mask 0) are touched.
-    public func applySRSTEDecay(_ lambda: Float) {
+    public func applySRSTEDecay(_ lambda: Float) throws(TensorError) {
         guard let mask, var grad = conv.weight.grad else { return }
         conv.weight.grad = nil  // the gradient's storage stays unique: updated in place, not copied
-        conv.weight.value.withUnsafeBufferPointer { w in
-            mask.value.withUnsafeBufferPointer { m in
-                grad.withUnsafeMutableBufferPointer { g in
-                    for i in g.indices { g[i] += lambda * (1 - min(max(m[i], 0), 1)) * w[i] }
-                }
-            }
-        }
+        try grad.backend.srsteDecay(&grad, weight: conv.weight.value, mask: mask.value, lambda: lambda)
         conv.weight.grad = grad
     }
 
@@ -153,8 +145,7 @@ public final class ConvBNUnit: Layer {
     public var zeroCount: (zeros: Int, total: Int) {
         let effective =
             mask.map { try! conv.weight.value.backend.multiply(conv.weight.value, $0.value) } ?? conv.weight.value
-        let zeros = effective.withUnsafeBufferPointer { $0.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } }
-        return (zeros, effective.count)
+        return (effective.backend.countZeros(effective), effective.count)
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] {

@@ -80,6 +80,29 @@ public protocol Backend: Sendable {
     func crossEntropy(_ logits: Tensor, labels: [Int], labelSmoothing: Float) throws(TensorError) -> (
         loss: Float, gradient: Tensor
     )
+
+    /// One SGD step in place with PyTorch's semantics: g += wd * w; buf = momentum * buf + g (the
+    /// first buffer, nil on entry, is g); w -= lr * (nesterov ? g + momentum * buf : buf).
+    func sgdStep(
+        _ weight: inout Tensor, gradient: Tensor, momentumBuffer: inout Tensor?, learningRate: Float, momentum: Float,
+        weightDecay: Float, nesterov: Bool) throws(TensorError)
+    /// running = (1 - momentum) * running + momentum * batch * scale, in place.
+    func updateRunningAverage(_ running: inout Tensor, toward batch: Tensor, momentum: Float, scale: Float)
+        throws(TensorError)
+    /// SR-STE decay in place: gradient += lambda * (1 - clamp(mask, 0, 1)) * weight.
+    func srsteDecay(_ gradient: inout Tensor, weight: Tensor, mask: Tensor, lambda: Float) throws(TensorError)
+    /// Batch norm with running statistics as a per-channel scale and bias:
+    /// factor = gamma / sqrt(var + eps), bias = beta - mean * factor.
+    func batchNormFolding(weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float)
+        throws(TensorError) -> (factor: Tensor, bias: Tensor)
+    /// Backward of batch norm with running (frozen) statistics: (dx, dweight, dbias).
+    func batchNormFrozenBackward(
+        _ dy: Tensor, _ x: Tensor, weight: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float
+    ) throws(TensorError) -> (Tensor, Tensor, Tensor)
+    func countZeros(_ t: Tensor) -> Int
+    /// Percentage of rows of logits (N, K) whose label is among the k largest, for each k; ties
+    /// count towards the lower index.
+    func topKAccuracy(_ logits: Tensor, labels: [Int], ks: [Int]) throws(TensorError) -> [Float]
 }
 
 extension Tensor {

@@ -42,22 +42,8 @@ extension CPUBackend {
 }
 
 extension Tensor {
-    /// Percentage of rows whose label is among the k largest logits, for each k (PyTorch's
-    /// `accuracy` helper in the ImageNet example: ties broken towards the lower index).
+    /// Percentage of rows whose label is among the k largest logits, for each k.
     public func topKAccuracy(labels: [Int], ks: [Int]) throws(TensorError) -> [Float] {
-        guard rank == 2, shape[0] == labels.count else {
-            throw .shapeMismatch(op: "top-k accuracy", shape, [labels.count])
-        }
-        let (n, classes) = (shape[0], shape[1])
-        var correct = [Int](repeating: 0, count: ks.count)
-        for i in 0..<n {
-            let row = pointer + i * classes
-            let target = row[labels[i]]
-            // Rank of the label: classes strictly better, or equal with a lower index.
-            var rank = 0
-            for j in 0..<classes where row[j] > target || (row[j] == target && j < labels[i]) { rank += 1 }
-            for (slot, k) in ks.enumerated() where rank < k { correct[slot] += 1 }
-        }
-        return correct.map { Float($0) * 100 / Float(max(n, 1)) }
+        try backend.topKAccuracy(self, labels: labels, ks: ks)
     }
 }

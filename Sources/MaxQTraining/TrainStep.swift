@@ -41,9 +41,9 @@ public enum TrainStep {
         guard value.isFinite else { return StepResult(loss: value, logits: logits.value) }
         try loss.backward()
         if srsteDecay != 0 {
-            for (_, unit) in model.units { unit.applySRSTEDecay(srsteDecay) }
+            for (_, unit) in model.units { try unit.applySRSTEDecay(srsteDecay) }
         }
-        optimizer.step()
+        try optimizer.step()
         return StepResult(loss: value, logits: logits.value)
     }
 }

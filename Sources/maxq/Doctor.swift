@@ -62,7 +62,7 @@ struct Doctor: ParsableCommand {
             let y = try (bn2(conv2(h)) + h).relu()
             let loss = try fc(y.globalAveragePool()).crossEntropy(labels: labels, labelSmoothing: 0.1)
             try loss.backward()
-            optimizer.step()
+            try optimizer.step()
             losses.append(loss.value.scalarValue)
         }
         let milliseconds = Date().timeIntervalSince(start) * 1000

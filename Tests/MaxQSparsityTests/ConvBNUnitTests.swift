@@ -63,7 +63,7 @@ func unit(_ type: ConvBNType, inputs: Int = 8, n: Int = 2, m: Int = 4, seed: UIn
         _ = try u(Variable(Tensor(shape: [1, 8, 4, 4], repeating: 1)))
         let w = u.conv.weight.value, mask = u.mask!.value
         u.conv.weight.grad = Tensor(zeros: w.shape)
-        u.applySRSTEDecay(2e-4)
+        try u.applySRSTEDecay(2e-4)
         let g = u.conv.weight.grad!
         for i in 0..<w.count {
             #expect(g[flat: i] == (mask[flat: i] == 0 ? 2e-4 * w[flat: i] : 0))
