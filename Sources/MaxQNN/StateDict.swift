@@ -43,3 +43,12 @@ extension Layer {
             unexpected: entries.keys.filter { !names.contains($0) }.sorted())
     }
 }
+
+extension Layer {
+    /// Moves every parameter and buffer to `device`: the layer's kernels then run on that
+    /// device's backend (inputs must be moved too).
+    public func move(to device: Device) {
+        for (_, parameter) in namedParameters(prefix: "") { parameter.value = parameter.value.on(device) }
+        for (_, buffer) in namedBuffers(prefix: "") { buffer.value = buffer.value.on(device) }
+    }
+}

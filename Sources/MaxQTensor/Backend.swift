@@ -110,6 +110,7 @@ extension Tensor {
     public var backend: any Backend {
         switch device {
         case .cpu: CPUBackend.shared
+        case .reference: ReferenceBackend.shared
         }
     }
 }

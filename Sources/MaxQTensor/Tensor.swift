@@ -2,10 +2,11 @@
 // convolution weights), with copy-on-write value semantics.
 import Foundation
 
-/// Where a tensor's storage lives. Only the CPU exists today; a GPU backend adds a case here
-/// and a `Backend` conformer, and model code does not change.
+/// Where a tensor's storage lives, which decides the backend its kernels run on. `reference`
+/// is host memory computed by `ReferenceBackend`'s plain loops (the twin every fast kernel is
+/// checked against); a GPU backend adds a case here and a `Backend` conformer (docs/backends.md).
 public enum Device: String, Sendable, Equatable {
-    case cpu
+    case cpu, reference
 }
 
 /// 64-byte aligned float32 storage shared by tensors until one of them writes.
@@ -30,7 +31,7 @@ final class TensorStorage: @unchecked Sendable {
 
 public struct Tensor: @unchecked Sendable {
     public private(set) var shape: [Int]
-    public let device: Device = .cpu
+    public internal(set) var device: Device = .cpu
     var storage: TensorStorage
 
     public var count: Int { storage.count }
@@ -117,6 +118,13 @@ public struct Tensor: @unchecked Sendable {
 
     /// Writable pointer for kernels after `makeUnique()`; used on freshly created outputs.
     var mutablePointer: UnsafeMutablePointer<Float> { storage.pointer }
+
+    /// The same tensor on another device (both devices keep host memory today: no copy).
+    public func on(_ device: Device) -> Tensor {
+        var result = self
+        result.device = device
+        return result
+    }
 
     /// The same elements under another shape with the same element count (no copy).
     public func reshaped(_ newShape: [Int]) throws(TensorError) -> Tensor {

@@ -35,7 +35,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let path = "\(folder)/w.safetensors"
         let stale = Data(repeating: 7, count: 1000)
-        FileManager.default.createFile(atPath: AtomicWrite.partialPath(of: path), contents: stale)
+        #expect(FileManager.default.createFile(atPath: AtomicWrite.partialPath(of: path), contents: stale))
         try SafetensorsFile(tensors: [("w", try Tensor(shape: [2], scalars: [1, 2]))]).write(path: path)
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["w.safetensors"])
         #expect(try SafetensorsFile.read(path: path)["w"]?.scalars == [1, 2])

@@ -3,7 +3,8 @@
 // SoftMaxQ and SoftSRSTE 2:4, an incremental schedule half way, SR-STE decay, Nesterov,
 // no weight decay on 1-D parameters, label smoothing 0.1; three SGD steps on batches 0, 1, 0
 // (c_resnet18) or one (mobilenet_v1, whose float32 result is noisy beyond one step even in
-// PyTorch: docs/fidelity.md).
+// PyTorch: docs/fidelity.md). Each case runs on the CPU backend and again on the reference
+// backend (plain loops, no oneDNN or BLAS): both must match the original.
 import Foundation
 import MaxQFormats
 import MaxQModels
@@ -21,8 +22,8 @@ import Testing
         ["SoftMaxQConv2DBN", "SoftSRSTEConv2dBN"].map { "\(arch).\($0)" }
     }
 
-    @Test(arguments: cases)
-    func stepsMatchTheOriginal(_ name: String) throws {
+    @Test(arguments: cases, [Device.cpu, .reference])
+    func stepsMatchTheOriginal(_ name: String, on device: Device) throws {
         let f = try SafetensorsFile.read(path: Fixtures.path("steps/\(name).safetensors"))
         let meta = f.metadata
         func number(_ key: String) throws -> Double { try #require(Double(meta[key] ?? ""), "metadata \(key)") }
@@ -42,6 +43,7 @@ import Testing
         let report = try model.load(f.group("initial").map { ($0.key, $0.value) })
         let onlyCounters = report.missing.allSatisfy { $0.hasSuffix("num_batches_tracked") }
         #expect(report.unexpected.isEmpty && onlyCounters, "\(report)")
+        model.move(to: device)
         model.setEpoch(epoch)
         model.setTraining(true)
         let optimizer = TrainStep.optimizer(
@@ -61,7 +63,7 @@ import Testing
         }
         for (step, batch) in steps.enumerated() {
             let result = try TrainStep.run(
-                model, optimizer, images: try f.tensor("images.\(batch)"),
+                model, optimizer, images: try f.tensor("images.\(batch)").on(device),
                 labels: try f.tensor("labels.\(batch)").labels,
                 labelSmoothing: Float(try number("label_smoothing")), srsteDecay: Float(try number("decay")))
             #expect(abs(result.loss - (try f.tensor("loss.\(step)")).scalarValue) < 1e-4, "loss of step \(step)")
@@ -81,5 +83,8 @@ import Testing
         }
         #expect(compared == f.tensors.filter { $0.name.hasPrefix("final.") || $0.name.hasPrefix("momentum.") }.count)
         #expect(model.units.contains { $0.1.mask != nil })
+        // The kernels ran where the model lives: its gradients and momentum buffers were made there.
+        #expect(model.parameters.allSatisfy { $0.value.device == device && $0.grad?.device == device })
+        #expect(optimizer.momentumBuffers.values.allSatisfy { $0.device == device })
     }
 }
