@@ -34,7 +34,7 @@ struct BenchOps: ParsableCommand {
         do {
             try runCases()
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 

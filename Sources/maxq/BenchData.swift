@@ -48,7 +48,7 @@ struct BenchData: ParsableCommand {
                     directory, transform.rawValue, workers, batchSize, dataset.count, rates.sorted()[rates.count / 2],
                     epochs))
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 }

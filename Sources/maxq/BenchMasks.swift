@@ -22,14 +22,14 @@ struct BenchMasks: ParsableCommand {
 
     func run() throws {
         let model: any Model
-        do { model = try arch.build(classes: 1000, sparsity: try sparsity.config()) } catch { fail(error) }
+        do { model = try arch.build(classes: 1000, sparsity: try sparsity.config()) } catch { throw Failure(error) }
         model.setEpoch(epoch)
         let units = model.units.map(\.1).filter { $0.mask != nil }
         let weights = units.map { $0.conv.weight.value.count }.reduce(0, +)
         let milliseconds: Double
         do {
             milliseconds = try medianMilliseconds(iterations: iterations) { try model.recomputeMasks() }
-        } catch { fail(error) }
+        } catch { throw Failure(error) }
         print(
             "\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) epoch \(epoch): "
                 + "\(units.count) masked layers, \(weights) weights, threads \(Threading.count)")

@@ -57,7 +57,7 @@ struct BenchTrainStep: ParsableCommand {
             }
             options.report("train", milliseconds: ms)
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 }
@@ -79,7 +79,7 @@ struct BenchEval: ParsableCommand {
             }
             options.report("eval", milliseconds: ms)
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 }

@@ -23,7 +23,7 @@ struct Convert: ParsableCommand {
             }
             print("wrote \(state.count) tensors to \(out)")
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 }

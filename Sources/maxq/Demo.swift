@@ -26,7 +26,7 @@ struct Demo: ParsableCommand {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: saveDir)) ?? []
         let newest = files.filter { $0.hasPrefix("checkpoint.c_resnet18.") && $0.hasSuffix(".safetensors") }
             .max { modified("\(saveDir)/\($0)") < modified("\(saveDir)/\($1)") }
-        guard let newest else { fail("the demo run left no checkpoint in \(saveDir)") }
+        guard let newest else { throw Failure("the demo run left no checkpoint in \(saveDir)") }
         print("\nmaxq inspect \(saveDir)/\(newest)")
         fflush(nil)
         let inspect = try Inspect.parse(["\(saveDir)/\(newest)"])

@@ -19,7 +19,7 @@ struct Doctor: ParsableCommand {
         do {
             try smokeTest()
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 
@@ -69,7 +69,9 @@ struct Doctor: ParsableCommand {
         print(
             String(
                 format: "  smoke test  10 SGD steps in %.0f ms, loss %.4f -> %.4f", milliseconds, losses[0], losses[9]))
-        guard losses[9] < losses[0] else { fail("smoke test: the loss did not fall (\(losses[0]) -> \(losses[9]))") }
+        guard losses[9] < losses[0] else {
+            throw Failure("smoke test: the loss did not fall (\(losses[0]) -> \(losses[9]))")
+        }
         print("  ok")
     }
 }

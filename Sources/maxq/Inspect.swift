@@ -19,8 +19,8 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let state: [(name: String, tensor: Tensor)]
-        do { state = try CheckpointFile.readStateDict(path: checkpoint) } catch { fail(error) }
-        if let arch { check(state, against: arch) }
+        do { state = try CheckpointFile.readStateDict(path: checkpoint) } catch { throw Failure(error) }
+        if let arch { try check(state, against: arch) }
         let rows = InspectRow.rows(state)
         if json {
             printJSON(rows)
@@ -31,9 +31,9 @@ struct Inspect: ParsableCommand {
 
     /// Loads the state into the architecture (classes from its classifier) and reports what
     /// does not fit; a shape mismatch is an error naming the key.
-    private func check(_ state: [(name: String, tensor: Tensor)], against arch: Architecture) {
+    private func check(_ state: [(name: String, tensor: Tensor)], against arch: Architecture) throws {
         guard let classes = state.first(where: { $0.name == arch.classifierWeight })?.tensor.shape.first else {
-            fail("\(checkpoint): no \(arch.classifierWeight) to take \(arch.rawValue)'s class count from")
+            throw Failure("\(checkpoint): no \(arch.classifierWeight) to take \(arch.rawValue)'s class count from")
         }
         do {
             let model = try arch.build(classes: classes, sparsity: .dense)
@@ -49,7 +49,7 @@ struct Inspect: ParsableCommand {
                     ("\(arch.rawValue) with \(classes) classes: \(note("missing", report.missing)), "
                         + "\(note("unexpected", report.unexpected))\n").utf8))
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 

@@ -31,7 +31,7 @@ struct Mask: ParsableCommand {
         do {
             try computeMasks()
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 

@@ -13,10 +13,14 @@ struct Maxq: ParsableCommand {
         ])
 }
 
-/// Prints `error: <message>` on one line and exits non-zero.
-func fail(_ message: Any) -> Never {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-    Foundation.exit(1)
+/// A failure of a command's work, reported by swift-argument-parser as one line
+/// (`Error: <message>`) with exit status 1 (a `ValidationError` would add the usage text).
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ problem: Any) {
+        description = "\(problem)"
+    }
 }
 
 /// Median wall time in milliseconds of `body` over `iterations` runs after one warm-up run.

@@ -27,7 +27,7 @@ struct Predict: ParsableCommand {
         do {
             try predict()
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 

@@ -48,7 +48,7 @@ struct Replay: ParsableCommand {
         do {
             try replay()
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 

@@ -88,7 +88,7 @@ struct Train: ParsableCommand {
         do {
             try train()
         } catch {
-            fail(error)
+            throw Failure(error)
         }
     }
 
