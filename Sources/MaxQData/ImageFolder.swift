@@ -15,18 +15,20 @@ public struct ImageFolderDataset: Dataset {
     static let extensions: Set<String> = ["jpg", "jpeg", "png"]
 
     /// Scans `root`; a missing folder, no class folders, or a class without images is an error
-    /// naming it, before any training starts.
-    public init(root: String, split: Split, resolution: Int = 224) throws(DataError) {
+    /// naming it, before any training starts. With `flatIsOneClass`, a folder of images without
+    /// class sub-folders is read as one class (what a benchmark of decoding needs).
+    public init(root: String, split: Split, resolution: Int = 224, flatIsOneClass: Bool = false) throws(DataError) {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw .missing(path: root, what: "image folder")
         }
         let entries = ((try? fm.contentsOfDirectory(atPath: root)) ?? []).sorted()
-        let classes = entries.filter { name in
+        var classes = entries.filter { name in
             var dir: ObjCBool = false
             return fm.fileExists(atPath: "\(root)/\(name)", isDirectory: &dir) && dir.boolValue
         }
+        if classes.isEmpty && flatIsOneClass { classes = ["."] }
         guard !classes.isEmpty else {
             throw .empty(path: root, what: "no class sub-folders (expected one folder of images per class)")
         }

@@ -9,7 +9,7 @@ struct BenchData: ParsableCommand {
 
     enum Transform: String, ExpressibleByArgument { case train, val }
 
-    @Argument(help: "A folder of class sub-folders of images (ImageFolder's layout).") var directory: String
+    @Argument(help: "A folder of images, in class sub-folders (ImageFolder's layout) or not.") var directory: String
     @Option(help: "train (RandomResizedCrop, flip, lighting) or val (resize 256, centre crop 224).") var transform:
         Transform = .train
     @Option(name: [.customShort("j"), .long], help: "Decoding threads.") var workers = 2
@@ -26,7 +26,8 @@ struct BenchData: ParsableCommand {
     func run() throws {
         do {
             let dataset = try ImageFolderDataset(
-                root: directory, split: transform == .train ? .train : .validation, resolution: resolution)
+                root: directory, split: transform == .train ? .train : .validation, resolution: resolution,
+                flatIsOneClass: true)
             let loader = DataLoader(dataset: dataset, batchSize: batchSize, shuffle: true, seed: 0, workers: workers)
             var rates: [Double] = []
             var skipped: [String] = []

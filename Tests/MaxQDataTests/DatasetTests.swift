@@ -40,6 +40,20 @@ func fixtureImage(_ name: String) throws -> Data {
         #expect(dataset.files.map(\.label) == [0, 0, 1])
     }
 
+    /// `maxq bench data` reads a plain folder of images as one class; training still refuses it.
+    @Test func aFlatFolderIsOneClassOnlyWhenAsked() throws {
+        let tree = TemporaryFolder()
+        try tree.file("x.jpg", fixtureImage("photo.jpg"))
+        try tree.file("y.png", fixtureImage("wide.png"))
+        let dataset = try ImageFolderDataset(root: tree.path, split: .validation, resolution: 16, flatIsOneClass: true)
+        #expect(dataset.classNames.count == 1 && dataset.count == 2 && dataset.files.map(\.label) == [0, 0])
+        var generator = RandomGenerator(seed: 1)
+        var sample = Tensor(zeros: [3, 16, 16])
+        try sample.withUnsafeMutableBufferPointer { try dataset.load(1, into: $0.baseAddress!, generator: &generator) }
+        #expect(sample.isAllFinite && sample.scalars.contains { $0 != 0 })
+        #expect { try ImageFolderDataset(root: tree.path, split: .train) } throws: { "\($0)".contains("no class") }
+    }
+
     @Test func badFoldersAreClearErrorsBeforeTraining() throws {
         let tree = TemporaryFolder()
         #expect { try ImageFolderDataset(root: tree.path + "/nope", split: .train) } throws: {
