@@ -109,7 +109,8 @@ public final class ConvBNUnit: Layer {
         if let mask {
             if training && !maskIsFresh { try recomputeMask() }
             maskIsFresh = false
-            let weight = try conv.weight.masked(by: mask.value, straightThrough: config.type.isStraightThrough)
+            let weight = try conv.weight.masked(
+                by: mask.value, straightThrough: config.type.method?.straightThrough ?? true)
             y = try scale(x.conv2d(weight, conv.geometry))
         } else {
             y = try scale(conv(x))

@@ -30,9 +30,17 @@ public enum Masks {
         }
         // Selection orders bit patterns, which NaN does not have a place in.
         guard w.isAllFinite else { throw .nonFinite(name: name) }
-        if settings.pattern.isDense || !settings.type.hasMask {
+        guard !settings.pattern.isDense, let method = settings.type.method else {
             return Tensor(shape: w.shape, repeating: 1)
         }
+        return method.mask(of: w, settings, generator: &generator)
+    }
+
+    /// The selection kernels: the hard mask, and with `maxQ` the schedule's dense groups and the
+    /// soft axis terms.
+    static func selectionMask(
+        _ w: Tensor, _ settings: MaskSettings, maxQ: MaxQMethod.DenseGroups?, generator: inout RandomGenerator
+    ) -> Tensor {
         let layout = WeightLayout(w.shape, settings.pattern)
         // Work in the reference's (O, kh*kw, I) order: groups, filter rows and position rows
         // all become contiguous runs.
@@ -48,11 +56,11 @@ public enum Masks {
                         let l1 = UnsafeMutableBufferPointer<Float>.allocate(capacity: layout.groups)
                         defer { l1.deallocate() }
                         localMask(UnsafeBufferPointer(a), loc, l1, layout)
-                        guard settings.type.isMaxQ else { return }
+                        guard let maxQ else { return }
                         let dense = Int((settings.preserveRate * Double(layout.groups)).rounded(.down))
                         if dense > 0 {
                             makeGroupsDense(
-                                loc, l1, count: dense, settings.type.denseGroupSelection, layout, &generator)
+                                loc, l1, count: dense, maxQ, layout, &generator)
                         }
                         softTerms(weights, UnsafeBufferPointer(a), loc, layout, settings.tau)
                     }
@@ -169,7 +177,7 @@ public enum Masks {
     /// Incremental sparsity: `count` groups get all M entries set to 1.
     static func makeGroupsDense(
         _ loc: UnsafeMutableBufferPointer<Float>, _ l1: UnsafeMutableBufferPointer<Float>, count: Int,
-        _ selection: DenseGroupSelection, _ layout: WeightLayout, _ generator: inout RandomGenerator
+        _ selection: MaxQMethod.DenseGroups, _ layout: WeightLayout, _ generator: inout RandomGenerator
     ) {
         let groups = layout.groups
         var chosen = [Bool](repeating: count >= groups, count: groups)

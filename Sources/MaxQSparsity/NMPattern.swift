@@ -54,24 +54,6 @@ public enum ConvBNType: String, CaseIterable, Codable, Sendable {
     case hardMaxQ = "HardMaxQConv2DBN"
     case softMaxQInverse = "SoftMaxQConv2DBNInverse"
     case softMaxQRandom = "SoftMaxQConv2DBNRandom"
-
-    public var hasMask: Bool { self != .dense }
-    /// Soft types pass the gradient straight through the mask; hard types multiply it by the mask.
-    public var isStraightThrough: Bool { self != .hardSRSTE && self != .hardMaxQ }
-    public var isMaxQ: Bool { [.softMaxQ, .hardMaxQ, .softMaxQInverse, .softMaxQRandom].contains(self) }
-
-    /// Which groups the incremental schedule keeps dense (MaxQ types only).
-    var denseGroupSelection: DenseGroupSelection {
-        switch self {
-        case .softMaxQInverse: .largestL1
-        case .softMaxQRandom: .random
-        default: .smallestL1
-        }
-    }
-}
-
-enum DenseGroupSelection {
-    case smallestL1, largestL1, random
 }
 
 public enum PruneSchedule: String, CaseIterable, Codable, Sendable {

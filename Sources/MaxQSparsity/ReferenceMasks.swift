@@ -21,7 +21,7 @@ public enum ReferenceMasks {
             let order = g.indices.sorted { (a[g[$0]], $0) < (a[g[$1]], $1) }
             for j in order.prefix(m - n) { local[g[j]] = 0 }
         }
-        guard s.type.isMaxQ else { return try! Tensor(shape: w.shape, scalars: local) }
+        guard s.type.method?.followsSchedule == true else { return try! Tensor(shape: w.shape, scalars: local) }
         let dense = Int((s.preserveRate * Double(groups.count)).rounded(.down))
         let byNorm = groups.indices.sorted {
             (groups[$0].map { a[$0] }.reduce(0, +), $0) < (groups[$1].map { a[$0] }.reduce(0, +), $1)

@@ -105,9 +105,9 @@ public final class Trainer {
                     pthPath: pth.map { _ in Self.pthCopy(of: bestPath) })
             }
             epochSeconds.append(Date().timeIntervalSince(started))
-            // Only MaxQ types follow the incremental schedule; SR-STE is N:M from the start.
-            let nm =
-                sparsity.type.isMaxQ ? 1 - sparsity.schedule.preserveRate(epoch: epoch) : sparsity.type.hasMask ? 1 : 0
+            // Methods that ignore the incremental schedule (SR-STE) are N:M from the start.
+            let method = sparsity.type.method
+            let nm = method.map { $0.followsSchedule ? 1 - sparsity.schedule.preserveRate(epoch: epoch) : 1 } ?? 0
             try emit(
                 .epochFinished(
                     EpochMetrics(

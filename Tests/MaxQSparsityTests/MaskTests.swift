@@ -47,6 +47,20 @@ struct GoldenCase: Decodable {
         }
     }
 
+    /// The registration of methods under the original's names: Hard* multiply the gradient by the
+    /// mask, MaxQ* follow the incremental schedule, Dense has none.
+    @Test func everyConvBNTypeNamesItsMethod() {
+        for type in ConvBNType.allCases {
+            let name = type.rawValue
+            guard let method = type.method else {
+                #expect(name == "DenseConv2dBN")
+                continue
+            }
+            #expect(method.straightThrough == !name.hasPrefix("Hard"), "\(name)")
+            #expect(method.followsSchedule == name.contains("MaxQ"), "\(name)")
+        }
+    }
+
     @Test(arguments: [(2, 4, 0.0), (2, 4, 0.4), (1, 4, 0.0), (1, 16, 0.25), (4, 8, 0.9), (2, 8, 0.0)])
     func selectionKernelsMatchTheNaiveTwin(_ n: Int, _ m: Int, _ rate: Double) throws {
         var generator = RandomGenerator(seed: UInt64(n * 100 + m))
@@ -83,7 +97,7 @@ struct GoldenCase: Decodable {
             // [1, 3) in exact arithmetic; in float32 sigmoid(x) rounds to 1 for x > 16.6, as in
             // the reference, so a weight far above both thresholds gets exactly 3.
             #expect(mask.scalars.allSatisfy { $0 == 0 || ($0 >= 1 && $0 <= 3) }, "\(type)")
-            if !type.isMaxQ { #expect(mask.scalars.allSatisfy { $0 == 0 || $0 == 1 }) }
+            if [.softSRSTE, .hardSRSTE].contains(type) { #expect(mask.scalars.allSatisfy { $0 == 0 || $0 == 1 }) }
         }
     }
 
