@@ -12,15 +12,8 @@ func makeDivisible(_ v: Double, _ divisor: Int = 8) -> Int {
     return rounded
 }
 
-/// A conv-bn unit and the activation after it (none for projections).
-struct ConvStep {
-    let name: String
-    let unit: ConvBNUnit
-    let activation: Activation?
-}
-
 /// Squeeze-excitation (torchvision): global pool, fc1 (1x1 conv) + ReLU, fc2 + hardsigmoid, scale.
-final class SqueezeExcitation: Composite {
+final class SqueezeExcitation: Composite, UnaryLayer {
     let fc1: Conv2d, fc2: Conv2d
 
     init(_ channels: Int, squeeze: Int, generator: inout RandomGenerator) throws(TensorError) {
@@ -42,71 +35,51 @@ final class SqueezeExcitation: Composite {
     }
 }
 
-/// An inverted-residual block: its steps in order, an optional squeeze-excitation after the
-/// depthwise step, and the identity shortcut when shapes allow.
-final class InvertedResidual: Composite {
-    let steps: [ConvStep]
-    let se: (name: String, layer: SqueezeExcitation, after: Int)?
+/// An inverted-residual block: its steps (conv-bn units, a squeeze-excitation after the
+/// depthwise step) as a chain, and the identity shortcut when shapes allow.
+final class InvertedResidual: Composite, UnaryLayer {
+    let body: Sequential
     let residual: Bool
 
-    init(steps: [ConvStep], se: (String, SqueezeExcitation, Int)? = nil, residual: Bool) {
-        self.steps = steps
-        self.se = se
+    init(_ steps: [(name: String, layer: any UnaryLayer)], residual: Bool) {
+        body = Sequential(steps)
         self.residual = residual
     }
 
-    public var children: [(String, any Layer)] {
-        var list = steps.map { ($0.name, $0.unit as any Layer) }
-        if let se { list.insert((se.name, se.layer), at: se.after + 1) }
-        return list
+    var children: [(String, any Layer)] { body.children }
+
+    func replaceChild(named name: String, with layer: any Layer) throws(TensorError) {
+        try body.replaceChild(named: name, with: layer)
     }
 
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        var h = x
-        for (i, step) in steps.enumerated() {
-            h = try step.unit(h, activation: step.activation)
-            if let se, se.after == i { h = try se.layer(h) }
-        }
+        let h = try body(x)
         return residual ? try h + x : h
     }
 }
 
-/// The whole network: stem and blocks as a sequence, global pooling, a classifier head.
+/// The whole network: stem and blocks as a chain, global pooling, the classifier chain. Their
+/// members sit at the top of the state dict (`features.3`, `classifier.1`), as in torchvision.
 public final class MobileNet: Model, Composite {
-    let features: [(String, any Layer, (Variable) throws(TensorError) -> Variable)]
-    let head: [(String, any Layer)]
-    let classify: (Variable) throws(TensorError) -> Variable
-    public private(set) var units: [(String, ConvBNUnit)] = []
+    let features: Sequential
+    let head: Sequential
 
-    init(
-        features: [(String, any Layer, (Variable) throws(TensorError) -> Variable)], head: [(String, any Layer)],
-        classify: @escaping (Variable) throws(TensorError) -> Variable
-    ) {
-        self.features = features
-        self.head = head
-        self.classify = classify
-        units = descendants(of: ConvBNUnit.self)
+    init(features: [(name: String, layer: any UnaryLayer)], head: [(name: String, layer: any UnaryLayer)]) {
+        self.features = Sequential(features)
+        self.head = Sequential(head)
     }
 
-    public var children: [(String, any Layer)] { features.map { ($0.0, $0.1) } + head }
+    public var children: [(String, any Layer)] { features.children + head.children }
+    /// Every conv-bn unit (found again after a replacement).
+    public var units: [(String, ConvBNUnit)] { descendants(of: ConvBNUnit.self) }
+
+    public func replaceChild(named name: String, with layer: any Layer) throws(TensorError) {
+        let chain = features.layers.contains { $0.name == name } ? features : head
+        try chain.replaceChild(named: name, with: layer)
+    }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        var h = x
-        for (_, _, forward) in features { h = try forward(h) }
-        return try classify(h.globalAveragePool())
-    }
-
-    /// A unit plus its activation as one feature step.
-    static func step(_ name: String, _ unit: ConvBNUnit, _ activation: Activation?) -> (
-        String, any Layer, (Variable) throws(TensorError) -> Variable
-    ) {
-        (name, unit, { (x) throws(TensorError) in try unit(x, activation: activation) })
-    }
-
-    static func block(_ name: String, _ block: InvertedResidual) -> (
-        String, any Layer, (Variable) throws(TensorError) -> Variable
-    ) {
-        (name, block, { (x) throws(TensorError) in try block(x) })
+        try head(features(x).globalAveragePool())
     }
 
     /// A classifier `Linear` with torchvision's MobileNet initialisation: Normal(0, 0.01), bias 0.
@@ -126,41 +99,32 @@ public final class MobileNet: Model, Composite {
         let divisor = max(widthDivisor, 1)
         var input = 32 / divisor
         let stem = try ConvBNUnit(
-            3, input, kernelSize: 3, stride: 2, config: .dense, names: .torchvision, generator: &generator)
-        var features: [(String, any Layer, (Variable) throws(TensorError) -> Variable)] = [step("conv1", stem, .relu)]
+            3, input, kernelSize: 3, stride: 2, config: .dense, activation: .relu, names: .torchvision,
+            generator: &generator)
+        var features: [(name: String, layer: any UnaryLayer)] = [("conv1", stem)]
         let table: [(Int, Int)] = [
             (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1),
             (512, 1), (512, 1), (1024, 2), (1024, 1),
         ].map { ($0.0 / divisor, $0.1) }
         for (i, (output, stride)) in table.enumerated() {
             let depthwise = try ConvBNUnit(
-                input, input, kernelSize: 3, stride: stride, groups: input, config: .dense, names: .torchvision,
-                seed: UInt64(i),
-                generator: &generator)
+                input, input, kernelSize: 3, stride: stride, groups: input, config: .dense, activation: .relu,
+                names: .torchvision, seed: UInt64(i), generator: &generator)
             let pointwise = try ConvBNUnit(
-                input, output, kernelSize: 1, config: sparsity, seed: UInt64(100 + i), generator: &generator)
-            features.append(
-                block(
-                    "features.\(i)",
-                    InvertedResidual(
-                        steps: [
-                            ConvStep(name: "", unit: depthwise, activation: .relu),
-                            ConvStep(name: "3", unit: pointwise, activation: .relu),
-                        ],
-                        residual: false)))
+                input, output, kernelSize: 1, config: sparsity, activation: .relu, seed: UInt64(100 + i),
+                generator: &generator)
+            features.append(("features.\(i)", InvertedResidual([("", depthwise), ("3", pointwise)], residual: false)))
             input = output
         }
         let fc = Linear(input, classes, generator: &generator)
-        return MobileNet(features: features, head: [("fc", fc)]) { (x) throws(TensorError) in try fc(x) }
+        return MobileNet(features: features, head: [("fc", fc)])
     }
 
     /// torchvision's mobilenet_v2 (width 1.0): rows t (expansion), c (channels), n (repeats), s (stride).
     public static func v2(classes: Int, sparsity: SparsityConfig, seed: UInt64 = 0) throws(TensorError) -> MobileNet {
         var factory = UnitFactory(config: sparsity, generator: RandomGenerator(seed: seed))
-        let stem = try factory.unit(3, 32, kernel: 3, stride: 2, sparse: false, names: .torchvision)
-        var features: [(String, any Layer, (Variable) throws(TensorError) -> Variable)] = [
-            step("features.0", stem, .relu6)
-        ]
+        let stem = try factory.unit(3, 32, kernel: 3, stride: 2, sparse: false, activation: .relu6, names: .torchvision)
+        var features: [(name: String, layer: any UnaryLayer)] = [("features.0", stem)]
         var input = 32
         let table = [
             (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
@@ -169,37 +133,31 @@ public final class MobileNet: Model, Composite {
             for j in 0..<n {
                 let stride = j == 0 ? s : 1
                 let hidden = Int((Double(input) * Double(t)).rounded())
-                var steps: [ConvStep] = []
+                var steps: [(name: String, layer: any UnaryLayer)] = []
                 if t != 1 {
                     steps.append(
-                        ConvStep(
-                            name: "conv.0", unit: try factory.unit(input, hidden, kernel: 1, names: .torchvision),
-                            activation: .relu6))
+                        ("conv.0", try factory.unit(input, hidden, kernel: 1, activation: .relu6, names: .torchvision)))
                 }
                 let dw = try factory.unit(
-                    hidden, hidden, kernel: 3, stride: stride, groups: hidden, sparse: false, names: .torchvision)
-                steps.append(ConvStep(name: "conv.\(steps.count)", unit: dw, activation: .relu6))
+                    hidden, hidden, kernel: 3, stride: stride, groups: hidden, sparse: false, activation: .relu6,
+                    names: .torchvision)
+                steps.append(("conv.\(steps.count)", dw))
                 let projectionNames = UnitNames(
                     conv: "\(steps.count)", scale: "\(steps.count + 1)", maskBesideWeight: true)
-                steps.append(
-                    ConvStep(
-                        name: "conv", unit: try factory.unit(hidden, c, kernel: 1, names: projectionNames),
-                        activation: nil))
+                steps.append(("conv", try factory.unit(hidden, c, kernel: 1, names: projectionNames)))
                 features.append(
-                    block(
-                        "features.\(features.count)",
-                        InvertedResidual(steps: steps, residual: stride == 1 && input == c)))
+                    ("features.\(features.count)", InvertedResidual(steps, residual: stride == 1 && input == c)))
                 input = c
             }
         }
         features.append(
-            step("features.\(features.count)", try factory.unit(input, 1280, kernel: 1, names: .torchvision), .relu6))
+            (
+                "features.\(features.count)",
+                try factory.unit(input, 1280, kernel: 1, activation: .relu6, names: .torchvision)
+            ))
         let dropout = Dropout(probability: 0.2, seed: seed &+ 1)
         let fc = linear(1280, classes, generator: &factory.generator)
-        return MobileNet(features: features, head: [("classifier.0", dropout), ("classifier.1", fc)]) {
-            (x) throws(TensorError) in
-            try fc(dropout(x))
-        }
+        return MobileNet(features: features, head: [("classifier.0", dropout), ("classifier.1", fc)])
     }
 
     /// torchvision's mobilenet_v3_small / _large: rows (input, kernel, expanded, output, SE,
@@ -225,52 +183,46 @@ public final class MobileNet: Model, Composite {
         var factory = UnitFactory(config: sparsity, generator: RandomGenerator(seed: seed))
         let (eps, momentum): (Float, Float) = (0.001, 0.01)
         let stem = try factory.unit(
-            3, 16, kernel: 3, stride: 2, sparse: false, names: .torchvision, eps: eps, momentum: momentum)
-        var features: [(String, any Layer, (Variable) throws(TensorError) -> Variable)] = [
-            step("features.0", stem, .hardswish)
-        ]
+            3, 16, kernel: 3, stride: 2, sparse: false, activation: .hardswish, names: .torchvision, eps: eps,
+            momentum: momentum)
+        var features: [(name: String, layer: any UnaryLayer)] = [("features.0", stem)]
         for (input, kernel, expanded, output, useSE, hardswish, stride) in table {
             let activation: Activation = hardswish ? .hardswish : .relu
-            var steps: [ConvStep] = []
+            var steps: [(name: String, layer: any UnaryLayer)] = []
             if expanded != input {
                 let expand = try factory.unit(
-                    input, expanded, kernel: 1, names: .torchvision, eps: eps, momentum: momentum)
-                steps.append(ConvStep(name: "block.0", unit: expand, activation: activation))
+                    input, expanded, kernel: 1, activation: activation, names: .torchvision, eps: eps,
+                    momentum: momentum)
+                steps.append(("block.0", expand))
             }
             let dw = try factory.unit(
                 expanded, expanded, kernel: kernel, stride: stride, groups: expanded, sparse: false,
-                names: .torchvision, eps: eps,
-                momentum: momentum)
-            steps.append(ConvStep(name: "block.\(steps.count)", unit: dw, activation: activation))
-            let depthwiseIndex = steps.count - 1
-            let se =
-                useSE
-                ? try SqueezeExcitation(
-                    expanded, squeeze: makeDivisible(Double(expanded / 4)), generator: &factory.generator) : nil
-            let projectIndex = steps.count + (useSE ? 1 : 0)
+                activation: activation, names: .torchvision, eps: eps, momentum: momentum)
+            steps.append(("block.\(steps.count)", dw))
+            // Squeeze-excitation after the depthwise step (drawn before the projection's weights).
+            if useSE {
+                let se = try SqueezeExcitation(
+                    expanded, squeeze: makeDivisible(Double(expanded / 4)), generator: &factory.generator)
+                steps.append(("block.\(steps.count)", se))
+            }
             let project = try factory.unit(
                 expanded, output, kernel: 1, names: .torchvision, eps: eps, momentum: momentum)
-            steps.append(ConvStep(name: "block.\(projectIndex)", unit: project, activation: nil))
+            steps.append(("block.\(steps.count)", project))
             features.append(
-                block(
-                    "features.\(features.count)",
-                    InvertedResidual(
-                        steps: steps, se: se.map { ("block.\(depthwiseIndex + 1)", $0, depthwiseIndex) },
-                        residual: stride == 1 && input == output)))
+                ("features.\(features.count)", InvertedResidual(steps, residual: stride == 1 && input == output)))
         }
         let lastInput = table.last!.3, lastOutput = 6 * lastInput, lastChannel = large ? 1280 : 1024
-        features.append(
-            step(
-                "features.\(features.count)",
-                try factory.unit(lastInput, lastOutput, kernel: 1, names: .torchvision, eps: eps, momentum: momentum),
-                .hardswish))
+        let last = try factory.unit(
+            lastInput, lastOutput, kernel: 1, activation: .hardswish, names: .torchvision, eps: eps, momentum: momentum)
+        features.append(("features.\(features.count)", last))
         let fc0 = linear(lastOutput, lastChannel, generator: &factory.generator)
         let dropout = Dropout(probability: 0.2, seed: seed &+ 1)
         let fc3 = linear(lastChannel, classes, generator: &factory.generator)
         return MobileNet(
-            features: features, head: [("classifier.0", fc0), ("classifier.2", dropout), ("classifier.3", fc3)]
-        ) {
-            (x) throws(TensorError) in try fc3(dropout(fc0(x).activation(.hardswish)))
-        }
+            features: features,
+            head: [
+                ("classifier.0", fc0), ("classifier.1", ActivationLayer(.hardswish)), ("classifier.2", dropout),
+                ("classifier.3", fc3),
+            ])
     }
 }

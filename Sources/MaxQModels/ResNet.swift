@@ -35,12 +35,12 @@ struct UnitFactory {
     /// A conv-bn unit initialised as `kaimingFanOut` says. `sparse: false` keeps it dense.
     mutating func unit(
         _ input: Int, _ output: Int, kernel: Int, stride: Int = 1, groups: Int = 1, sparse: Bool = true,
-        names: UnitNames = .reference, eps: Float = 1e-5, momentum: Float = 0.1
+        activation: Activation? = nil, names: UnitNames = .reference, eps: Float = 1e-5, momentum: Float = 0.1
     ) throws(TensorError) -> ConvBNUnit {
         seeds += 1
         let u = try ConvBNUnit(
             input, output, kernelSize: kernel, stride: stride, groups: groups, config: sparse ? config : .dense,
-            names: names,
+            activation: activation, names: names,
             eps: eps, momentum: momentum, seed: seeds, generator: &generator)
         if kaimingFanOut {
             let std = (2 / Float(kernel * kernel * output)).squareRoot()
@@ -50,37 +50,52 @@ struct UnitFactory {
     }
 }
 
-final class ResidualBlock: Composite {
-    let convbns: [ConvBNUnit]
-    let shortcut: ConvBNUnit?
+/// A residual block: conv-bn units (ReLU after all but the last), the shortcut, a final ReLU.
+/// Its units can be replaced by any one-input layer (`Layer.replace(at:with:)`).
+final class ResidualBlock: Composite, UnaryLayer {
+    private(set) var convbns: [any UnaryLayer]
+    private(set) var shortcut: (any UnaryLayer)?
     let shortcutName: String
 
     init(_ input: Int, _ planes: Int, stride: Int, spec: ResNetSpec, factory: inout UnitFactory) throws(TensorError) {
         let output = planes * spec.expansion
         if spec.bottleneck {
             convbns = [
-                try factory.unit(input, planes, kernel: 1), try factory.unit(planes, planes, kernel: 3, stride: stride),
+                try factory.unit(input, planes, kernel: 1, activation: .relu),
+                try factory.unit(planes, planes, kernel: 3, stride: stride, activation: .relu),
                 try factory.unit(planes, output, kernel: 1),
             ]
         } else {
             convbns = [
-                try factory.unit(input, planes, kernel: 3, stride: stride), try factory.unit(planes, planes, kernel: 3),
+                try factory.unit(input, planes, kernel: 3, stride: stride, activation: .relu),
+                try factory.unit(planes, planes, kernel: 3),
             ]
         }
         shortcut = stride != 1 || input != output ? try factory.unit(input, output, kernel: 1, stride: stride) : nil
         shortcutName = spec.cifar ? "shortcut.0" : "downsample"
     }
 
-    public var children: [(String, any Layer)] {
+    var children: [(String, any Layer)] {
         convbns.enumerated().map { ("convbn\($0.offset + 1)", $0.element as any Layer) }
             + (shortcut.map { [(shortcutName, $0)] } ?? [])
     }
 
+    func replaceChild(named name: String, with layer: any Layer) throws(TensorError) {
+        guard let unary = layer as? any UnaryLayer else {
+            throw .invalidArgument(op: "replace", reason: "'\(name)' must be replaced by a one-input layer")
+        }
+        if name == shortcutName, shortcut != nil {
+            shortcut = unary
+        } else if name.hasPrefix("convbn"), let k = Int(name.dropFirst(6)), convbns.indices.contains(k - 1) {
+            convbns[k - 1] = unary
+        } else {
+            throw Self.noChild(name)
+        }
+    }
+
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         var h = x
-        for (k, unit) in convbns.enumerated() {
-            h = try unit(h, activation: k < convbns.count - 1 ? .relu : nil)
-        }
+        for unit in convbns { h = try unit(h) }
         return try (h + (shortcut.map { (s) throws(TensorError) in try s(x) } ?? x)).relu()
     }
 }
@@ -92,7 +107,8 @@ public final class ResNet: Model, Composite {
     let fc: Linear?  // ImageNet: Linear(512 * expansion, classes)
     let fcConv: Conv2d?  // CIFAR: a 1x1 convolution with bias on the pooled features
     let spec: ResNetSpec
-    public private(set) var units: [(String, ConvBNUnit)] = []
+    /// Every conv-bn unit (found again after a replacement).
+    public var units: [(String, ConvBNUnit)] { descendants(of: ConvBNUnit.self) }
 
     /// `widthDivisor` divides every width (stem 64, stages 64..512): 1 builds the paper's
     /// models; narrower ones keep test fixtures small.
@@ -131,7 +147,6 @@ public final class ResNet: Model, Composite {
             fc = Linear(input, classes, generator: &factory.generator)
             fcConv = nil
         }
-        units = descendants(of: ConvBNUnit.self)
     }
 
     public var children: [(String, any Layer)] {

@@ -40,9 +40,11 @@ public struct UnitNames: Sendable {
     public static let torchvision = UnitNames(conv: "0", scale: "1", maskBesideWeight: true)
 }
 
-public final class ConvBNUnit: Layer {
+public final class ConvBNUnit: UnaryLayer {
     public let conv: Conv2d
     public let scale: BatchNorm2d
+    /// Applied after the batch norm (fused into the convolution in evaluation); nil for none.
+    public let activation: Activation?
     public let names: UnitNames
     /// nil for dense units, and for units whose input channels are not a multiple of M.
     public let mask: Buffer?
@@ -58,9 +60,10 @@ public final class ConvBNUnit: Layer {
     /// A k x k convolution (padding k/2) without bias, then batch normalisation.
     public init(
         _ inputChannels: Int, _ outputChannels: Int, kernelSize: Int, stride: Int = 1, groups: Int = 1,
-        config: SparsityConfig, names: UnitNames = .reference, eps: Float = 1e-5, momentum: Float = 0.1,
-        seed: UInt64 = 0, generator: inout RandomGenerator
+        config: SparsityConfig, activation: Activation? = nil, names: UnitNames = .reference, eps: Float = 1e-5,
+        momentum: Float = 0.1, seed: UInt64 = 0, generator: inout RandomGenerator
     ) throws(TensorError) {
+        self.activation = activation
         conv = try Conv2d(
             inputChannels, outputChannels, kernelSize: kernelSize, stride: stride, padding: kernelSize / 2,
             groups: groups,
@@ -97,13 +100,9 @@ public final class ConvBNUnit: Layer {
         }
     }
 
-    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        try callAsFunction(x, activation: nil)
-    }
-
     /// `activation(scale(conv(x)))`. In evaluation without gradients the batch norm is folded
     /// into the convolution and the activation fused: one pass over the output, not three.
-    public func callAsFunction(_ x: Variable, activation: Activation?) throws(TensorError) -> Variable {
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         if !training && !GradientMode.isRecording { return try folded(x, activation: activation) }
         let y: Variable
         if let mask {

@@ -133,6 +133,47 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
     }
 }
 
+/// Stands in for a unit: computes with it, keeps its state names, and counts its calls.
+final class CountingStandIn: UnaryLayer {
+    let unit: ConvBNUnit
+    var calls = 0
+
+    init(_ unit: ConvBNUnit) {
+        self.unit = unit
+    }
+
+    func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        calls += 1
+        return try unit(x)
+    }
+
+    func namedParameters(prefix: String) -> [(String, Variable)] { unit.namedParameters(prefix: prefix) }
+    func namedBuffers(prefix: String) -> [(String, Buffer)] { unit.namedBuffers(prefix: prefix) }
+    func setTraining(_ training: Bool) { unit.setTraining(training) }
+}
+
+/// `Layer.replace(at:with:)`, the seam deployment uses to swap units: a replaced unit is no longer
+/// called, its stand-in is, in the same place of the computation.
+@Suite struct LayerReplacementTests {
+    @Test(arguments: [Architecture.cResnet18, .resnet50, .mobilenetV1, .mobilenetV2, .mobilenetV3Small])
+    func aUnitIsReplacedInPlace(_ arch: Architecture) throws {
+        let model = try dense(arch)
+        model.setTraining(false)
+        var generator = RandomGenerator(seed: 4)
+        let x = Variable(Tensor(normal: [1, 3, arch.resolution, arch.resolution], generator: &generator))
+        let before = try GradientMode.withoutGradients { try model(x) }.value
+        let names = model.stateDict().map(\.0)
+        let (path, unit) = model.units[model.units.count / 2]
+        let standIn = CountingStandIn(unit)
+        try model.replace(at: path, with: standIn)
+        let after = try GradientMode.withoutGradients { try model(x) }.value
+        #expect(standIn.calls == 1, "\(path)")
+        #expect(after.scalars == before.scalars)
+        #expect(!model.units.contains { $0.0 == path } && model.stateDict().map(\.0) == names)
+        #expect(throws: TensorError.self) { try model.replace(at: "\(path).nothing", with: standIn) }
+    }
+}
+
 @Suite struct NonFiniteWeightTests {
     /// Scripts/make_hostile_fixtures.py: `conv1.weight` holds an infinity, `w` a NaN.
     static let file = Fixtures.path("hostile/nonfinite_weights.safetensors")

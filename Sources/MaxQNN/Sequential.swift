@@ -1,0 +1,49 @@
+// Layers that map one variable to one, and `Sequential`, a named chain of them. Members of a
+// chain can be replaced (`Layer.replace(at:with:)`): how a deployment swaps a model's training
+// units for inference ones without rebuilding the model.
+import MaxQTensor
+
+public protocol UnaryLayer: Layer {
+    func callAsFunction(_ x: Variable) throws(TensorError) -> Variable
+}
+
+/// A parameter-free activation as a member of a chain (MobileNet V3's classifier).
+public final class ActivationLayer: UnaryLayer {
+    public let kind: Activation
+
+    public init(_ kind: Activation) {
+        self.kind = kind
+    }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable { x.activation(kind) }
+    public func namedParameters(prefix: String) -> [(String, Variable)] { [] }
+}
+
+public final class Sequential: Composite, UnaryLayer {
+    public private(set) var layers: [(name: String, layer: any UnaryLayer)]
+
+    public init(_ layers: [(name: String, layer: any UnaryLayer)]) {
+        self.layers = layers
+    }
+
+    public var children: [(String, any Layer)] { layers.map { ($0.name, $0.layer) } }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        var h = x
+        for (_, layer) in layers { h = try layer(h) }
+        return h
+    }
+
+    public func replaceChild(named name: String, with layer: any Layer) throws(TensorError) {
+        guard let index = layers.firstIndex(where: { $0.name == name }) else { throw Self.noChild(name) }
+        guard let unary = layer as? any UnaryLayer else {
+            throw .invalidArgument(op: "replace", reason: "'\(name)' of a chain must be replaced by a one-input layer")
+        }
+        layers[index].layer = unary
+    }
+}
+
+extension Conv2d: UnaryLayer {}
+extension BatchNorm2d: UnaryLayer {}
+extension Linear: UnaryLayer {}
+extension Dropout: UnaryLayer {}
