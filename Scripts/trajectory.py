@@ -124,15 +124,15 @@ def svg(path, title, ours, original, spreads):
                 f'{moved}{line(original, "#d62728")}{line(ours, "#1f77b4")}{labels}</svg>\n')
 
 
-def main():
-    p = argparse.ArgumentParser()
+def add_training_arguments(p, steps):
+    """The original checkout, the data and the training settings both trajectory scripts take."""
     p.add_argument("--original", required=True, help="checkout of the original MaxQ code")
     p.add_argument("--data", required=True, help="CIFAR-10 JPEG folders (train/<class>/...)")
     p.add_argument("--arch", default="c_resnet18")
     p.add_argument("--conv-bn-type", default="SoftMaxQConv2DBN", choices=sorted(ORIGINAL_TYPES))
     p.add_argument("--N", type=int, default=2)
     p.add_argument("--M", type=int, default=4)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--wd", type=float, default=1e-4)
@@ -140,10 +140,36 @@ def main():
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--nesterov", default="False", choices=["True", "False"])
     p.add_argument("--no-bn-decay", default="True", choices=["True", "False"])
+    p.add_argument("--maxq", default=".build/release/maxq")
+
+
+def run_replay(args, batch_file, init_file, classes, out_csv):
+    """`maxq replay` of the stored batches from the stored initial weights, with the same settings."""
+    subprocess.run([args.maxq, "replay", batch_file, "-a", args.arch, "--num-classes", str(classes),
+                    "--pretrained", init_file, "--conv-bn-type", args.conv_bn_type, "--N", str(args.N),
+                    "--M", str(args.M), "--increase-start", "0", "--increase-end", "0", "--lr", str(args.lr),
+                    "--wd", str(args.wd), "--decay", str(args.decay), "--label-smoothing", str(args.label_smoothing),
+                    "--nesterov", args.nesterov, "--no-bn-decay", args.no_bn_decay, "--out", out_csv],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def store_batches(batches, path):
+    """images.<i> and labels.<i> (int64), the file `maxq replay` reads."""
+    write_safetensors(path, {k: v for i, (x, y) in enumerate(batches)
+                             for k, v in ((f"images.{i}", x), (f"labels.{i}", y))},
+                      {f"labels.{i}": "I64" for i in range(len(batches))})
+
+
+def read_losses(csv_path):
+    return [float(line.split(",")[1]) for line in open(csv_path).read().split("\n")[1:] if line]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    add_training_arguments(p, steps=100)
     p.add_argument("--spread", type=int, default=1,
                    help="also train the original this many times from weights moved by 1e-7 (float32 noise)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--maxq", default=".build/release/maxq")
     p.add_argument("--work", default="/tmp/maxq-trajectory", help="folder for the batches and weights (large)")
     p.add_argument("--out", default="trajectory", help="writes OUT.csv and OUT.svg")
     args = p.parse_args()
@@ -152,21 +178,14 @@ def main():
 
     batches, classes = fixed_batches(args.data, args.batch_size, args.steps, args.seed)
     batch_file = os.path.join(args.work, "batches.safetensors")
-    write_safetensors(batch_file, {k: v for i, (x, y) in enumerate(batches)
-                                   for k, v in ((f"images.{i}", x), (f"labels.{i}", y))},
-                      {f"labels.{i}": "I64" for i in range(len(batches))})
+    store_batches(batches, batch_file)
     model = original_model(args, classes)
     init_file = os.path.join(args.work, "initial.safetensors")
     write_safetensors(init_file, {k: v for k, v in model.state_dict().items() if v.dtype != torch.int64})
 
     ours_csv = os.path.join(args.work, "ours.csv")
-    command = [args.maxq, "replay", batch_file, "-a", args.arch, "--num-classes", str(classes), "--pretrained", init_file,
-               "--conv-bn-type", args.conv_bn_type, "--N", str(args.N), "--M", str(args.M),
-               "--increase-start", "0", "--increase-end", "0", "--lr", str(args.lr), "--wd", str(args.wd),
-               "--decay", str(args.decay), "--label-smoothing", str(args.label_smoothing),
-               "--nesterov", args.nesterov, "--no-bn-decay", args.no_bn_decay, "--out", ours_csv]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    ours = [float(line.split(",")[1]) for line in open(ours_csv).read().split("\n")[1:] if line]
+    run_replay(args, batch_file, init_file, classes, ours_csv)
+    ours = read_losses(ours_csv)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     original = train_original(model, batches, args)
     # The original again from weights moved by about one float32 rounding: how far two runs of

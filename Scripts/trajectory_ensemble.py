@@ -6,7 +6,7 @@ from chaos (docs/fidelity.md); K pairs can, at about (steps x 8 s + steps x 3 s)
 
     python3 Scripts/trajectory_ensemble.py --original /path/to/MaxQ --data /tmp/cifar --pairs 6 --steps 30
 """
-import argparse, os, subprocess
+import argparse, os
 import numpy as np
 import torch
 from fixture_io import write_safetensors
@@ -15,24 +15,10 @@ import trajectory as T
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--original", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--arch", default="c_resnet18")
-    p.add_argument("--conv-bn-type", default="SoftMaxQConv2DBN", choices=sorted(T.ORIGINAL_TYPES))
-    p.add_argument("--N", type=int, default=2)
-    p.add_argument("--M", type=int, default=4)
+    T.add_training_arguments(p, steps=30)
     p.add_argument("--pairs", type=int, default=6)
-    p.add_argument("--steps", type=int, default=30)
     p.add_argument("--windows", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--wd", type=float, default=1e-4)
-    p.add_argument("--decay", type=float, default=2e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--nesterov", default="False", choices=["True", "False"])
-    p.add_argument("--no-bn-decay", default="True", choices=["True", "False"])
     p.add_argument("--batch-seed", type=int, default=42)
-    p.add_argument("--maxq", default=".build/release/maxq")
     p.add_argument("--work", default="/tmp/maxq-ensemble")
     p.add_argument("--out", default="/tmp/maxq-ensemble/ensemble.csv")
     args = p.parse_args()
@@ -41,9 +27,7 @@ def main():
 
     batches, classes = T.fixed_batches(args.data, args.batch_size, args.steps, args.batch_seed)
     batch_file = os.path.join(args.work, "batches.safetensors")
-    write_safetensors(batch_file, {k: v for i, (x, y) in enumerate(batches)
-                                   for k, v in ((f"images.{i}", x), (f"labels.{i}", y))},
-                      {f"labels.{i}": "I64" for i in range(len(batches))})
+    T.store_batches(batches, batch_file)
     rows = []
     for seed in range(1, args.pairs + 1):
         args.seed = seed
@@ -51,13 +35,8 @@ def main():
         init_file = os.path.join(args.work, f"initial{seed}.safetensors")
         write_safetensors(init_file, {k: v for k, v in model.state_dict().items() if v.dtype != torch.int64})
         ours_csv = os.path.join(args.work, f"ours{seed}.csv")
-        subprocess.run([args.maxq, "replay", batch_file, "-a", args.arch, "--num-classes", str(classes),
-                        "--pretrained", init_file, "--conv-bn-type", args.conv_bn_type, "--N", str(args.N),
-                        "--M", str(args.M), "--increase-start", "0", "--increase-end", "0", "--lr", str(args.lr),
-                        "--wd", str(args.wd), "--decay", str(args.decay), "--label-smoothing",
-                        str(args.label_smoothing), "--nesterov", args.nesterov, "--no-bn-decay", args.no_bn_decay,
-                        "--out", ours_csv], check=True, stdout=subprocess.DEVNULL)
-        ours = [float(line.split(",")[1]) for line in open(ours_csv).read().split("\n")[1:] if line]
+        T.run_replay(args, batch_file, init_file, classes, ours_csv)
+        ours = T.read_losses(ours_csv)
         original = T.train_original(model, batches, args)
         rows.append((seed, np.array(original), np.array(ours)))
         print(f"pair {seed}: mean loss original {np.mean(original):.4f}, ours {np.mean(ours):.4f}, "
