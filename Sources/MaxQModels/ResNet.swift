@@ -81,9 +81,7 @@ final class ResidualBlock: Composite, UnaryLayer {
     }
 
     func replaceChild(named name: String, with layer: any Layer) throws(TensorError) {
-        guard let unary = layer as? any UnaryLayer else {
-            throw .invalidArgument(op: "replace", reason: "'\(name)' must be replaced by a one-input layer")
-        }
+        let unary = try Self.oneInput(layer, replacing: name)
         if name == shortcutName, shortcut != nil {
             shortcut = unary
         } else if name.hasPrefix("convbn"), let k = Int(name.dropFirst(6)), convbns.indices.contains(k - 1) {

@@ -7,6 +7,16 @@ public protocol UnaryLayer: Layer {
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable
 }
 
+extension Composite {
+    /// `layer` as the one-input layer a chain or block member must be, for replacing child `name`.
+    public static func oneInput(_ layer: any Layer, replacing name: String) throws(TensorError) -> any UnaryLayer {
+        guard let unary = layer as? any UnaryLayer else {
+            throw .invalidArgument(op: "replace", reason: "'\(name)' must be replaced by a one-input layer")
+        }
+        return unary
+    }
+}
+
 /// A parameter-free activation as a member of a chain (MobileNet V3's classifier).
 public final class ActivationLayer: UnaryLayer {
     public let kind: Activation
@@ -36,10 +46,7 @@ public final class Sequential: Composite, UnaryLayer {
 
     public func replaceChild(named name: String, with layer: any Layer) throws(TensorError) {
         guard let index = layers.firstIndex(where: { $0.name == name }) else { throw Self.noChild(name) }
-        guard let unary = layer as? any UnaryLayer else {
-            throw .invalidArgument(op: "replace", reason: "'\(name)' of a chain must be replaced by a one-input layer")
-        }
-        layers[index].layer = unary
+        layers[index].layer = try Self.oneInput(layer, replacing: name)
     }
 }
 
