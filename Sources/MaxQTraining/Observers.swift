@@ -96,6 +96,9 @@ public final class ReportFilesObserver: TrainingObserver {
 
     public func observe(_ event: TrainingEvent) throws {
         switch event {
+        case let .resumed(_, epoch, _):
+            // A resumed run keeps the rows of the epochs it does not redo.
+            rows = Reports.readMetrics(from: "\(config.saveDir)/metrics.csv").filter { $0.epoch <= epoch }
         case let .epochFinished(metrics, _):
             rows.append(metrics)
             try Reports.writeMetrics(rows, to: "\(config.saveDir)/metrics.csv")

@@ -33,6 +33,18 @@ public enum Reports {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
+    /// The rows `writeMetrics` wrote (none when the file is absent; malformed rows are skipped).
+    public static func readMetrics(from path: String) -> [EpochMetrics] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").dropFirst().compactMap { line in
+            let f = line.split(separator: ",").compactMap { Double($0) }
+            guard f.count == 9, let epoch = Int(exactly: f[0]) else { return nil }
+            return EpochMetrics(
+                epoch: epoch, lr: f[1], trainLoss: f[2], trainTop1: f[3], valLoss: f[4], valTop1: f[5], valTop5: f[6],
+                nmFraction: f[7], seconds: f[8])
+        }
+    }
+
     /// Appends one row (with a header when the file is new).
     public static func appendResult(_ fields: [(String, String)], to path: String) throws {
         let exists = FileManager.default.fileExists(atPath: path)

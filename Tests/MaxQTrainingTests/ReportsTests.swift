@@ -29,6 +29,21 @@ import Testing
                 """)
     }
 
+    /// A resumed run's metrics.csv keeps the epochs before the resume point.
+    @Test func aResumedRunKeepsTheEarlierMetrics() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Reports.writeMetrics(Self.rows, to: "\(directory)/metrics.csv")
+        #expect(Reports.readMetrics(from: "\(directory)/metrics.csv").map(\.valTop1) == [30.5, 50])
+        let observer = ReportFilesObserver(config: TrainingConfig(saveDir: directory))
+        try observer.observe(.resumed(path: "checkpoint", epoch: 0, bestTop1: 30.5))
+        var redone = Self.rows[1]
+        redone.valTop1 = 55
+        try observer.observe(.epochFinished(redone, bestTop1: 55))
+        let rows = Reports.readMetrics(from: "\(directory)/metrics.csv")
+        #expect(rows.map(\.epoch) == [0, 1] && rows.map(\.valTop1) == [30.5, 55])
+    }
+
     @Test func resultsGetTheHeaderOnceAndARowPerRun() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
