@@ -3,7 +3,8 @@ CIFAR-10 of JPEGs, on the CPU, the way `maxq train DIR --set ImageFolder -a c_re
 its model and step (Scripts/trajectory.py), torchvision's loader with RandomCrop(32, padding=4),
 flip and CIFAR normalisation, then its end-of-epoch mask update and validation. It prints the
 original's log lines (every 100 steps) and the top-1, so that both sides of docs/fidelity.md are
-measured on the same machine, with the same seed and data.
+measured on the same machine, with the same seed and data. `--device cuda` runs the same fp32 step
+on a GPU (TF32 off, no autocast) to measure many seeds of the original quickly.
 
     python3 Scripts/original_epoch.py --original /path/to/MaxQ --data /tmp/cifar \
         --conv-bn-type SoftMaxQConv2DBN --seed 42
@@ -33,8 +34,12 @@ def main():
     p.add_argument("--no-bn-decay", dest="no_bn_decay", default="True")
     p.add_argument("--nesterov", default="False")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (fp32: TF32 off, no autocast)")
+    p.add_argument("--workers", type=int, default=1, help="data-loading processes")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    device = torch.device(args.device)
     sys.path.insert(0, args.original)
     import torchvision
     from torchvision import transforms
@@ -47,15 +52,16 @@ def main():
                             transforms.ToTensor(), normalize]))
     val_dir = os.path.join(args.data, "val" if os.path.isdir(os.path.join(args.data, "val")) else "test")
     val = torchvision.datasets.ImageFolder(val_dir, transforms.Compose([transforms.ToTensor(), normalize]))
-    model = T.original_model(args, len(train.classes))
+    model = T.original_model(args, len(train.classes)).to(device)
     optimizer = T.original_optimizer(model, args)
     model.train()
     for epoch in range(1):  # epoch 0 of a 1-epoch run: lr constant, N:M from the start
-        loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True, num_workers=1,
+        loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True,
+                                             num_workers=args.workers,
                                              generator=torch.Generator().manual_seed(args.seed + epoch))
         started, total, seen = time.time(), 0.0, 0
         for step, (images, labels) in enumerate(loader):
-            loss = T.original_step(model, optimizer, images, labels, args)
+            loss = T.original_step(model, optimizer, images.to(device), labels.to(device), args)
             total, seen = total + loss * len(labels), seen + len(labels)
             if step % 100 == 0:
                 print(f"Epoch: [{epoch}][{step}/{len(loader)}]\tLoss {loss:.4f} ({total / seen:.4f})\t"
@@ -64,8 +70,8 @@ def main():
         model.eval()
         correct = count = 0
         with torch.no_grad():
-            for images, labels in torch.utils.data.DataLoader(val, batch_size=500):
-                correct += (model(images).argmax(1) == labels).sum().item()
+            for images, labels in torch.utils.data.DataLoader(val, batch_size=500, num_workers=args.workers):
+                correct += (model(images.to(device)).argmax(1).cpu() == labels).sum().item()
                 count += len(labels)
         model.train()
         print(f"=> Epoch: {epoch}, train loss {total / seen:.4f}, Acc: {100 * correct / count:.2f}%", flush=True)
