@@ -2,10 +2,6 @@
 // MaxQ for Swift: N:M sparse training and deployment of convolutional networks.
 import PackageDescription
 
-let optimized: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release))
-]
-
 let package = Package(
     name: "MaxQ",
     products: [
@@ -23,31 +19,27 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
         // JPEG regions with libjpeg-turbo's libjpeg API (libjpeg62-turbo-dev; C: errors arrive by longjmp).
-        .target(
-            name: "CJPEG", cSettings: [.unsafeFlags(["-O2", "-march=haswell"])],
-            linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         // Parallel loops on libgomp, the OpenMP runtime oneDNN uses (C: Swift cannot call it generically).
-        .target(
-            name: "CParallel", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("gomp")]),
+        .target(name: "CParallel", linkerSettings: [.linkedLibrary("gomp")]),
+        // Hot loops compiled for each x86-64 level, run at the CPU's best (C: Swift has no per-function target).
+        .target(name: "CKernels"),
         // Layer 1: tensors, random streams and the CPU kernels behind the backend interface.
-        .target(name: "MaxQTensor", dependencies: ["CDNNL", "COpenBLAS", "CParallel"], swiftSettings: optimized),
+        .target(name: "MaxQTensor", dependencies: ["CDNNL", "COpenBLAS", "CParallel", "CKernels"]),
         // Layer 2: reverse-mode automatic differentiation and the network layers.
-        .target(name: "MaxQNN", dependencies: ["MaxQTensor"], swiftSettings: optimized),
+        .target(name: "MaxQNN", dependencies: ["MaxQTensor"]),
         // Layer 3: N:M masks (hard, MaxQ), schedules and the masked conv-bn units.
-        .target(name: "MaxQSparsity", dependencies: ["MaxQTensor", "MaxQNN"], swiftSettings: optimized),
+        .target(name: "MaxQSparsity", dependencies: ["MaxQTensor", "MaxQNN", "CKernels"]),
         // Layer 4: the model zoo (ResNets, MobileNets) built from conv-bn units; checkpoints into models.
-        .target(
-            name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats"],
-            swiftSettings: optimized),
+        .target(name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats"]),
         // Layer 5: image decoding, torchvision-equivalent transforms, datasets and loading.
-        .target(name: "MaxQData", dependencies: ["MaxQTensor", "CJPEG", "CPNG"], swiftSettings: optimized),
+        .target(name: "MaxQData", dependencies: ["MaxQTensor", "CJPEG", "CPNG"]),
         // Layer 6: training and evaluation loops, schedules, logs, checkpoints of runs.
         .target(
             name: "MaxQTraining",
-            dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"],
-            swiftSettings: optimized),
-        // I/O formats: safetensors, PyTorch zip checkpoints. Parsers of untrusted files keep
-        // Swift's overflow and bounds checks: plain -O here, never -Ounchecked.
+            dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"]),
+        // I/O formats: safetensors, PyTorch zip checkpoints. Parsers of untrusted files rely on
+        // Swift's overflow and bounds checks (no target uses -Ounchecked or any unsafe flag).
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"]),
         // The command line.
         .executableTarget(
@@ -55,8 +47,7 @@ let package = Package(
             dependencies: [
                 "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            swiftSettings: optimized),
+            ]),
         // Fuzz targets of the file readers (Scripts/fuzz.sh); built normally, a corpus replayer.
         .executableTarget(name: "maxq-fuzz", dependencies: ["MaxQFormats", "MaxQData"]),
         // Fixture loading and tolerance checks shared by the test targets.
@@ -71,6 +62,7 @@ let package = Package(
             dependencies: ["MaxQTraining", "MaxQModels", "MaxQSparsity", "MaxQData", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxqCLITests", dependencies: ["maxq", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(
-            name: "MaxQSparsityTests", dependencies: ["MaxQSparsity", "MaxQNN", "MaxQFormats", "MaxQTestSupport"]),
+            name: "MaxQSparsityTests",
+            dependencies: ["MaxQSparsity", "MaxQNN", "MaxQFormats", "MaxQTestSupport", "CKernels"]),
     ]
 )

@@ -286,13 +286,11 @@ static const uint8_t zigzag_index[64] = {
 // Bit k set when the coefficient at zigzag position k of the block is non-zero.
 static inline uint64_t nonzero_in_zigzag_order(const JCOEF *block) {
     uint64_t natural = 0;
-    for (int half = 0; half < 2; half++) {
-        const __m256i zero = _mm256_setzero_si256();
-        const __m256i a = _mm256_cmpeq_epi16(_mm256_loadu_si256((const __m256i *)(block + 32 * half)), zero);
-        const __m256i b = _mm256_cmpeq_epi16(_mm256_loadu_si256((const __m256i *)(block + 32 * half + 16)), zero);
-        // packs interleaves the 128-bit lanes (a0-7 b0-7 a8-15 b8-15); the permute restores order.
-        const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packs_epi16(a, b), 0xD8);
-        natural |= (uint64_t)(uint32_t)~_mm256_movemask_epi8(bytes) << (32 * half);
+    const __m128i zero = _mm_setzero_si128();  // SSE2: every x86-64 CPU has it
+    for (int quarter = 0; quarter < 4; quarter++) {
+        const __m128i a = _mm_cmpeq_epi16(_mm_loadu_si128((const __m128i *)(block + 16 * quarter)), zero);
+        const __m128i b = _mm_cmpeq_epi16(_mm_loadu_si128((const __m128i *)(block + 16 * quarter + 8)), zero);
+        natural |= (uint64_t)(uint16_t)~_mm_movemask_epi8(_mm_packs_epi16(a, b)) << (16 * quarter);
     }
     uint64_t zigzag = 0;
     for (; natural != 0; natural &= natural - 1) zigzag |= 1ull << zigzag_index[__builtin_ctzll(natural)];
@@ -312,11 +310,14 @@ static void fill_select_in_byte(void) {
     }
 }
 
+// Compiled for BMI2 alone and called only where the CPU has it (use_pdep).
+__attribute__((target("bmi2"))) static int select_bit_pdep(uint64_t x, int n) {
+    const uint64_t bit = _pdep_u64(1ull << n, x);
+    return bit != 0 ? __builtin_ctzll(bit) : 64;
+}
+
 static inline int select_bit(const fast_entropy *e, uint64_t x, int n) {
-    if (e->use_pdep) {
-        const uint64_t bit = _pdep_u64(1ull << n, x);
-        return bit != 0 ? __builtin_ctzll(bit) : 64;
-    }
+    if (e->use_pdep) return select_bit_pdep(x, n);
     uint64_t counts = x - ((x >> 1) & 0x5555555555555555ull);
     counts = (counts & 0x3333333333333333ull) + ((counts >> 2) & 0x3333333333333333ull);
     counts = (counts + (counts >> 4)) & 0x0F0F0F0F0F0F0F0Full;
@@ -438,9 +439,11 @@ static void start_pass(j_decompress_ptr cinfo) {
     begin_scan(cinfo, e);
 }
 
-// pdep is microcoded on AMD families before 19h (Zen 3), and on Hygon's Zen-based 18h: hundreds
-// of cycles instead of three.
+// Whether the CPU has pdep (BMI2) and it is fast: it is microcoded on AMD families before 19h
+// (Zen 3), and on Hygon's Zen-based 18h: hundreds of cycles instead of three.
 static boolean pdep_is_fast(void) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("bmi2")) return FALSE;
     unsigned eax, ebx, ecx, edx;
     if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return FALSE;
     const boolean amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;    // "AuthenticAMD"

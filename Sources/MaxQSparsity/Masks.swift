@@ -1,5 +1,6 @@
 // The hard N:M mask (SR-STE) and the MaxQ soft mask (docs/algorithm.md 2-3), computed with
 // selection rather than sorting, one pass per axis, no per-step allocations beyond scratch.
+import CKernels
 import Foundation
 import MaxQTensor
 
@@ -238,23 +239,20 @@ public enum Masks {
                     pruned: pattern.prunedCount(of: positionLength), scratch: scratch
                 ) { a[($0 / inputs) * filterLength + p * inputs + $0 % inputs] }
             }
+        let lanes = loc.baseAddress!
         for o in 0..<outputs {
-            let f = filters[o]
+            let f = filters[o].cut
             for p in 0..<positions {
                 let row = (o * positions + p) * inputs
+                // Filter order is (i, p): entry i of this row has index i * positions + p there;
+                // position order is (o, i): index o * inputs + i.
                 if positions == 1 {
-                    for i in 0..<inputs {
-                        let v = a[row + i]
-                        loc[row + i] *= 1 + f.keep(v, i) * fastSigmoid((v - f.theta) / tau)
-                    }
+                    maxq_soft_terms_row(lanes + row, base + row, Int64(inputs), f, 0, 1, nil, 0, tau)
                 } else {
-                    let q = positionAxes[p]
-                    for i in 0..<inputs {
-                        let v = a[row + i]
-                        let filterTerm = f.keep(v, i * positions + p) * fastSigmoid((v - f.theta) / tau)
-                        let positionTerm = q.keep(v, o * inputs + i) * fastSigmoid((v - q.theta) / tau)
-                        loc[row + i] *= 1 + filterTerm + positionTerm
-                    }
+                    var q = positionAxes[p].cut
+                    maxq_soft_terms_row(
+                        lanes + row, base + row, Int64(inputs), f, Int64(p), Int64(positions), &q,
+                        Int64(o * inputs), tau)
                 }
             }
         }

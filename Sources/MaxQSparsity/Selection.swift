@@ -1,6 +1,9 @@
 // Order statistics without sorting. Magnitudes are non-negative floats, whose bit patterns
 // order like the values, so the k-th smallest is found by a three-level radix select
 // (11 + 11 + 9 bits): one histogram pass over the data, then passes over the few candidates.
+// The per-element loops use wrapping arithmetic (&+, &>>): indices are bounded by construction,
+// and overflow checks there would cost a third of the mask time.
+import CKernels
 
 /// Rows of magnitudes: `count` runs of `length` contiguous floats, `stride` apart.
 struct Segments {
@@ -14,7 +17,7 @@ struct Segments {
     @inline(__always)
     func forEach(_ body: (Float) -> Void) {
         for s in 0..<count {
-            let row = base + s * stride
+            let row = base + s &* stride
             for j in 0..<length { body(row[j]) }
         }
     }
@@ -68,8 +71,8 @@ final class SelectionScratch {
             minimum.initialize(repeating: .max, count: used)
             let base = low
             @inline(__always) func tally(_ bits: UInt32) {
-                let index = Int((bits &- base) >> shift)
-                histogram[index] += 1
+                let index = Int((bits &- base) &>> shift)
+                histogram[index] &+= 1
                 minimum[index] = min(minimum[index], bits)
             }
             if first {
@@ -91,17 +94,17 @@ final class SelectionScratch {
             if first {
                 values.forEach { v in
                     let bits = v.bitPattern
-                    let index = (bits &- base) >> shift
+                    let index = (bits &- base) &>> shift
                     candidates[kept] = bits
-                    kept += Int(bit(index == chosen))
+                    kept &+= Int(bit(index == chosen))
                 }
                 first = false
             } else {
                 for c in 0..<count {
                     let bits = candidates[c]
-                    let index = (bits &- base) >> shift
+                    let index = (bits &- base) &>> shift
                     candidates[kept] = bits
-                    kept += Int(bit(index == chosen))
+                    kept &+= Int(bit(index == chosen))
                 }
             }
             count = kept
@@ -128,11 +131,8 @@ struct AxisThreshold {
         a < kth || (a == kth && index <= lastTiedIndex)
     }
 
-    /// 0 for a pruned entry, 1 otherwise, without branches (selects vectorise).
-    @inline(__always)
-    func keep(_ a: Float, _ index: Int) -> Float {
-        Float(1 - (bit(a < kth) | (bit(a == kth) & bit(index <= lastTiedIndex))))
-    }
+    /// This threshold for the soft-term kernel (CKernels), which applies `isPruned` per entry.
+    var cut: maxq_axis_cut { maxq_axis_cut(theta: theta, kth: kth, last_tied_index: Int64(lastTiedIndex)) }
 
     /// `k` of `values` are pruned (0 < k < total). `inIndexOrder(j)` gives the magnitude of the
     /// entry with index j, used only when equal magnitudes straddle the cut.

@@ -1,4 +1,5 @@
 // BatchNorm2d kernels over NCHW: statistics per channel across (N, H, W), channels in parallel.
+// Inner loops index row pointers (no per-element overflow checks, so they vectorise).
 import Foundation
 
 extension CPUBackend {
@@ -51,7 +52,8 @@ extension CPUBackend {
                 let b = bp[ch] - (Float(m) + shift) * a
                 for i in 0..<n {
                     let offset = (i * c + ch) * plane
-                    for j in 0..<plane { yp[offset + j] = xp[offset + j] * a + b }
+                    let (source, target) = (xp + offset, yp + offset)
+                    for j in 0..<plane { target[j] = source[j] * a + b }
                 }
             }
         }
@@ -70,8 +72,8 @@ extension CPUBackend {
                 let ch = r % c
                 let a = weight.pointer[ch] / (runningVar.pointer[ch] + eps).squareRoot()
                 let b = bias.pointer[ch] - runningMean.pointer[ch] * a
-                let offset = r * plane
-                for j in 0..<plane { yp[offset + j] = xp[offset + j] * a + b }
+                let (source, target) = (xp + r * plane, yp + r * plane)
+                for j in 0..<plane { target[j] = source[j] * a + b }
             }
         }
         return y
@@ -93,11 +95,12 @@ extension CPUBackend {
                 var sumDy = 0.0, sumDyXc = 0.0
                 for i in 0..<n {
                     let offset = (i * c + ch) * plane
+                    let (gradient, input) = (dyp + offset, xp + offset)
                     var s: Float = 0, q: Float = 0
                     for j in 0..<plane {
-                        let g = dyp[offset + j]
+                        let g = gradient[j]
                         s += g
-                        q += g * (xp[offset + j] - m)
+                        q += g * (input[j] - m)
                     }
                     sumDy += Double(s)
                     sumDyXc += Double(q)
@@ -110,9 +113,8 @@ extension CPUBackend {
                 let k = Float(sumDyXc) / count * istd * istd
                 for i in 0..<n {
                     let offset = (i * c + ch) * plane
-                    for j in 0..<plane {
-                        dxp[offset + j] = a * (dyp[offset + j] - meanDy - (xp[offset + j] - m) * k)
-                    }
+                    let (gradient, input, target) = (dyp + offset, xp + offset, dxp + offset)
+                    for j in 0..<plane { target[j] = a * (gradient[j] - meanDy - (input[j] - m) * k) }
                 }
             }
         }

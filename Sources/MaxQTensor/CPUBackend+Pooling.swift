@@ -14,6 +14,9 @@ extension CPUBackend {
         guard oh > 0, ow > 0 else {
             throw .invalidShape(op: "max_pool2d", shape: x.shape, reason: "smaller than the kernel")
         }
+        guard h * w <= Int(Int32.max) else {
+            throw .invalidShape(op: "max_pool2d", shape: x.shape, reason: "a plane larger than 2^31 values")
+        }
         let planes = x.shape[0] * x.shape[1]
         let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], oh, ow])
         var argmax = [Int32](repeating: 0, count: y.count)
@@ -29,13 +32,15 @@ extension CPUBackend {
                         for ox in 0..<ow {
                             let x0 = max(ox * stride - padding, 0), x1 = min(ox * stride - padding + kernel, w)
                             // The first maximum in row-major window order, as PyTorch; selects, not branches.
-                            var best = -Float.infinity, bestIndex = Int32(y0 * w + x0)
+                            // Plane offsets fit Int32 (checked for the plane above), so wrapping is exact.
+                            var best = -Float.infinity, bestIndex = Int32(truncatingIfNeeded: y0 &* w &+ x0)
                             for iy in y0..<y1 {
                                 for ix in x0..<x1 {
-                                    let v = input[iy * w + ix]
+                                    let offset = iy &* w &+ ix
+                                    let v = input[offset]
                                     let better = v > best
                                     best = better ? v : best
-                                    bestIndex = better ? Int32(iy * w + ix) : bestIndex
+                                    bestIndex = better ? Int32(truncatingIfNeeded: offset) : bestIndex
                                 }
                             }
                             yp[out + ox] = best
@@ -56,7 +61,10 @@ extension CPUBackend {
         argmax.withUnsafeBufferPointer { idx in
             parallelRanges(planes) { range in
                 for p in range {
-                    for o in 0..<outPlane { dxp[p * inPlane + Int(idx[p * outPlane + o])] += dyp[p * outPlane + o] }
+                    let (input, output, indices) = (
+                        dxp + p * inPlane, dyp + p * outPlane, idx.baseAddress! + p * outPlane
+                    )
+                    for o in 0..<outPlane { input[Int(indices[o])] += output[o] }
                 }
             }
         }

@@ -16,6 +16,7 @@ struct Doctor: ParsableCommand {
         print("  threads     \(Threading.count)")
         print("  CPU         \(cpuModel())")
         print("  features    \(cpuFeatures().joined(separator: " "))")
+        print("  kernels     \(KernelLevel.active)")
         do {
             try smokeTest()
         } catch {

@@ -1,0 +1,41 @@
+// Hot loops in C, each compiled for three x86-64 levels (AVX-512, AVX2 with FMA, baseline SSE2)
+// and run at the best level the CPU has, chosen at run time: Swift has no per-function target,
+// and a build for one CPU level would stop the package running on older CPUs
+// (docs/performance.md). Every level computes bit-identical results (no FP contraction, no
+// reassociation), which the tests check level against level.
+#ifndef MAXQ_KERNELS_H
+#define MAXQ_KERNELS_H
+
+#include <stdint.h>
+
+typedef enum { MAXQ_LEVEL_BASELINE = 0, MAXQ_LEVEL_AVX2 = 1, MAXQ_LEVEL_AVX512 = 2 } maxq_kernel_level;
+
+/// The best level this CPU supports.
+maxq_kernel_level maxq_supported_kernel_level(void);
+/// The level the kernels run at: the supported one unless lowered.
+maxq_kernel_level maxq_active_kernel_level(void);
+/// Runs the kernels at `level`, or at the supported level if that is lower (tests, comparisons).
+void maxq_use_kernel_level(maxq_kernel_level level);
+
+/// One axis of the MaxQ soft mask (docs/algorithm.md 3): the threshold theta, the k-th smallest
+/// magnitude, and the last index, in the axis's index order, of the entries equal to it that
+/// count as pruned.
+typedef struct {
+    float theta;
+    float kth;
+    int64_t last_tied_index;
+} maxq_axis_cut;
+
+/// One row of the soft terms: for j in 0..<count, with v = magnitudes[j],
+///   term(cut, index) = keep(v, index) * sigmoid((v - cut.theta) / tau)
+///   mask[j] *= (1 + term(filter, filter_first + j * filter_step)) + term(position, position_first + j)
+/// where keep is 0 for the pruned entries of the axis; without `position` its term is absent.
+void maxq_soft_terms_row(float *mask, const float *magnitudes, int64_t count, maxq_axis_cut filter,
+                         int64_t filter_first, int64_t filter_step, const maxq_axis_cut *position,
+                         int64_t position_first, float tau);
+
+/// exp(x) as the soft terms compute it: Cephes' single-precision polynomial, within 2 ulp of the
+/// exact value over [-87.3, 88.7] (arguments are clamped to that range); for tests.
+float maxq_fast_exp(float x);
+
+#endif

@@ -1,0 +1,24 @@
+// Compiles one kernel body for each level and dispatches on the active one. `name##_body` must
+// be a static inline function taking `args`; the variants differ only in the instructions the
+// compiler may use.
+#ifndef MAXQ_LEVELS_H
+#define MAXQ_LEVELS_H
+
+#include "kernels.h"
+
+#define MAXQ_AVX2 __attribute__((target("avx2,fma,bmi,bmi2")))
+#define MAXQ_AVX512 __attribute__((target("avx2,fma,bmi,bmi2,avx512f,avx512vl,avx512bw,avx512dq")))
+
+#define MAXQ_LEVELS(name, params, args)                                 \
+    static void name##_baseline params { name##_body args; }            \
+    MAXQ_AVX2 static void name##_avx2 params { name##_body args; }      \
+    MAXQ_AVX512 static void name##_avx512 params { name##_body args; }  \
+    void name params {                                                  \
+        switch (maxq_active_kernel_level()) {                           \
+        case MAXQ_LEVEL_AVX512: name##_avx512 args; break;              \
+        case MAXQ_LEVEL_AVX2: name##_avx2 args; break;                  \
+        default: name##_baseline args; break;                           \
+        }                                                               \
+    }
+
+#endif
