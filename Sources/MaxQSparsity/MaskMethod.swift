@@ -1,6 +1,7 @@
 // How a conv-bn unit gets its mask: the extension point for new methods. A method is a
 // conformer of `MaskMethod`, and a `ConvBNType` case (the `--conv-bn-type` name) registers it in
-// `ConvBNType.method`; units, training, `maxq mask` and checkpoints need nothing else.
+// `ConvBNType.method`; units, training, `maxq mask` and checkpoints need nothing else. Methods
+// run on the weight's device through its `MaskKernels`.
 import MaxQTensor
 
 public protocol MaskMethod: Sendable {
@@ -21,7 +22,7 @@ public struct HardNMMethod: MaskMethod {
     public var followsSchedule: Bool { false }
 
     public func mask(of weight: Tensor, _ settings: MaskSettings, generator: inout RandomGenerator) -> Tensor {
-        Masks.selectionMask(weight, settings, maxQ: nil, generator: &generator)
+        weight.device.maskKernels.selectionMask(of: weight, settings, maxQ: nil, generator: &generator)
     }
 }
 
@@ -37,7 +38,7 @@ public struct MaxQMethod: MaskMethod {
     public var followsSchedule: Bool { true }
 
     public func mask(of weight: Tensor, _ settings: MaskSettings, generator: inout RandomGenerator) -> Tensor {
-        Masks.selectionMask(weight, settings, maxQ: denseGroups, generator: &generator)
+        weight.device.maskKernels.selectionMask(of: weight, settings, maxQ: denseGroups, generator: &generator)
     }
 }
 

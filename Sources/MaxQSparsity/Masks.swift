@@ -32,7 +32,7 @@ public enum Masks {
         // Selection orders bit patterns, which NaN does not have a place in.
         guard w.isAllFinite else { throw .nonFinite(name: name) }
         guard !settings.pattern.isDense, let method = settings.type.method else {
-            return Tensor(shape: w.shape, repeating: 1)
+            return Tensor(shape: w.shape, repeating: 1).on(w.device)
         }
         return method.mask(of: w, settings, generator: &generator)
     }

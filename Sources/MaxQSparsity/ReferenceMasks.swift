@@ -1,11 +1,13 @@
-// The naive twin of `Masks`: docs/algorithm.md read literally, with full stable sorts, used by
-// tests to check the selection-based kernels.
+// The naive twin of `Masks`: docs/algorithm.md read literally, with full stable sorts. It is the
+// reference device's mask kernel, and tests check the selection-based kernels against it.
 import Foundation
 import MaxQTensor
 
-public enum ReferenceMasks {
-    /// Same contract as `Masks.compute` for the smallest-L1 MaxQ types and the SR-STE types.
-    public static func compute(_ w: Tensor, _ s: MaskSettings) -> Tensor {
+enum ReferenceMasks {
+    /// Same contract as `MaskKernels.selectionMask`.
+    static func selectionMask(
+        _ w: Tensor, _ s: MaskSettings, maxQ: MaxQMethod.DenseGroups?, generator: inout RandomGenerator
+    ) -> Tensor {
         let (o, i, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
         let (n, m, k) = (s.pattern.n, s.pattern.m, kh * kw)
         if s.pattern.isDense { return Tensor(shape: w.shape, repeating: 1) }
@@ -21,12 +23,21 @@ public enum ReferenceMasks {
             let order = g.indices.sorted { (a[g[$0]], $0) < (a[g[$1]], $1) }
             for j in order.prefix(m - n) { local[g[j]] = 0 }
         }
-        guard s.type.method?.followsSchedule == true else { return try! Tensor(shape: w.shape, scalars: local) }
-        let dense = Int((s.preserveRate * Double(groups.count)).rounded(.down))
-        let byNorm = groups.indices.sorted {
-            (groups[$0].map { a[$0] }.reduce(0, +), $0) < (groups[$1].map { a[$0] }.reduce(0, +), $1)
+        guard let maxQ else { return try! Tensor(shape: w.shape, scalars: local) }
+        let dense = min(Int((s.preserveRate * Double(groups.count)).rounded(.down)), groups.count)
+        let norms = groups.map { $0.map { a[$0] }.reduce(0, +) }
+        var chosen: [Int]
+        switch maxQ {
+        case _ where dense == groups.count: chosen = Array(groups.indices)
+        case .smallestL1: chosen = Array(groups.indices.sorted { (norms[$0], $0) < (norms[$1], $1) }.prefix(dense))
+        case .largestL1: chosen = Array(groups.indices.sorted { (-norms[$0], $0) < (-norms[$1], $1) }.prefix(dense))
+        case .random:
+            // The first `dense` entries of a random permutation (Fisher-Yates, drawn front to back).
+            chosen = Array(groups.indices)
+            for j in 0..<dense { chosen.swapAt(j, j + generator.integer(below: groups.count - j)) }
+            chosen = Array(chosen.prefix(dense))
         }
-        for g in byNorm.prefix(dense) { for e in groups[g] { local[e] = 1 } }
+        for g in chosen { for e in groups[g] { local[e] = 1 } }
         func axisTerm(_ members: [Int]) -> [Int: Float] {
             let order = members.indices.sorted { (a[members[$0]], $0) < (a[members[$1]], $1) }
             let pruned = s.pattern.prunedCount(of: members.count)
