@@ -8,7 +8,10 @@ let package = Package(
         .executable(name: "maxq", targets: ["maxq"]),
         .library(
             name: "MaxQ",
-            targets: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats"]),
+            targets: [
+                "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats",
+                "MaxQDeploy",
+            ]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
@@ -38,6 +41,8 @@ let package = Package(
         .target(
             name: "MaxQTraining",
             dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"]),
+        // Layer 7: inference models: batch norm and masks folded, N:M weights compressed, sparse kernels.
+        .target(name: "MaxQDeploy", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "CKernels"]),
         // I/O formats: safetensors, PyTorch zip checkpoints. Parsers of untrusted files rely on
         // Swift's overflow and bounds checks (no target uses -Ounchecked or any unsafe flag).
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"]),
@@ -46,6 +51,7 @@ let package = Package(
             name: "maxq",
             dependencies: [
                 "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats",
+                "MaxQDeploy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fuzz targets of the file readers (Scripts/fuzz.sh); built normally, a corpus replayer.
@@ -53,6 +59,9 @@ let package = Package(
         // Fixture loading and tolerance checks shared by the test targets.
         .target(name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats"], path: "Tests/TestSupport"),
         .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQTestSupport"]),
+        .testTarget(
+            name: "MaxQDeployTests",
+            dependencies: ["MaxQDeploy", "MaxQModels", "MaxQSparsity", "MaxQNN", "MaxQTestSupport"]),
         .testTarget(name: "MaxQFormatsTests", dependencies: ["MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQDataTests", dependencies: ["MaxQData", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(name: "MaxQNNTests", dependencies: ["MaxQNN", "MaxQFormats", "MaxQTestSupport"]),

@@ -117,19 +117,24 @@ public final class ConvBNUnit: UnaryLayer {
         return activation.map { y.activation($0) } ?? y
     }
 
-    /// W' = W * mask * gamma / sqrt(var + eps) per output channel, b' = beta - mean * that factor.
     private func folded(_ x: Variable, activation: Activation?) throws(TensorError) -> Variable {
-        let backend = x.value.backend
+        let (weight, bias) = try foldedWeights()
+        return Variable(
+            try x.value.backend.conv2dInference(x.value, weight, bias: bias, conv.geometry, activation: activation))
+    }
+
+    /// The unit's inference form, batch norm and mask folded into the convolution:
+    /// W' = W * mask * gamma / sqrt(var + eps) per output channel, b' = beta - mean * that factor.
+    /// The activation (`activation`) stays separate.
+    public func foldedWeights() throws(TensorError) -> (weight: Tensor, bias: Tensor) {
+        let backend = conv.weight.value.backend
         let (factor, bias) = try backend.batchNormFolding(
             weight: scale.weight.value, bias: scale.bias.value, runningMean: scale.runningMean.value,
             runningVar: scale.runningVar.value, eps: scale.eps)
         let weight =
             try mask.map { (m) throws(TensorError) in try backend.multiply(conv.weight.value, m.value) }
             ?? conv.weight.value
-        let y = try backend.conv2dInference(
-            x.value, try backend.multiply(weight, factor.reshaped([factor.count, 1, 1, 1])), bias: bias, conv.geometry,
-            activation: activation)
-        return Variable(y)
+        return (try backend.multiply(weight, factor.reshaped([factor.count, 1, 1, 1])), bias)
     }
 
     /// SR-STE decay (`--decay-type v1`): grad += lambda * (1 - clamp(mask, 0, 1)) * W, after

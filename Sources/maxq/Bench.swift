@@ -8,7 +8,9 @@ import MaxQTensor
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (release builds; compare with PyTorch measured in the same run).",
-        subcommands: [BenchOps.self, BenchMasks.self, BenchTrainStep.self, BenchEval.self, BenchData.self])
+        subcommands: [
+            BenchOps.self, BenchMasks.self, BenchTrainStep.self, BenchEval.self, BenchData.self, BenchInfer.self,
+        ])
 }
 
 struct BenchOps: ParsableCommand {

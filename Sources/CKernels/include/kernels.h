@@ -1,8 +1,9 @@
 // Hot loops in C, each compiled for three x86-64 levels (AVX-512, AVX2 with FMA, baseline SSE2)
 // and run at the best level the CPU has, chosen at run time: Swift has no per-function target,
 // and a build for one CPU level would stop the package running on older CPUs
-// (docs/performance.md). Every level computes bit-identical results (no FP contraction, no
-// reassociation), which the tests check level against level.
+// (docs/performance.md). The mask kernels compute bit-identical results at every level (no FP
+// contraction, no reassociation), which the tests check level against level; the sparse
+// convolution fuses multiply-adds where the CPU has FMA.
 #ifndef MAXQ_KERNELS_H
 #define MAXQ_KERNELS_H
 
@@ -37,5 +38,14 @@ void maxq_soft_terms_row(float *mask, const float *magnitudes, int64_t count, ma
 /// exp(x) as the soft terms compute it: Cephes' single-precision polynomial, within 2 ulp of the
 /// exact value over [-87.3, 88.7] (arguments are clamped to that range); for tests.
 float maxq_fast_exp(float x);
+
+/// N:M sparse convolution of one image into output channels first_output..<end_output, each one
+/// line of `length` pixels (a multiple of 16): for output channel o and pixel t,
+///   output[o * length + t] = clamp(bias[o] + sum over k < kept of
+///       values[o * kept + k] * source[offsets[o * kept + k] + t], lower, upper).
+/// The caller lays the input out so that this is the convolution (see MaxQDeploy's NMConvolution).
+void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float *values, int64_t kept,
+                        const float *bias, int64_t first_output, int64_t end_output, int64_t length, float lower,
+                        float upper, float *output);
 
 #endif

@@ -1,0 +1,95 @@
+// N:M weights stored compressed: of every group of M consecutive input channels only the N kept
+// values, and their positions inside the group packed in ceil(log2 M) bits.
+import MaxQTensor
+
+public struct NMWeights: Sendable, Equatable {
+    /// (O, I, kh, kw) of the dense weight.
+    public let shape: [Int]
+    public let n: Int, m: Int
+    /// The kept values in the order the kernels read them: output channel, kernel position
+    /// (row-major), input chunk, then the N members in ascending input channel.
+    public let values: [Float]
+    /// Each value's position in its group (0..<M), `bitsPerIndex` bits each, least significant
+    /// bits first, in the order of `values`.
+    public let packedIndices: [UInt8]
+
+    public var outputs: Int { shape[0] }
+    public var inputs: Int { shape[1] }
+    public var positions: Int { shape[2] * shape[3] }
+    public var groups: Int { outputs * positions * (inputs / m) }
+    /// ceil(log2 M): 2 bits for M = 4, 3 for M = 8, 4 for M = 16.
+    public var bitsPerIndex: Int { Self.bits(m) }
+
+    static func bits(_ m: Int) -> Int { max(1, Int.bitWidth - (m - 1).leadingZeroBitCount) }
+
+    /// Compresses `weight`, which must have at most N non-zeros in every group; a group with
+    /// fewer keeps zeros at its first unused positions.
+    public init(packing weight: Tensor, n: Int, m: Int, layer: String) throws(DeploymentError) {
+        let shape = weight.shape
+        guard shape.count == 4, m >= 1, n >= 1, n <= m, shape[1] % m == 0 else {
+            throw .unsupportedShape(layer: layer, shape: shape, m: m)
+        }
+        let (outputs, inputs, positions) = (shape[0], shape[1], shape[2] * shape[3])
+        let w = weight.scalars
+        var values: [Float] = [], indices: [Int] = []
+        values.reserveCapacity(w.count / m * n)
+        indices.reserveCapacity(w.count / m * n)
+        var overfull = 0
+        for o in 0..<outputs {
+            for p in 0..<positions {
+                for chunk in 0..<(inputs / m) {
+                    let member = { (j: Int) in w[(o * inputs + chunk * m + j) * positions + p] }
+                    var kept = (0..<m).filter { member($0) != 0 }
+                    if kept.count > n {
+                        overfull += 1
+                        continue
+                    }
+                    kept += (0..<m).filter { member($0) == 0 }.prefix(n - kept.count)
+                    for j in kept.sorted() {
+                        values.append(member(j))
+                        indices.append(j)
+                    }
+                }
+            }
+        }
+        guard overfull == 0 else {
+            throw .notNM(layer: layer, overfull: overfull, groups: outputs * positions * inputs / m, n: n, m: m)
+        }
+        self.shape = shape
+        (self.n, self.m) = (n, m)
+        self.values = values
+        packedIndices = Self.pack(indices, bits: Self.bits(m))
+    }
+
+    /// Positions of every value in its group, unpacked.
+    public var indices: [Int] {
+        let bits = bitsPerIndex
+        return (0..<values.count).map { k in
+            var value = 0
+            for b in 0..<bits where packedIndices[(k * bits + b) / 8] & (1 << ((k * bits + b) % 8)) != 0 {
+                value |= 1 << b
+            }
+            return value
+        }
+    }
+
+    /// The dense (O, I, kh, kw) weight again.
+    public var dense: Tensor {
+        var w = [Float](repeating: 0, count: shape.reduce(1, *))
+        let (inputs, positions, chunks) = (self.inputs, self.positions, self.inputs / m)
+        for (k, j) in indices.enumerated() {
+            let group = k / n
+            let (o, p, chunk) = (group / (positions * chunks), group / chunks % positions, group % chunks)
+            w[(o * inputs + chunk * m + j) * positions + p] = values[k]
+        }
+        return try! Tensor(shape: shape, scalars: w)
+    }
+
+    static func pack(_ indices: [Int], bits: Int) -> [UInt8] {
+        var packed = [UInt8](repeating: 0, count: (indices.count * bits + 7) / 8)
+        for (k, index) in indices.enumerated() {
+            for b in 0..<bits where index & (1 << b) != 0 { packed[(k * bits + b) / 8] |= 1 << ((k * bits + b) % 8) }
+        }
+        return packed
+    }
+}

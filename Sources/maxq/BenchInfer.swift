@@ -1,0 +1,111 @@
+// `maxq bench infer`: the dense and the sparse (N:M) inference engines on the same model and
+// batch, in the same run; with --layers, each convolution on its own.
+import ArgumentParser
+import Foundation
+import MaxQDeploy
+import MaxQModels
+import MaxQNN
+import MaxQSparsity
+import MaxQTensor
+
+struct BenchInfer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer",
+        abstract: "Images per second of the dense and the sparse inference engines (random weights, exact N:M masks).")
+
+    @OptionGroup var options: ModelBenchOptions
+    @Flag(help: "Also time every convolution alone: shape, dense ms, sparse ms, ratio.") var layers = false
+
+    func run() throws {
+        do {
+            guard options.sparsity.convBNType.hasMask, options.sparsity.n < options.sparsity.m else {
+                throw ValidationError("--conv-bn-type must be an N:M type with N < M")
+            }
+            // A finished schedule: every group N:M, as after training.
+            let config = SparsityConfig(
+                type: options.sparsity.convBNType, pattern: try NMPattern(n: options.sparsity.n, m: options.sparsity.m),
+                schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+            let model = try options.arch.build(classes: options.classes, sparsity: config)
+            let (images, _) = options.batch()
+            try model.recomputeMasks()
+            model.setTraining(false)
+            let forward = { () throws in _ = try GradientMode.withoutGradients { try model(Variable(images)) } }
+            let perLayer = layers ? try LayerTiming.dense(model, images, iterations: options.iterations) : []
+            let dense = try medianMilliseconds(iterations: options.iterations, forward)
+            let report = try Deployment.deploy(model)
+            let sparse = try medianMilliseconds(iterations: options.iterations, forward)
+            if layers { try LayerTiming.printSparse(perLayer, model, iterations: options.iterations) }
+            print("units: \(report.sparse.count) sparse, \(report.dense.count) dense")
+            let rate = { (ms: Double) in String(format: "%.2f", Double(options.batchSize) / ms * 1000) }
+            print(
+                "arch=\(options.arch.rawValue) N:M=\(options.sparsity.n):\(options.sparsity.m) "
+                    + "batch=\(options.batchSize) dense_img_s=\(rate(dense)) sparse_img_s=\(rate(sparse)) "
+                    + "speedup=\(String(format: "%.2f", dense / sparse))")
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw Failure(error)
+        }
+    }
+}
+
+/// Per-layer timing: each unit's input shape learnt from one forward pass, then each layer run
+/// alone on a random input of that shape, dense (folded) before deployment, as deployed after.
+enum LayerTiming {
+    struct Layer {
+        let name: String
+        let input: Tensor
+        let weightShape: [Int]
+        let denseMilliseconds: Double
+    }
+
+    static func dense(_ model: any Model, _ images: Tensor, iterations: Int) throws -> [Layer] {
+        let recorders = try model.units.map { (name, unit) throws(TensorError) in
+            let recorder = InputShapeRecorder(unit)
+            try model.replace(at: name, with: recorder)
+            return (name, unit, recorder)
+        }
+        _ = try GradientMode.withoutGradients { try model(Variable(images)) }
+        var generator = RandomGenerator(seed: 1)
+        return try recorders.map { name, unit, recorder in
+            try model.replace(at: name, with: unit)
+            let input = Tensor(normal: recorder.shape, generator: &generator)
+            let (weight, bias) = try unit.foldedWeights()
+            let layer = FoldedConvolution(
+                weight: weight, bias: bias, geometry: unit.conv.geometry, activation: unit.activation)
+            let ms = try medianMilliseconds(iterations: iterations) { _ = try layer(Variable(input)) }
+            return Layer(name: name, input: input, weightShape: weight.shape, denseMilliseconds: ms)
+        }
+    }
+
+    static func printSparse(_ layers: [Layer], _ model: any Model, iterations: Int) throws {
+        let sparse = model.descendants(of: NMConvolution.self).map { ($0, $1 as any UnaryLayer) }
+        let dense = model.descendants(of: FoldedConvolution.self).map { ($0, $1 as any UnaryLayer) }
+        let deployed = Dictionary(uniqueKeysWithValues: sparse + dense)
+        print("layer  weight  input  dense_ms  sparse_ms  ratio")
+        for layer in layers {
+            guard let sparse = deployed[layer.name] else { continue }
+            let ms = try medianMilliseconds(iterations: iterations) { _ = try sparse(Variable(layer.input)) }
+            let kind = sparse is NMConvolution ? "" : " (dense)"
+            print(
+                "\(layer.name)  \(layer.weightShape)  \(layer.input.shape)  "
+                    + String(format: "%.3f  %.3f  %.2f", layer.denseMilliseconds, ms, layer.denseMilliseconds / ms)
+                    + kind)
+        }
+    }
+}
+
+/// Passes its input to the wrapped layer and remembers the input's shape.
+private final class InputShapeRecorder: UnaryLayer {
+    let inner: any UnaryLayer
+    var shape: [Int] = []
+
+    init(_ inner: any UnaryLayer) { self.inner = inner }
+
+    func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        shape = x.value.shape
+        return try inner(x)
+    }
+
+    func namedParameters(prefix: String) -> [(String, Variable)] { inner.namedParameters(prefix: prefix) }
+}

@@ -1,0 +1,99 @@
+// The sparse kernel against its naive twin at every CPU level, the twin against the dense
+// convolution, and whole deployed models against the dense evaluation.
+import MaxQDeploy
+import MaxQModels
+import MaxQNN
+import MaxQSparsity
+import MaxQTensor
+import MaxQTestSupport
+import Testing
+
+struct SparseConvolutionTests {
+    @Test(arguments: [(2, 4), (1, 4), (2, 8), (1, 16)])
+    func referenceTwinEqualsTheDenseConvolution(_ n: Int, _ m: Int) throws {
+        var generator = RandomGenerator(seed: UInt64(n * 7 + m))
+        for (shape, stride, padding) in [([6, 32, 3, 3], 2, 1), ([5, 16, 1, 1], 1, 0), ([4, 16, 3, 3], 1, 1)] {
+            let w = randomNMWeight(shape, n: n, m: m, generator: &generator)
+            let bias = Tensor(normal: [shape[0]], generator: &generator)
+            let x = Tensor(normal: [2, shape[1], 9, 7], generator: &generator)
+            let dense = try x.backend.conv2dInference(
+                x, w, bias: bias, Conv2dGeometry(stride: stride, padding: padding), activation: nil)
+            let twin = ReferenceNMConvolution.conv2d(
+                x, try NMWeights(packing: w, n: n, m: m, layer: "conv"), bias: bias.scalars, stride: stride,
+                padding: padding)
+            #expect(toleranceFailure(twin, dense, rtol: 1e-4, atol: 1e-5) == nil, "\(shape) stride \(stride)")
+        }
+    }
+
+    @Test(arguments: [(2, 4), (1, 4), (2, 8), (1, 16)])
+    func sparseKernelMatchesItsTwinAtEveryLevel(_ n: Int, _ m: Int) throws {
+        defer { KernelLevel.use(.supported) }
+        var generator = RandomGenerator(seed: UInt64(n * 13 + m))
+        // Kernel 1 and 3, strides 1 and 2; pixel counts below, at and across the 64-pixel block,
+        // odd sizes and channel counts; batch 1 to 3.
+        let cases: [(outputs: Int, inputs: Int, kernel: Int, stride: Int, height: Int, width: Int, batch: Int)] = [
+            (4, 16, 1, 1, 1, 1, 1), (33, 48, 1, 1, 7, 7, 3), (17, 64, 1, 1, 8, 8, 1), (70, 16, 1, 1, 1, 200, 1),
+            (9, 32, 1, 2, 13, 11, 2), (5, 16, 3, 1, 1, 1, 1), (12, 32, 3, 1, 9, 70, 2), (7, 16, 3, 2, 14, 15, 3),
+            (20, 64, 3, 2, 7, 7, 1),
+        ]
+        for c in cases {
+            let w = randomNMWeight([c.outputs, c.inputs, c.kernel, c.kernel], n: n, m: m, generator: &generator)
+            let packed = try NMWeights(packing: w, n: n, m: m, layer: "conv")
+            let bias = Tensor(normal: [c.outputs], generator: &generator)
+            let x = Tensor(normal: [c.batch, c.inputs, c.height, c.width], generator: &generator)
+            let geometry = Conv2dGeometry(stride: c.stride, padding: c.kernel / 2)
+            for activation in [nil, Activation.relu, .relu6, .hardswish] {
+                let (lower, upper): (Float, Float) =
+                    activation == .relu ? (0, .infinity) : activation == .relu6 ? (0, 6) : (-.infinity, .infinity)
+                var twin = ReferenceNMConvolution.conv2d(
+                    x, packed, bias: bias.scalars, stride: c.stride, padding: c.kernel / 2, lower: lower, upper: upper)
+                if activation == .hardswish { twin = twin.backend.activation(.hardswish, twin) }
+                let layer = NMConvolution(weights: packed, bias: bias, geometry: geometry, activation: activation)
+                for level in KernelLevel.allCases where level <= .supported {
+                    KernelLevel.use(level)
+                    let fast = try layer(Variable(x)).value
+                    #expect(
+                        toleranceFailure(fast, twin, rtol: 1e-5, atol: 1e-5) == nil,
+                        "\(c) \(String(describing: activation)) \(level)")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: [(Architecture.resnet50, 2, 4), (.mobilenetV2, 1, 4), (.mobilenetV1, 2, 8), (.resnet50, 1, 16)])
+    func deployedModelsGiveTheDenseEvaluationsLogits(_ arch: Architecture, _ n: Int, _ m: Int) throws {
+        let config = SparsityConfig(
+            type: .softMaxQ, pattern: try NMPattern(n: n, m: m),
+            schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+        let model = try arch.build(classes: 10, sparsity: config, seed: 3)
+        var generator = RandomGenerator(seed: 9)
+        for (_, unit) in model.units {  // batch norm statistics that make the folding matter
+            let c = unit.scale.runningMean.value.count
+            unit.scale.runningMean.value = Tensor(normal: [c], std: 0.1, generator: &generator)
+            unit.scale.runningVar.value = Tensor(uniform: [c], low: 0.5, high: 1.5, generator: &generator)
+            unit.scale.weight.value = Tensor(uniform: [c], low: 0.5, high: 1.5, generator: &generator)
+        }
+        try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
+        model.setTraining(false)
+        let x = Variable(Tensor(normal: [2, 3, 64, 64], generator: &generator))
+        let dense = try GradientMode.withoutGradients { try model(x).value }
+        let report = try Deployment.deploy(model)
+        #expect(report.sparse.count > 10, "\(report.dense)")
+        #expect(!report.dense.contains { $0.reason.contains("non-zeros") }, "\(report.dense)")
+        let sparse = try GradientMode.withoutGradients { try model(x).value }
+        #expect(toleranceFailure(sparse, dense, rtol: 1e-4, atol: 1e-4) == nil)
+        #expect(model.units.isEmpty)
+    }
+
+    @Test func aUnitThatIsNotNMRunsDenseAndIsReported() throws {
+        let config = SparsityConfig(
+            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
+            schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 4))
+        let model = try Architecture.mobilenetV1.build(classes: 10, sparsity: config, seed: 1)
+        // Epoch 0 of a 4-epoch incremental schedule: most groups still dense.
+        try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
+        let report = try Deployment.deploy(model)
+        #expect(report.sparse.isEmpty)
+        #expect(report.dense.contains { $0.reason.contains("groups have more than 2 non-zeros, not 2:4") })
+    }
+}
