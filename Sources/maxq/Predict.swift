@@ -2,10 +2,15 @@
 import ArgumentParser
 import Foundation
 import MaxQData
+import MaxQDeploy
 import MaxQFormats
 import MaxQModels
 import MaxQNN
 import MaxQTensor
+
+enum Engine: String, ExpressibleByArgument, CaseIterable {
+    case sparse, dense
+}
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,6 +20,8 @@ struct Predict: ParsableCommand {
     @Option(help: "Checkpoint (.pth, .pth.tar or .safetensors).") var pretrained: String
     @Option(name: .customLong("num-classes"), help: "Classes of the checkpoint's classifier.") var numClasses = 1000
     @OptionGroup var sparsity: SparsityOptions
+    @Option(help: "Inference engine: sparse (N:M kernels on compressed weights; the default for N:M types) or dense.")
+    var engine: Engine?
     @Flag(help: "One JSON object per image: image, logits, top5.") var json = false
     @Argument(help: "JPEG or PNG images.") var images: [String]
 
@@ -41,6 +48,12 @@ struct Predict: ParsableCommand {
             note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))")
         }
         model.setTraining(false)
+        if engine ?? (sparsity.convBNType.hasMask && sparsity.n < sparsity.m ? .sparse : .dense) == .sparse {
+            let deployment = try Deployment.deploy(model)
+            for (name, reason) in deployment.dense where reason.contains("non-zeros") {
+                note("\(name) runs dense: \(reason)")
+            }
+        }
         let recipe = ImageRecipe(resolution: arch.resolution)
         for path in images {
             let image = try EncodedImage(path: path)

@@ -160,6 +160,33 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         #expect(text.out.split(separator: "\n").dropFirst().first?.contains("class    2") == true, "\(text.out)")
     }
 
+    /// The sparse engine gives the dense engine's logits; a model whose masks are not yet N:M (mid-schedule) runs
+    /// dense, and says so per layer.
+    @Test func predictsTheSameLogitsOnTheSparseEngine() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let checkpoint = temporary.appendingPathComponent("bias.safetensors").path
+        try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [10]))]).write(path: checkpoint)
+        let image = Fixtures.path("images/photo.jpg")
+        let common = [
+            "predict", "-a", "c_resnet18", "--num-classes", "10", "--pretrained", checkpoint, "--json",
+            "--conv-bn-type", "SoftMaxQConv2DBN", "--N", "2", "--M", "4", image,
+        ]
+        func logits(_ run: (status: Int32, out: String, err: String)) throws -> [Double] {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any])
+            return try #require(object["logits"] as? [Double])
+        }
+        let dense = try maxq(common + ["--increase-end", "0", "--engine", "dense"])
+        let sparse = try maxq(common + ["--increase-end", "0"])
+        #expect(dense.status == 0 && sparse.status == 0, "\(sparse.err)")
+        #expect(!sparse.err.contains("runs dense"), "\(sparse.err)")
+        for (a, b) in zip(try logits(dense), try logits(sparse)) { #expect(abs(a - b) <= 1e-4 * max(abs(a), 1)) }
+        let early = try maxq(common + ["--increase-end", "4"])
+        #expect(early.status == 0)
+        #expect(early.err.contains("layer1.0.convbn1 runs dense: layer1.0.convbn1:"), "\(early.err)")
+        #expect(try logits(early) == (try logits(try maxq(common + ["--increase-end", "4", "--engine", "dense"]))))
+    }
+
     /// PyTorch's file to safetensors gives the tensors PyTorch saved; back to PyTorch's format and
     /// again to safetensors changes no bit.
     @Test func convertMovesCheckpointsBothWays() throws {
