@@ -28,13 +28,23 @@ __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
     const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,
     const float *restrict bias, int64_t first_output, int64_t end_output, int64_t length, float lower, float upper,
     float *restrict output) {
+    // Pixel blocks outside, output channels inside: the block's inputs (64 pixels of every input
+    // channel) stay in cache while all the task's output channels read them.
+    int64_t start = 0;
+    for (; start + 64 <= length; start += 64) {
+        for (int64_t o = first_output; o < end_output; o++) {
+            const float *w = values + o * kept;
+            const int32_t *c = offsets + o * kept;
+            const float b = bias[o];
+            float *y = output + o * length;
+            BLOCK(64);
+        }
+    }
     for (int64_t o = first_output; o < end_output; o++) {
         const float *w = values + o * kept;
         const int32_t *c = offsets + o * kept;
         const float b = bias[o];
         float *y = output + o * length;
-        int64_t start = 0;
-        for (; start + 64 <= length; start += 64) BLOCK(64);
         switch (length - start) {
         case 48: BLOCK(48); break;
         case 32: BLOCK(32); break;
