@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import MaxQData
+import MaxQDeploy
 import MaxQFormats
 import MaxQModels
 import MaxQSparsity
@@ -64,6 +65,8 @@ struct Train: ParsableCommand {
     @Option(help: "Checkpoint to start from (any format).") var pretrained: String?
     @Option(help: "Run checkpoint to continue exactly.") var resume: String?
     @Flag(name: [.customShort("e"), .long], help: "Validate --pretrained and stop.") var evaluate = false
+    @Option(help: "With --evaluate: validate on the sparse (N:M) or the dense inference engine.")
+    var engine: Engine = .dense
     @Option(help: "Random seed.") var seed: UInt64 = 42
     @Option(name: [.customShort("p"), .customLong("print-freq")], help: "Log every this many iterations.")
     var printFreq = 100
@@ -75,6 +78,7 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         do { try config.validate() } catch { throw ValidationError(error.description) }
+        if engine == .sparse && !evaluate { throw ValidationError("--engine sparse applies to --evaluate") }
         if evaluate && pretrained == nil && resume == nil {
             throw ValidationError("--evaluate needs --pretrained (or --resume)")
         }
@@ -191,6 +195,13 @@ struct Train: ParsableCommand {
         }
         if let resume { try trainer.resume(from: resume) }
         if evaluate {
+            if engine == .sparse {
+                let deployment = try Deployment.deploy(model)
+                for (name, reason) in deployment.dense where reason.contains("non-zeros") {
+                    log.line("note: \(name) runs dense: \(reason)")
+                }
+                log.line("=> sparse engine: \(deployment.sparse.count) N:M layers on the sparse kernel")
+            }
             try trainer.evaluate()
             return
         }

@@ -92,16 +92,25 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         #expect(files.contains { $0.hasPrefix("c_resnet18.") && $0.hasSuffix(".log") })
         let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") && $0.hasSuffix(".safetensors") })
         #expect(files.contains(checkpoint.replacingOccurrences(of: ".safetensors", with: ".pth.tar")))
-        let evaluation = try maxq([
-            "train", "--set", "Synthetic", "-a", "c_resnet18", "-e", "--pretrained", temporary.path + "/" + checkpoint,
-            "-b", "16",
-            "--synthetic-images", "32", "--synthetic-classes", "4", "--save_dir", temporary.path, "--conv-bn-type",
-            "SoftSRSTEConv2dBN",
-            "--N", "1", "--M", "4",
-        ])
+        let evaluation = try maxq(evaluationArguments(checkpoint: temporary.path + "/" + checkpoint))
         #expect(evaluation.status == 0, "\(evaluation.err)")
         #expect(evaluation.out.contains(" * Prec@1 ") && evaluation.out.contains("Error@1"))
         #expect(evaluation.out.contains("missing keys: none; unexpected keys: none"))
+        // The same validation on the sparse engine: every N:M layer on the sparse kernel, the same figures.
+        let sparse = try maxq(
+            evaluationArguments(checkpoint: temporary.path + "/" + checkpoint) + ["--engine", "sparse"])
+        #expect(sparse.status == 0, "\(sparse.err)")
+        #expect(sparse.out.contains("=> sparse engine: 19 N:M layers on the sparse kernel"), "\(sparse.out)")
+        let summary = { (out: String) in out.split(separator: "\n").first { $0.contains(" * Prec@1 ") }?.dropFirst(22) }
+        #expect(summary(sparse.out) != nil && summary(sparse.out) == summary(evaluation.out))
+    }
+
+    func evaluationArguments(checkpoint: String) -> [String] {
+        [
+            "train", "--set", "Synthetic", "-a", "c_resnet18", "-e", "--pretrained", checkpoint, "-b", "16",
+            "--synthetic-images", "32", "--synthetic-classes", "4", "--save_dir", temporary.path, "--conv-bn-type",
+            "SoftSRSTEConv2dBN", "--N", "1", "--M", "4",
+        ]
     }
 
     /// metrics.csv and results.csv hold the epoch's figures as the log printed them; curves.svg
@@ -219,6 +228,7 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         (["train", "/nonexistent", "--set", "ImageFolder", "--epochs", "1"], "/nonexistent"),
         (["train", "--set", "Synthetic", "--increase-start", "5", "--increase-end", "2"], "increase-end 2"),
         (["train", "--set", "Synthetic", "-e"], "--pretrained"),
+        (["train", "--set", "Synthetic", "--engine", "sparse"], "--engine sparse applies to --evaluate"),
         (["train", "--set", "Synthetic", "--nesterov", "maybe"], "maybe"),
         (["train", "--set", "Synthetic", "--wd", "nan"], "--wd must be a finite number >= 0, got nan"),
         (["train", "--set", "Synthetic", "--momentum", "nan"], "--momentum must be a finite number >= 0"),
