@@ -36,7 +36,7 @@ let package = Package(
         // Layer 4: the model zoo (ResNets, MobileNets) built from conv-bn units; checkpoints into models.
         .target(name: "MaxQModels", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQFormats"]),
         // Layer 5: image decoding, torchvision-equivalent transforms, datasets and loading.
-        .target(name: "MaxQData", dependencies: ["MaxQTensor", "CJPEG", "CPNG"]),
+        .target(name: "MaxQData", dependencies: ["MaxQTensor", "CJPEG", "CPNG", "CKernels"]),
         // Layer 6: training and evaluation loops, schedules, logs, checkpoints of runs.
         .target(
             name: "MaxQTraining",

@@ -45,7 +45,7 @@ typedef struct {
     int last_dc[MAX_COMPS_IN_SCAN];
     unsigned restarts_to_go;
     boolean damaged;     // corrupt or truncated data seen: libjpeg's decoder should redo the image
-    boolean use_pdep;    // BMI2 pdep for bit selection (one fast instruction, where it is fast)
+    boolean (*decode_ac_refine)(j_decompress_ptr, JBLOCKROW *);  // the variant for this CPU
     const huffman_table *dc_table[MAX_COMPS_IN_SCAN];
     const huffman_table *ac_table;
     huffman_table tables[2][NUM_HUFF_TBLS];  // [0] DC, [1] AC
@@ -310,14 +310,17 @@ static void fill_select_in_byte(void) {
     }
 }
 
-// Compiled for BMI2 alone and called only where the CPU has it (use_pdep).
-__attribute__((target("bmi2"))) static int select_bit_pdep(uint64_t x, int n) {
-    const uint64_t bit = _pdep_u64(1ull << n, x);
+// pdep as inline assembly: it appears only in decode_ac_refine_bmi2, which runs only where the CPU
+// has BMI2 and pdep is fast (fast_pdep); the intrinsic would need the whole caller chain marked.
+static inline int select_bit_pdep(uint64_t x, int n) {
+    uint64_t bit;
+    __asm__("pdepq %[mask], %[source], %[bit]" : [bit] "=r"(bit) : [source] "r"(1ull << n), [mask] "r"(x));
     return bit != 0 ? __builtin_ctzll(bit) : 64;
 }
 
-static inline int select_bit(const fast_entropy *e, uint64_t x, int n) {
-    if (e->use_pdep) return select_bit_pdep(x, n);
+// `pdep` is a constant in each compiled variant of decode_ac_refine.
+__attribute__((always_inline)) static inline int select_bit(uint64_t x, int n, const boolean pdep) {
+    if (pdep) return select_bit_pdep(x, n);
     uint64_t counts = x - ((x >> 1) & 0x5555555555555555ull);
     counts = (counts & 0x3333333333333333ull) + ((counts >> 2) & 0x3333333333333333ull);
     counts = (counts + (counts >> 4)) & 0x0F0F0F0F0F0F0F0Full;
@@ -356,7 +359,10 @@ static inline uint64_t append_bits(j_decompress_ptr cinfo, fast_entropy *e, uint
 // magnitude. The bits do not change which coefficients are zero, so they are collected while
 // decoding and applied to the block once at the end (a branch per symbol costs more than the
 // work: the bits are random and mispredict).
-static boolean decode_ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
+// Compiled three times below (baseline x86-64; with POPCNT; with POPCNT, BMI and pdep), chosen once
+// per image from the CPU, since popcount and bit scans are most of its work.
+__attribute__((always_inline)) static inline boolean ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu,
+                                                               const boolean pdep) {
     fast_entropy *e = (fast_entropy *)cinfo->entropy;
     if (!begin_mcu(cinfo, e)) return TRUE;
     JCOEF *block = mcu[0][0];
@@ -382,7 +388,7 @@ static boolean decode_ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
             }
             // Pass `run` zero coefficients and the non-zero ones among them (one correction bit
             // each); the new coefficient, if any, goes to the zero after them.
-            int target = select_bit(e, ~nonzero & band(k, last + 1), run);
+            int target = select_bit(~nonzero & band(k, last + 1), run, pdep);
             if (target > last) {  // a run past the band
                 e->damaged = TRUE;
                 target = last + 1;
@@ -408,6 +414,18 @@ static boolean decode_ac_refine(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
     return TRUE;
 }
 
+static boolean decode_ac_refine_baseline(j_decompress_ptr cinfo, JBLOCKROW *mcu) {
+    return ac_refine(cinfo, mcu, FALSE);
+}
+__attribute__((target("popcnt"))) static boolean decode_ac_refine_popcnt(j_decompress_ptr cinfo,
+                                                                         JBLOCKROW *mcu) {
+    return ac_refine(cinfo, mcu, FALSE);
+}
+__attribute__((target("popcnt,bmi,bmi2"))) static boolean decode_ac_refine_bmi2(j_decompress_ptr cinfo,
+                                                                               JBLOCKROW *mcu) {
+    return ac_refine(cinfo, mcu, TRUE);
+}
+
 // Sets the decoder up for the scan libjpeg has just started.
 static void begin_scan(j_decompress_ptr cinfo, fast_entropy *e) {
     const boolean dc = cinfo->Ss == 0;
@@ -423,7 +441,7 @@ static void begin_scan(j_decompress_ptr cinfo, fast_entropy *e) {
         else e->ac_table = table;
     }
     e->pub.decode_mcu = dc ? (cinfo->Ah == 0 ? decode_dc_first : decode_dc_refine)
-                           : (cinfo->Ah == 0 ? decode_ac_first : decode_ac_refine);
+                           : (cinfo->Ah == 0 ? decode_ac_first : e->decode_ac_refine);
     e->pub.insufficient_data = FALSE;
     e->next = cinfo->src->next_input_byte;
     e->left = cinfo->src->bytes_in_buffer;
@@ -455,11 +473,12 @@ static boolean pdep_is_fast(void) {
 }
 
 // Set once: cpuid is slow, and in a virtual machine a trap to the hypervisor.
-static boolean fast_pdep;
+static boolean fast_pdep, has_popcnt;
 
 static void initialise(void) {
     fill_select_in_byte();
     fast_pdep = pdep_is_fast();
+    has_popcnt = __builtin_cpu_supports("popcnt");
 }
 
 void mq_install_progressive_entropy(j_decompress_ptr cinfo, int portable) {
@@ -468,7 +487,10 @@ void mq_install_progressive_entropy(j_decompress_ptr cinfo, int portable) {
     fast_entropy *e = (fast_entropy *)(*cinfo->mem->alloc_small)((j_common_ptr)cinfo, JPOOL_IMAGE, sizeof(fast_entropy));
     memset(e, 0, sizeof *e);
     e->libjpeg = cinfo->entropy;
-    e->use_pdep = !portable && fast_pdep;
+    e->decode_ac_refine = portable ? decode_ac_refine_baseline
+                          : fast_pdep ? decode_ac_refine_bmi2
+                          : has_popcnt ? decode_ac_refine_popcnt
+                                       : decode_ac_refine_baseline;
     e->pub.start_pass = start_pass;
     cinfo->entropy = &e->pub;
     begin_scan(cinfo, e);  // libjpeg has already started the first scan

@@ -1,7 +1,9 @@
 // Pillow's antialiased bilinear resize (libImaging/Resample.c), reproduced exactly on 8-bit
 // data: per-output-pixel triangle-filter coefficients widened by the downscaling factor,
 // 22-bit fixed point, a horizontal pass rounded to 8 bits, then a vertical pass. A resampling
-// says which source pixels it reads, so only those need decoding.
+// says which source pixels it reads, so only those need decoding. The two passes' loops are in
+// CKernels (resample.c).
+import CKernels
 
 /// Fixed-point coefficients of one axis: for output pixel x, inputs first[x] ..< first[x] + count[x].
 struct ResampleAxis {
@@ -48,12 +50,6 @@ struct ResampleAxis {
         guard !outputs.isEmpty else { return 0..<0 }
         return first[outputs.lowerBound]..<outputs.lazy.map { first[$0] + count[$0] }.max()!
     }
-
-    @inline(__always)
-    static func clip8(_ value: Int32) -> UInt8 {
-        let shifted = value >> Int32(precisionBits)
-        return UInt8(min(max(shifted, 0), 255))
-    }
 }
 
 /// Pillow's `img.crop(box).resize((outputWidth, outputHeight), BILINEAR)`, of which only output
@@ -94,7 +90,6 @@ struct Resampling {
         let tempWidth = columns.count, rowLength = tempWidth * 3
         // Every byte is written by the horizontal pass below: no need to zero it first.
         var temp = [UInt8](unsafeUninitializedCapacity: rowLength * cropRows.count) { $1 = $0.count }
-        let bias = Int32(1) << Int32(ResampleAxis.precisionBits - 1)
         // Offset of crop pixel (0, cropRows.lowerBound) in the region's pixels.
         let regionWidth = source.image.width
         let origin = ((crop.y + cropRows.lowerBound - source.y) * regionWidth + crop.x - source.x) * 3
@@ -110,19 +105,14 @@ struct Resampling {
                         continue
                     }
                     h.weights.withUnsafeBufferPointer { weights in
-                        for (tx, ox) in columns.enumerated() {
-                            var s0 = bias, s1 = bias, s2 = bias
-                            let k = weights.baseAddress! + ox * h.width
-                            let p = src + row + h.first[ox] * 3
-                            for i in 0..<h.count[ox] {
-                                let w = k[i]
-                                s0 &+= Int32(p[3 * i]) &* w
-                                s1 &+= Int32(p[3 * i + 1]) &* w
-                                s2 &+= Int32(p[3 * i + 2]) &* w
+                        h.first.withUnsafeBufferPointer { first in
+                            h.count.withUnsafeBufferPointer { count in
+                                maxq_resample_row_horizontal(
+                                    src + row, Int64(columns.lowerBound), Int64(tempWidth),
+                                    UnsafeRawPointer(first.baseAddress!).assumingMemoryBound(to: Int64.self),
+                                    UnsafeRawPointer(count.baseAddress!).assumingMemoryBound(to: Int64.self),
+                                    weights.baseAddress!, Int64(h.width), out)
                             }
-                            out[3 * tx] = ResampleAxis.clip8(s0)
-                            out[3 * tx + 1] = ResampleAxis.clip8(s1)
-                            out[3 * tx + 2] = ResampleAxis.clip8(s2)
                         }
                     }
                 }
@@ -135,15 +125,10 @@ struct Resampling {
                     let line = UnsafeMutablePointer<UInt8>.allocate(capacity: rowLength)
                     defer { sums.deallocate(); line.deallocate() }
                     for (ry, oy) in rows.enumerated() {
-                        // Accumulate whole rows (contiguous, vectorisable), then clip.
-                        for j in 0..<rowLength { sums[j] = bias }
-                        let k = weights.baseAddress! + oy * v.width
-                        for i in 0..<v.count[oy] {
-                            let w = k[i]
-                            let input = tmp + (v.first[oy] + i - cropRows.lowerBound) * rowLength
-                            for j in 0..<rowLength { sums[j] &+= Int32(input[j]) &* w }
-                        }
-                        for j in 0..<rowLength { line[j] = ResampleAxis.clip8(sums[j]) }
+                        // Whole rows accumulated (contiguous, vectorised in CKernels), then clipped.
+                        maxq_resample_row_vertical(
+                            tmp + (v.first[oy] - cropRows.lowerBound) * rowLength, Int64(rowLength),
+                            Int64(v.count[oy]), weights.baseAddress! + oy * v.width, sums, line)
                         consume(ry, line)
                     }
                 }

@@ -35,10 +35,12 @@ public struct Normalization: Sendable, Equatable {
             resampling.run(source) { y, pixels in
                 for c in 0..<3 {
                     let (out, values) = (destination + c * plane + y * width, table + c * 256)
+                    let channel = pixels + c  // interleaved RGB: this channel every third byte
                     if flip {
-                        for x in 0..<width { out[width - 1 - x] = values[Int(pixels[3 * x + c])] }
+                        let last = out + (width &- 1)
+                        for x in 0..<width { (last - x).pointee = values[Int(channel[x &* 3])] }
                     } else {
-                        for x in 0..<width { out[x] = values[Int(pixels[3 * x + c])] }
+                        for x in 0..<width { out[x] = values[Int(channel[x &* 3])] }
                     }
                 }
             }

@@ -48,4 +48,15 @@ void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float
                         const float *bias, int64_t first_output, int64_t end_output, int64_t length, float lower,
                         float upper, float *output);
 
+/// Pillow's horizontal bilinear pass over one row of interleaved RGB: output pixel t (of `columns`)
+/// is output column x = first_column + t, the clipped fixed-point sum over count[x] taps from input
+/// pixel first[x] with weights[x * taps ...].
+void maxq_resample_row_horizontal(const uint8_t *row, int64_t first_column, int64_t columns, const int64_t *first,
+                                  const int64_t *count, const int32_t *weights, int64_t taps, uint8_t *out);
+
+/// Pillow's vertical pass for one output row: `count` consecutive input rows of `row_length` bytes
+/// weighted by `weights`, clipped into `out` (`sums` is scratch of `row_length`).
+void maxq_resample_row_vertical(const uint8_t *rows, int64_t row_length, int64_t count, const int32_t *weights,
+                                int32_t *sums, uint8_t *out);
+
 #endif
