@@ -20,7 +20,8 @@ struct Predict: ParsableCommand {
     @Option(help: "Checkpoint (.pth, .pth.tar or .safetensors).") var pretrained: String
     @Option(name: .customLong("num-classes"), help: "Classes of the checkpoint's classifier.") var numClasses = 1000
     @OptionGroup var sparsity: SparsityOptions
-    @Option(help: "Inference engine: sparse (N:M kernels on compressed weights; the default for N:M types) or dense.")
+    @Option(
+        help: "Inference engine: sparse (N:M kernels on compressed weights; the default where N/M <= 1/8) or dense.")
     var engine: Engine?
     @Flag(help: "One JSON object per image: image, logits, top5.") var json = false
     @Argument(help: "JPEG or PNG images.") var images: [String]
@@ -48,7 +49,9 @@ struct Predict: ParsableCommand {
             note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))")
         }
         model.setTraining(false)
-        if engine ?? (sparsity.convBNType.hasMask && sparsity.n < sparsity.m ? .sparse : .dense) == .sparse {
+        // By default the sparse engine only where it was measured faster (docs/deployment.md): N/M <= 1/8.
+        let sparseByDefault = sparsity.convBNType.hasMask && 8 * sparsity.n <= sparsity.m
+        if engine ?? (sparseByDefault ? .sparse : .dense) == .sparse {
             let deployment = try Deployment.deploy(model)
             for (name, reason) in deployment.dense where reason.contains("non-zeros") {
                 note("\(name) runs dense: \(reason)")

@@ -186,11 +186,11 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
             return try #require(object["logits"] as? [Double])
         }
         let dense = try maxq(common + ["--increase-end", "0", "--engine", "dense"])
-        let sparse = try maxq(common + ["--increase-end", "0"])
+        let sparse = try maxq(common + ["--increase-end", "0", "--engine", "sparse"])
         #expect(dense.status == 0 && sparse.status == 0, "\(sparse.err)")
         #expect(!sparse.err.contains("runs dense"), "\(sparse.err)")
         for (a, b) in zip(try logits(dense), try logits(sparse)) { #expect(abs(a - b) <= 1e-4 * max(abs(a), 1)) }
-        let early = try maxq(common + ["--increase-end", "4"])
+        let early = try maxq(common + ["--increase-end", "4", "--engine", "sparse"])
         #expect(early.status == 0)
         #expect(early.err.contains("layer1.0.convbn1 runs dense: layer1.0.convbn1:"), "\(early.err)")
         #expect(try logits(early) == (try logits(try maxq(common + ["--increase-end", "4", "--engine", "dense"]))))
