@@ -15,6 +15,7 @@ struct BenchInfer: ParsableCommand {
 
     @OptionGroup var options: ModelBenchOptions
     @Flag(help: "Also time every convolution alone: shape, dense ms, sparse ms, ratio.") var layers = false
+    @Flag(help: "Keep each N:M layer sparse only where it measured faster than dense on this batch.") var tuned = false
 
     func run() throws {
         do {
@@ -32,7 +33,7 @@ struct BenchInfer: ParsableCommand {
             let forward = { () throws in _ = try GradientMode.withoutGradients { try model(Variable(images)) } }
             let perLayer = layers ? try LayerTiming.dense(model, images, iterations: options.iterations) : []
             let dense = try medianMilliseconds(iterations: options.iterations, forward)
-            let report = try Deployment.deploy(model)
+            let report = try Deployment.deploy(model, tunedOn: tuned ? images : nil)
             let sparse = try medianMilliseconds(iterations: options.iterations, forward)
             if layers { try LayerTiming.printSparse(perLayer, model, iterations: options.iterations) }
             print("units: \(report.sparse.count) sparse, \(report.dense.count) dense")
@@ -60,16 +61,10 @@ enum LayerTiming {
     }
 
     static func dense(_ model: any Model, _ images: Tensor, iterations: Int) throws -> [Layer] {
-        let recorders = try model.units.map { (name, unit) throws(TensorError) in
-            let recorder = InputShapeRecorder(unit)
-            try model.replace(at: name, with: recorder)
-            return (name, unit, recorder)
-        }
-        _ = try GradientMode.withoutGradients { try model(Variable(images)) }
+        let shapes = try InputShapeRecorder.inputShapes(of: model, for: images)
         var generator = RandomGenerator(seed: 1)
-        return try recorders.map { name, unit, recorder in
-            try model.replace(at: name, with: unit)
-            let input = Tensor(normal: recorder.shape, generator: &generator)
+        return try model.units.map { name, unit in
+            let input = Tensor(normal: shapes[name]!, generator: &generator)
             let (weight, bias) = try unit.foldedWeights()
             let layer = FoldedConvolution(
                 weight: weight, bias: bias, geometry: unit.conv.geometry, activation: unit.activation)
@@ -93,19 +88,4 @@ enum LayerTiming {
                     + kind)
         }
     }
-}
-
-/// Passes its input to the wrapped layer and remembers the input's shape.
-private final class InputShapeRecorder: UnaryLayer {
-    let inner: any UnaryLayer
-    var shape: [Int] = []
-
-    init(_ inner: any UnaryLayer) { self.inner = inner }
-
-    func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        shape = x.value.shape
-        return try inner(x)
-    }
-
-    func namedParameters(prefix: String) -> [(String, Variable)] { inner.namedParameters(prefix: prefix) }
 }

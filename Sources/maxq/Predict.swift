@@ -49,10 +49,10 @@ struct Predict: ParsableCommand {
             note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))")
         }
         model.setTraining(false)
-        // By default the sparse engine only where it was measured faster (docs/deployment.md): N/M <= 1/8.
-        let sparseByDefault = sparsity.convBNType.hasMask && 8 * sparsity.n <= sparsity.m
-        if engine ?? (sparseByDefault ? .sparse : .dense) == .sparse {
-            let deployment = try Deployment.deploy(model)
+        if engine ?? (sparsity.convBNType.hasMask && sparsity.n < sparsity.m ? .sparse : .dense) == .sparse {
+            // Each N:M layer keeps the sparse kernel where it measures faster than dense for one image.
+            let sample = Tensor(zeros: [1, 3, arch.resolution, arch.resolution])
+            let deployment = try Deployment.deploy(model, tunedOn: sample)
             for (name, reason) in deployment.dense where reason.contains("non-zeros") {
                 note("\(name) runs dense: \(reason)")
             }

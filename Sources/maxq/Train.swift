@@ -196,11 +196,15 @@ struct Train: ParsableCommand {
         if let resume { try trainer.resume(from: resume) }
         if evaluate {
             if engine == .sparse {
-                let deployment = try Deployment.deploy(model)
+                let sample = Tensor(zeros: [valBatch, 3, arch.resolution, arch.resolution])
+                let deployment = try Deployment.deploy(model, tunedOn: sample)
                 for (name, reason) in deployment.dense where reason.contains("non-zeros") {
                     log.line("note: \(name) runs dense: \(reason)")
                 }
-                log.line("=> sparse engine: \(deployment.sparse.count) N:M layers on the sparse kernel")
+                let tunedDense = deployment.dense.filter { $0.reason.hasPrefix("measured faster dense") }.count
+                log.line(
+                    "=> sparse engine: \(deployment.sparse.count) N:M layers on the sparse kernel, "
+                        + "\(tunedDense) measured faster dense")
             }
             try trainer.evaluate()
             return

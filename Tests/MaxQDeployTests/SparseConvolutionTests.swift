@@ -85,6 +85,25 @@ struct SparseConvolutionTests {
         #expect(model.units.isEmpty)
     }
 
+    @Test func tunedDeploymentKeepsEachLayersFasterFormAndTheLogits() throws {
+        let config = SparsityConfig(
+            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
+            schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+        let model = try Architecture.mobilenetV1.build(classes: 10, sparsity: config, seed: 2)
+        try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
+        model.setTraining(false)
+        var generator = RandomGenerator(seed: 5)
+        let x = Tensor(normal: [2, 3, 64, 64], generator: &generator)
+        let dense = try GradientMode.withoutGradients { try model(Variable(x)) }.value
+        let masked = model.units.filter { $0.1.mask != nil }.map(\.0)
+        let report = try Deployment.deploy(model, tunedOn: x)
+        let tunedDense = report.dense.filter { $0.reason.hasPrefix("measured faster dense: ") }.map(\.name)
+        #expect(Set(report.sparse + tunedDense) == Set(masked), "\(report.dense)")
+        #expect(model.descendants(of: NMConvolution.self).count == report.sparse.count)
+        let deployed = try GradientMode.withoutGradients { try model(Variable(x)) }.value
+        #expect(toleranceFailure(deployed, dense, rtol: 1e-4, atol: 1e-4) == nil)
+    }
+
     @Test func aUnitThatIsNotNMRunsDenseAndIsReported() throws {
         let config = SparsityConfig(
             type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
