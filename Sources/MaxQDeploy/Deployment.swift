@@ -9,11 +9,29 @@ import MaxQSparsity
 import MaxQTensor
 
 public struct DeploymentReport: Sendable {
+    /// Why a unit runs dense.
+    public enum Cause: Sendable {
+        /// Dense by design (no mask, or a dense pattern).
+        case denseUnit
+        /// No sparse kernel for its kernel size or stride.
+        case noKernel
+        /// Trained N:M, but its weights are not N:M (yet): the reason says how many groups.
+        case notNM
+        /// Timed both ways on its input shape, dense was faster.
+        case measuredFaster
+    }
+
+    /// A unit running dense: its name, why, and the reason in words.
+    public struct DenseUnit: Sendable {
+        public let name: String
+        public let cause: Cause
+        public let reason: String
+    }
+
     /// Units now running on the sparse kernel.
     public var sparse: [String] = []
-    /// Units running dense, and why (dense by design, no sparse kernel for the shape, not N:M,
-    /// measured faster dense).
-    public var dense: [(name: String, reason: String)] = []
+    /// Units running dense.
+    public var dense: [DenseUnit] = []
 }
 
 public enum Deployment {
@@ -48,19 +66,20 @@ public enum Deployment {
             weight: weight, bias: bias, geometry: unit.conv.geometry, activation: unit.activation)
         let pattern = unit.config.pattern
         guard unit.mask != nil, !pattern.isDense else {
-            report.dense.append((name, "dense unit"))
+            report.dense.append(.init(name: name, cause: .denseUnit, reason: "dense unit"))
             return dense
         }
         guard NMConvolution.runs(weight.shape, unit.conv.geometry) else {
             let (shape, geometry) = (weight.shape, unit.conv.geometry)
-            report.dense.append((name, "no sparse kernel for \(shape[2])x\(shape[3]) stride \(geometry.stride)"))
+            let reason = "no sparse kernel for \(shape[2])x\(shape[3]) stride \(geometry.stride)"
+            report.dense.append(.init(name: name, cause: .noKernel, reason: reason))
             return dense
         }
         let packed: NMWeights
         do {
             packed = try NMWeights(packing: weight, n: pattern.n, m: pattern.m, layer: name)
         } catch {
-            report.dense.append((name, "\(error)"))
+            report.dense.append(.init(name: name, cause: .notNM, reason: "\(error)"))
             return dense
         }
         let sparse = NMConvolution(
@@ -72,7 +91,8 @@ public enum Deployment {
             if denseMilliseconds < sparseMilliseconds {
                 let times =
                     "\(milliseconds(denseMilliseconds)) ms against \(milliseconds(sparseMilliseconds)) ms sparse"
-                report.dense.append((name, "measured faster dense: \(times)"))
+                report.dense.append(
+                    .init(name: name, cause: .measuredFaster, reason: "measured faster dense: \(times)"))
                 return dense
             }
         }

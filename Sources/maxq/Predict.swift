@@ -2,15 +2,10 @@
 import ArgumentParser
 import Foundation
 import MaxQData
-import MaxQDeploy
 import MaxQFormats
 import MaxQModels
 import MaxQNN
 import MaxQTensor
-
-enum Engine: String, ExpressibleByArgument, CaseIterable {
-    case sparse, dense
-}
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,11 +46,7 @@ struct Predict: ParsableCommand {
         model.setTraining(false)
         if engine ?? (sparsity.convBNType.hasMask && sparsity.n < sparsity.m ? .sparse : .dense) == .sparse {
             // Each N:M layer keeps the sparse kernel where it measures faster than dense for one image.
-            let sample = Tensor(zeros: [1, 3, arch.resolution, arch.resolution])
-            let deployment = try Deployment.deploy(model, tunedOn: sample)
-            for (name, reason) in deployment.dense where reason.contains("non-zeros") {
-                note("\(name) runs dense: \(reason)")
-            }
+            _ = try deploySparse(model, batch: 1, resolution: arch.resolution) { note($0) }
         }
         let recipe = ImageRecipe(resolution: arch.resolution)
         for path in images {

@@ -196,12 +196,10 @@ struct Train: ParsableCommand {
         if let resume { try trainer.resume(from: resume) }
         if evaluate {
             if engine == .sparse {
-                let sample = Tensor(zeros: [valBatch, 3, arch.resolution, arch.resolution])
-                let deployment = try Deployment.deploy(model, tunedOn: sample)
-                for (name, reason) in deployment.dense where reason.contains("non-zeros") {
-                    log.line("note: \(name) runs dense: \(reason)")
+                let deployment = try deploySparse(model, batch: valBatch, resolution: arch.resolution) {
+                    log.line("note: \($0)")
                 }
-                let tunedDense = deployment.dense.filter { $0.reason.hasPrefix("measured faster dense") }.count
+                let tunedDense = deployment.dense.filter { $0.cause == .measuredFaster }.count
                 log.line(
                     "=> sparse engine: \(deployment.sparse.count) N:M layers on the sparse kernel, "
                         + "\(tunedDense) measured faster dense")

@@ -8,6 +8,17 @@ import MaxQTensor
 import MaxQTestSupport
 import Testing
 
+/// `arch` with SoftMaxQ n:m units and their masks computed (epoch 0 of a schedule ending at
+/// `increaseEnd`: with 0, every group is N:M).
+func maskedModel(_ arch: Architecture, n: Int, m: Int, increaseEnd: Int = 0, seed: UInt64) throws -> any Model {
+    let config = SparsityConfig(
+        type: .softMaxQ, pattern: try NMPattern(n: n, m: m),
+        schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: increaseEnd))
+    let model = try arch.build(classes: 10, sparsity: config, seed: seed)
+    try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
+    return model
+}
+
 struct SparseConvolutionTests {
     @Test(arguments: [(2, 4), (1, 4), (2, 8), (1, 16)])
     func referenceTwinEqualsTheDenseConvolution(_ n: Int, _ m: Int) throws {
@@ -62,10 +73,7 @@ struct SparseConvolutionTests {
 
     @Test(arguments: [(Architecture.resnet50, 2, 4), (.mobilenetV2, 1, 4), (.mobilenetV1, 2, 8), (.resnet50, 1, 16)])
     func deployedModelsGiveTheDenseEvaluationsLogits(_ arch: Architecture, _ n: Int, _ m: Int) throws {
-        let config = SparsityConfig(
-            type: .softMaxQ, pattern: try NMPattern(n: n, m: m),
-            schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
-        let model = try arch.build(classes: 10, sparsity: config, seed: 3)
+        let model = try maskedModel(arch, n: n, m: m, seed: 3)
         var generator = RandomGenerator(seed: 9)
         for (_, unit) in model.units {  // batch norm statistics that make the folding matter
             let c = unit.scale.runningMean.value.count
@@ -73,7 +81,6 @@ struct SparseConvolutionTests {
             unit.scale.runningVar.value = Tensor(uniform: [c], low: 0.5, high: 1.5, generator: &generator)
             unit.scale.weight.value = Tensor(uniform: [c], low: 0.5, high: 1.5, generator: &generator)
         }
-        try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
         model.setTraining(false)
         let x = Variable(Tensor(normal: [2, 3, 64, 64], generator: &generator))
         let dense = try GradientMode.withoutGradients { try model(x).value }
@@ -86,11 +93,7 @@ struct SparseConvolutionTests {
     }
 
     @Test func tunedDeploymentKeepsEachLayersFasterFormAndTheLogits() throws {
-        let config = SparsityConfig(
-            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
-            schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
-        let model = try Architecture.mobilenetV1.build(classes: 10, sparsity: config, seed: 2)
-        try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
+        let model = try maskedModel(.mobilenetV1, n: 2, m: 4, seed: 2)
         model.setTraining(false)
         var generator = RandomGenerator(seed: 5)
         let x = Tensor(normal: [2, 3, 64, 64], generator: &generator)
@@ -105,12 +108,8 @@ struct SparseConvolutionTests {
     }
 
     @Test func aUnitThatIsNotNMRunsDenseAndIsReported() throws {
-        let config = SparsityConfig(
-            type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
-            schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 4))
-        let model = try Architecture.mobilenetV1.build(classes: 10, sparsity: config, seed: 1)
         // Epoch 0 of a 4-epoch incremental schedule: most groups still dense.
-        try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
+        let model = try maskedModel(.mobilenetV1, n: 2, m: 4, increaseEnd: 4, seed: 1)
         let report = try Deployment.deploy(model)
         #expect(report.sparse.isEmpty)
         #expect(report.dense.contains { $0.reason.contains("groups have more than 2 non-zeros, not 2:4") })
