@@ -41,8 +41,11 @@ let package = Package(
         .target(
             name: "MaxQTraining",
             dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQFormats"]),
-        // Layer 7: inference models: batch norm and masks folded, N:M weights compressed, sparse kernels.
-        .target(name: "MaxQDeploy", dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "CKernels"]),
+        // Layer 7: inference models: batch norm and masks folded, N:M weights compressed, sparse kernels,
+        // the exported model file.
+        .target(
+            name: "MaxQDeploy",
+            dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQFormats", "CKernels"]),
         // I/O formats: safetensors, PyTorch zip checkpoints. Parsers of untrusted files rely on
         // Swift's overflow and bounds checks (no target uses -Ounchecked or any unsafe flag).
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"]),

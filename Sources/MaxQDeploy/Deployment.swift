@@ -1,7 +1,8 @@
-// Turning a trained model into an inference model: every conv-bn unit replaced, in place, by its
-// folded form (batch norm and mask in the weights), N:M units whose kernel exists by the sparse
-// layer. A unit that trained N:M but is not exactly N:M after folding runs dense and is reported.
-// Given a sample input, each N:M unit keeps whichever of the two runs faster on its input shape.
+// Turning a trained model into an inference model: every conv-bn unit folded (batch norm and
+// mask in the weights, N:M weights compressed) and replaced, in place, by its inference layer,
+// the sparse one where its kernel exists. A unit that trained N:M but is not exactly N:M after
+// folding runs dense and is reported. Given a sample input, each N:M unit keeps whichever of the
+// two runs faster on its input shape.
 import Dispatch
 import MaxQModels
 import MaxQNN
@@ -41,50 +42,69 @@ public enum Deployment {
     public static func deploy(_ model: any Model, tunedOn sample: Tensor? = nil) throws(DeploymentError)
         -> DeploymentReport
     {
-        model.setTraining(false)
+        var (units, report) = try fold(model)
+        try install(units, into: model, tunedOn: sample, &report)
+        return report
+    }
+
+    /// Every unit of `model` in its inference form, N:M units compressed; the report names the
+    /// units that stay dense and why. The model is not changed.
+    public static func fold(_ model: any Model) throws(DeploymentError) -> ([FoldedUnit], DeploymentReport) {
         var report = DeploymentReport()
+        var folded: [FoldedUnit] = []
+        for (name, unit) in model.units {
+            let (weight, bias): (Tensor, Tensor)
+            do { (weight, bias) = try unit.foldedWeights() } catch { throw .tensor(error) }
+            var weights = FoldedUnit.Weights.dense(weight)
+            let pattern = unit.config.pattern
+            if unit.mask == nil || pattern.isDense {
+                report.dense.append(.init(name: name, cause: .denseUnit, reason: "dense unit"))
+            } else {
+                do {
+                    weights = .nm(try NMWeights(packing: weight, n: pattern.n, m: pattern.m, layer: name))
+                } catch {
+                    report.dense.append(.init(name: name, cause: .notNM, reason: "\(error)"))
+                }
+            }
+            folded.append(
+                FoldedUnit(
+                    name: name, weights: weights, bias: bias, geometry: unit.conv.geometry,
+                    activation: unit.activation))
+        }
+        return (folded, report)
+    }
+
+    /// Replaces each unit of `model` named in `units` by its inference layer: the sparse kernel
+    /// for compressed weights where it exists (and, with `sample`, where it measured faster).
+    public static func install(
+        _ units: [FoldedUnit], into model: any Model, tunedOn sample: Tensor? = nil, _ report: inout DeploymentReport
+    ) throws(DeploymentError) {
+        model.setTraining(false)
         do throws(TensorError) {
             let shapes = try sample.map { (x) throws(TensorError) in
                 try InputShapeRecorder.inputShapes(of: model, for: x)
             }
-            for (name, unit) in model.units {
-                let (weight, bias) = try unit.foldedWeights()
-                let layer = try inferenceLayer(name, unit, weight, bias, tuning: shapes?[name], &report)
-                try model.replace(at: name, with: layer)
+            for unit in units {
+                try model.replace(at: unit.name, with: try inferenceLayer(unit, tuning: shapes?[unit.name], &report))
             }
         } catch {
             throw .tensor(error)
         }
-        return report
     }
 
     private static func inferenceLayer(
-        _ name: String, _ unit: ConvBNUnit, _ weight: Tensor, _ bias: Tensor, tuning shape: [Int]?,
-        _ report: inout DeploymentReport
+        _ unit: FoldedUnit, tuning shape: [Int]?, _ report: inout DeploymentReport
     ) throws(TensorError) -> any UnaryLayer {
-        let dense = FoldedConvolution(
-            weight: weight, bias: bias, geometry: unit.conv.geometry, activation: unit.activation)
-        let pattern = unit.config.pattern
-        guard unit.mask != nil, !pattern.isDense else {
-            report.dense.append(.init(name: name, cause: .denseUnit, reason: "dense unit"))
-            return dense
-        }
-        guard NMConvolution.runs(weight.shape, unit.conv.geometry) else {
-            let (shape, geometry) = (weight.shape, unit.conv.geometry)
-            let reason = "no sparse kernel for \(shape[2])x\(shape[3]) stride \(geometry.stride)"
-            report.dense.append(.init(name: name, cause: .noKernel, reason: reason))
-            return dense
-        }
-        let packed: NMWeights
-        do {
-            packed = try NMWeights(packing: weight, n: pattern.n, m: pattern.m, layer: name)
-        } catch {
-            report.dense.append(.init(name: name, cause: .notNM, reason: "\(error)"))
-            return dense
+        guard case .nm(let packed) = unit.weights else { return unit.denseLayer }
+        guard NMConvolution.runs(packed.shape, unit.geometry) else {
+            let reason = "no sparse kernel for \(packed.shape[2])x\(packed.shape[3]) stride \(unit.geometry.stride)"
+            report.dense.append(.init(name: unit.name, cause: .noKernel, reason: reason))
+            return unit.denseLayer
         }
         let sparse = NMConvolution(
-            weights: packed, bias: bias, geometry: unit.conv.geometry, activation: unit.activation)
+            weights: packed, bias: unit.bias, geometry: unit.geometry, activation: unit.activation)
         if let shape {
+            let dense = unit.denseLayer
             var generator = RandomGenerator(seed: 0)
             let x = Variable(Tensor(normal: shape, generator: &generator))
             let (sparseMilliseconds, denseMilliseconds) = (try fastest(sparse, x), try fastest(dense, x))
@@ -92,11 +112,11 @@ public enum Deployment {
                 let times =
                     "\(milliseconds(denseMilliseconds)) ms against \(milliseconds(sparseMilliseconds)) ms sparse"
                 report.dense.append(
-                    .init(name: name, cause: .measuredFaster, reason: "measured faster dense: \(times)"))
+                    .init(name: unit.name, cause: .measuredFaster, reason: "measured faster dense: \(times)"))
                 return dense
             }
         }
-        report.sparse.append(name)
+        report.sparse.append(unit.name)
         return sparse
     }
 
@@ -114,6 +134,44 @@ public enum Deployment {
 
     private static func milliseconds(_ value: Double) -> String {
         String(Double(Int(value * 100)) / 100)
+    }
+}
+
+/// A conv-bn unit in its inference form: batch norm and mask folded into the weight (compressed
+/// where it is N:M) and a bias, with the convolution's geometry and the fused activation.
+public struct FoldedUnit: Sendable {
+    public enum Weights: Sendable {
+        case nm(NMWeights)
+        case dense(Tensor)
+    }
+
+    public let name: String
+    public let weights: Weights
+    public let bias: Tensor
+    public let geometry: Conv2dGeometry
+    public let activation: Activation?
+
+    public init(name: String, weights: Weights, bias: Tensor, geometry: Conv2dGeometry, activation: Activation?) {
+        (self.name, self.weights, self.bias, self.geometry, self.activation) = (
+            name, weights, bias, geometry, activation
+        )
+    }
+
+    /// The dense (O, I / groups, kh, kw) weight.
+    public var denseWeight: Tensor {
+        switch weights {
+        case .nm(let packed): packed.dense
+        case .dense(let weight): weight
+        }
+    }
+
+    /// The same unit with its weight dense.
+    public var densified: FoldedUnit {
+        FoldedUnit(name: name, weights: .dense(denseWeight), bias: bias, geometry: geometry, activation: activation)
+    }
+
+    var denseLayer: FoldedConvolution {
+        FoldedConvolution(weight: denseWeight, bias: bias, geometry: geometry, activation: activation)
     }
 }
 

@@ -61,6 +61,36 @@ public struct NMWeights: Sendable, Equatable {
         packedIndices = Self.pack(indices, bits: Self.bits(m))
     }
 
+    /// Compressed weights as a file holds them, checked: counts that match the shape, N <= M with
+    /// M dividing the input channels, positions inside their group and strictly ascending, finite values.
+    public init(shape: [Int], n: Int, m: Int, values: [Float], packedIndices: [UInt8], layer: String)
+        throws(DeploymentError)
+    {
+        func fail(_ reason: String) -> DeploymentError { .malformedWeights(layer: layer, reason: reason) }
+        guard n >= 1, m >= 2, n <= m else { throw fail("N:M \(n):\(m) is not a pattern with 1 <= N <= M, M >= 2") }
+        guard shape.count == 4, shape.allSatisfy({ $0 >= 1 }), let count = Tensor.elementCount(shape) else {
+            throw fail("shape \(shape) is not (O, I, kh, kw)")
+        }
+        guard shape[1] % m == 0 else { throw fail("\(shape[1]) input channels are not a multiple of M = \(m)") }
+        guard values.count == count / m * n else {
+            throw fail("\(values.count) values where \(n):\(m) of shape \(shape) keeps \(count / m * n)")
+        }
+        let bits = Self.bits(m)
+        guard packedIndices.count == (values.count * bits + 7) / 8 else {
+            let needed = (values.count * bits + 7) / 8
+            throw fail("\(packedIndices.count) bytes of indices where \(values.count) values need \(needed)")
+        }
+        if let bad = values.firstIndex(where: { !$0.isFinite }) { throw fail("value \(bad) is \(values[bad])") }
+        (self.shape, self.n, self.m, self.values, self.packedIndices) = (shape, n, m, values, packedIndices)
+        let unpacked = indices
+        for (k, index) in unpacked.enumerated() {
+            guard index < m else { throw fail("index \(index) of value \(k) is outside its group of \(m)") }
+            guard k % n == 0 || index > unpacked[k - 1] else {
+                throw fail("indices of group \(k / n) are not strictly ascending")
+            }
+        }
+    }
+
     /// Positions of every value in its group, unpacked.
     public var indices: [Int] {
         let bits = bitsPerIndex

@@ -1,6 +1,7 @@
 // The safetensors format (https://github.com/huggingface/safetensors): an 8-byte little-endian
 // header length, a JSON header naming each tensor's dtype, shape and byte range, then the raw
-// little-endian data. Reads F32, F16, BF16 and I64 (as float32), writes F32 and `__metadata__`.
+// little-endian data. Reads F32, F16, BF16 and I64 (as float32) and U8 (as bytes); writes F32,
+// U8 and `__metadata__`.
 import Foundation
 import MaxQTensor
 
@@ -21,10 +22,16 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
 public struct SafetensorsFile {
     /// Tensors in the order of their data in the file.
     public var tensors: [(name: String, tensor: Tensor)]
+    /// U8 tensors (packed data such as N:M indices), after the float tensors in the file.
+    public var byteTensors: [(name: String, shape: [Int], bytes: [UInt8])]
     public var metadata: [String: String]
 
-    public init(tensors: [(name: String, tensor: Tensor)] = [], metadata: [String: String] = [:]) {
+    public init(
+        tensors: [(name: String, tensor: Tensor)] = [],
+        byteTensors: [(name: String, shape: [Int], bytes: [UInt8])] = [], metadata: [String: String] = [:]
+    ) {
         self.tensors = tensors
+        self.byteTensors = byteTensors
         self.metadata = metadata
     }
 
@@ -37,7 +44,14 @@ public struct SafetensorsFile {
         return t
     }
 
-    private static let elementSizes = ["F32": 4, "F16": 2, "BF16": 2, "I64": 8]
+    public func bytes(_ name: String, path: String = "") throws(SafetensorsError) -> (shape: [Int], bytes: [UInt8]) {
+        guard let entry = byteTensors.first(where: { $0.name == name }) else {
+            throw .missingTensor(path: path, name: name)
+        }
+        return (entry.shape, entry.bytes)
+    }
+
+    private static let elementSizes = ["F32": 4, "F16": 2, "BF16": 2, "I64": 8, "U8": 1]
 
     public static func read(path: String) throws(SafetensorsError) -> SafetensorsFile {
         let data: Data
@@ -101,6 +115,10 @@ public struct SafetensorsFile {
         for entry in entries {
             let start = data.startIndex + dataStart + entry.begin
             let bytes = data.subdata(in: start..<data.startIndex + dataStart + entry.end)
+            if entry.dtype == "U8" {
+                file.byteTensors.append((entry.name, entry.shape, [UInt8](bytes)))
+                continue
+            }
             file.tensors.append(
                 (entry.name, try! Tensor(shape: entry.shape, scalars: convert(bytes, dtype: entry.dtype))))
         }
@@ -132,7 +150,7 @@ public struct SafetensorsFile {
         }
     }
 
-    /// The file's bytes: tensors as F32 in their order, keys of the header sorted.
+    /// The file's bytes: tensors as F32 in their order, then the U8 tensors; keys of the header sorted.
     public func encoded() throws -> Data {
         var header: [String: Any] = [:]
         var offset = 0
@@ -141,6 +159,10 @@ public struct SafetensorsFile {
                 "dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.count * 4],
             ]
             offset += tensor.count * 4
+        }
+        for (name, shape, bytes) in byteTensors {
+            header[name] = ["dtype": "U8", "shape": shape, "data_offsets": [offset, offset + bytes.count]]
+            offset += bytes.count
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
@@ -152,6 +174,7 @@ public struct SafetensorsFile {
         for (_, tensor) in tensors {
             tensor.withUnsafeBufferPointer { out.append(UnsafeBufferPointer(start: $0.baseAddress, count: $0.count)) }
         }
+        for (_, _, bytes) in byteTensors { out.append(contentsOf: bytes) }
         return out
     }
 

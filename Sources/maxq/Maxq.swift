@@ -8,7 +8,8 @@ struct Maxq: ParsableCommand {
         commandName: "maxq",
         abstract: "N:M sparse training and deployment of convolutional networks (MaxQ, SR-STE).",
         subcommands: [
-            Train.self, Demo.self, Predict.self, Inspect.self, Mask.self, Convert.self, Replay.self, Bench.self,
+            Train.self, Demo.self, Predict.self, Export.self, Inspect.self, Mask.self, Convert.self, Replay.self,
+            Bench.self,
             Doctor.self,
         ])
 }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import MaxQData
+import MaxQDeploy
 import MaxQFormats
 import MaxQModels
 import MaxQNN
@@ -12,11 +13,12 @@ struct Predict: ParsableCommand {
         abstract: "Classify images with a checkpoint (validation transform, evaluation mode).")
 
     @Option(name: [.customShort("a"), .long], help: "Architecture.") var arch: Architecture = .resnet18
-    @Option(help: "Checkpoint (.pth, .pth.tar or .safetensors).") var pretrained: String
+    @Option(help: "Checkpoint (.pth, .pth.tar or .safetensors) or exported model (.nm.safetensors).")
+    var pretrained: String
     @Option(name: .customLong("num-classes"), help: "Classes of the checkpoint's classifier.") var numClasses = 1000
     @OptionGroup var sparsity: SparsityOptions
     @Option(
-        help: "Inference engine: sparse (N:M kernels on compressed weights; the default where N/M <= 1/8) or dense.")
+        help: "Inference engine: sparse (N:M kernels where they measure faster; the default for N:M models) or dense.")
     var engine: Engine?
     @Flag(help: "One JSON object per image: image, logits, top5.") var json = false
     @Argument(help: "JPEG or PNG images.") var images: [String]
@@ -35,18 +37,20 @@ struct Predict: ParsableCommand {
     }
 
     private func predict() throws {
-        let model = try arch.build(classes: numClasses, sparsity: try sparsity.config())
-        let report = try model.load(checkpoint: pretrained, architecture: arch.rawValue)
-        if !report.missing.isEmpty {
-            note("missing keys (left as initialised): \(report.missing.joined(separator: ", "))")
-        }
-        if !report.unexpected.isEmpty {
-            note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))")
-        }
-        model.setTraining(false)
-        if engine ?? (sparsity.convBNType.hasMask && sparsity.n < sparsity.m ? .sparse : .dense) == .sparse {
+        let model: any Model
+        if let exported = try ExportedModel.readIfExported(path: pretrained) {
+            try check(exported)
+            let sparse = (engine ?? .sparse) == .sparse
             // Each N:M layer keeps the sparse kernel where it measures faster than dense for one image.
-            _ = try deploySparse(model, batch: 1, resolution: arch.resolution) { note($0) }
+            let sample = sparse ? Tensor(zeros: [1, 3, arch.resolution, arch.resolution]) : nil
+            model = try exported.model(sparse: sparse, tunedOn: sample, path: pretrained).0
+        } else {
+            model = try arch.build(classes: numClasses, sparsity: try sparsity.config())
+            try loadReporting(model, checkpoint: pretrained, architecture: arch)
+            model.setTraining(false)
+            if engine ?? (sparsity.convBNType.hasMask && sparsity.n < sparsity.m ? .sparse : .dense) == .sparse {
+                _ = try deploySparse(model, batch: 1, resolution: arch.resolution) { note($0) }
+            }
         }
         let recipe = ImageRecipe(resolution: arch.resolution)
         for path in images {
@@ -76,5 +80,29 @@ struct Predict: ParsableCommand {
                 }
             }
         }
+    }
+
+    /// An exported model runs as it was exported: the model options must agree with it.
+    private func check(_ exported: ExportedModel) throws {
+        let given = [
+            ("-a", arch.rawValue, exported.architecture.rawValue),
+            ("--num-classes", "\(numClasses)", "\(exported.classes)"),
+            ("--conv-bn-type", sparsity.convBNType.rawValue, exported.type.rawValue),
+            ("--N/--M", "\(sparsity.n):\(sparsity.m)", "\(exported.pattern.n):\(exported.pattern.m)"),
+        ]
+        for (option, value, inFile) in given where value != inFile {
+            throw Failure("\(pretrained) was exported as \(option) \(inFile), not \(value)")
+        }
+    }
+}
+
+/// Loads a checkpoint into `model`, noting missing and unexpected keys as PyTorch's `strict=False` reports them.
+func loadReporting(_ model: any Model, checkpoint: String, architecture: Architecture) throws {
+    let report = try model.load(checkpoint: checkpoint, architecture: architecture.rawValue)
+    if !report.missing.isEmpty {
+        note("missing keys (left as initialised): \(report.missing.joined(separator: ", "))")
+    }
+    if !report.unexpected.isEmpty {
+        note("unexpected keys (ignored): \(report.unexpected.joined(separator: ", "))")
     }
 }

@@ -27,6 +27,27 @@ import Testing
         #expect(decoded.metadata == ["epoch": "3"])
     }
 
+    /// U8 tensors (packed indices) follow the float tensors and come back byte for byte; a
+    /// checkpoint reader refuses them, since no model tensor is U8.
+    @Test func byteTensorsRoundTripAndAreNoCheckpoint() throws {
+        let file = SafetensorsFile(
+            tensors: [("w", try Tensor(shape: [2], scalars: [1, 2]))], byteTensors: [("w.indices", [3], [0, 255, 7])])
+        let data = try file.encoded()
+        let decoded = try SafetensorsFile.decode(data)
+        #expect(decoded["w"]?.scalars == [1, 2])
+        #expect(try decoded.bytes("w.indices").shape == [3] && decoded.bytes("w.indices").bytes == [0, 255, 7])
+        #expect(Array(data.suffix(3)) == [0, 255, 7])
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("u8-\(UUID()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try file.write(path: path)
+        #expect(
+            throws: SafetensorsError.malformed(
+                path: path, reason: "tensor 'w.indices' is U8, which no model parameter or buffer is")
+        ) {
+            try CheckpointFile.readStateDict(path: path)
+        }
+    }
+
     /// Writes stage in a visible `.partial` file: one a killed process left is replaced, and
     /// nothing else (no hidden temporary) stays beside the result.
     @Test func writesAreAtomicAndReplaceAStaleStagingFile() throws {

@@ -198,6 +198,45 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         #expect(try logits(early) == (try logits(try maxq(common + ["--increase-end", "4", "--engine", "dense"]))))
     }
 
+    /// `export` writes the compressed model and its sizes; predict on it gives the checkpoint's logits on both
+    /// engines; other model options, a truncated copy and a checkpoint reader are refused with one line.
+    @Test func exportedModelPredictsLikeItsCheckpoint() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let checkpoint = temporary.appendingPathComponent("bias.safetensors").path
+        let model = temporary.appendingPathComponent("model.nm.safetensors").path
+        try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [10]))]).write(path: checkpoint)
+        let options = ["-a", "c_resnet18", "--num-classes", "10", "--N", "1", "--M", "8", "--increase-end", "0"]
+        let export = try maxq(["export", checkpoint, "--out", model] + options)
+        #expect(export.status == 0, "\(export.err)")
+        #expect(export.out.contains("wrote \(model): 19 N:M layers compressed, 0 dense"), "\(export.out)")
+        let ratio = try #require(
+            export.out.split(separator: " ").last.flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        )
+        #expect(ratio > 0.1 && ratio < 0.2, "\(export.out)")
+        let image = Fixtures.path("images/photo.jpg")
+        func logits(_ arguments: [String]) throws -> [Double] {
+            let run = try maxq(["predict", "--json"] + arguments + [image])
+            #expect(run.status == 0, "\(run.err)")
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any])
+            return try #require(object["logits"] as? [Double])
+        }
+        let reference = try logits(["--pretrained", checkpoint, "--engine", "dense"] + options)
+        for engine in ["sparse", "dense"] {
+            let exported = try logits(["--pretrained", model, "--engine", engine] + options)
+            for (a, b) in zip(reference, exported) { #expect(abs(a - b) <= 1e-4 * max(abs(a), 1), "\(engine)") }
+        }
+        let other = try maxq(["predict", "--pretrained", model, image] + options + ["--M", "16"])
+        #expect(other.status != 0 && other.err.contains("was exported as --N/--M 1:8, not 1:16"), "\(other.err)")
+        let truncated = temporary.appendingPathComponent("cut.nm.safetensors").path
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: model))
+        try bytes.prefix(bytes.count - 100).write(to: URL(fileURLWithPath: truncated))
+        let cut = try maxq(["predict", "--pretrained", truncated, image] + options)
+        #expect(cut.status != 0 && cut.err.contains("truncated"), "\(cut.err)")
+        let convert = try maxq(["convert", model, "--out", temporary.appendingPathComponent("x.pth").path])
+        #expect(convert.status != 0 && convert.err.contains("an exported inference model"), "\(convert.err)")
+    }
+
     /// PyTorch's file to safetensors gives the tensors PyTorch saved; back to PyTorch's format and
     /// again to safetensors changes no bit.
     @Test func convertMovesCheckpointsBothWays() throws {
