@@ -11,51 +11,67 @@
 
 static inline float clamp(float v, float lower, float upper) { return v < lower ? lower : (v > upper ? upper : v); }
 
-// COUNT output pixels from `start`; a constant COUNT keeps the accumulators in registers.
-#define BLOCK(COUNT)                                                                          \
+// COUNT output pixels from `AT`; a constant COUNT keeps the accumulators in registers.
+#define BLOCK_AT(COUNT, AT)                                                                   \
     do {                                                                                      \
         float acc[COUNT];                                                                     \
         for (int t = 0; t < COUNT; t++) acc[t] = b;                                           \
         for (int64_t k = 0; k < kept; k++) {                                                  \
             const float weight = w[k];                                                        \
-            const float *x = source + c[k] + start;                                           \
+            const float *x = source + c[k] + (AT);                                            \
             for (int t = 0; t < COUNT; t++) acc[t] += weight * x[t];                          \
         }                                                                                     \
-        for (int t = 0; t < COUNT; t++) y[start + t] = clamp(acc[t], lower, upper);           \
+        for (int t = 0; t < COUNT; t++) y[(AT) + t] = clamp(acc[t], lower, upper);            \
     } while (0)
 
 __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
     const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,
-    const float *restrict bias, int64_t first_output, int64_t end_output, int64_t length, float lower, float upper,
-    float *restrict output) {
+    const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel, int64_t end_pixel,
+    int64_t length, float lower, float upper, float *restrict output) {
     // Pixel blocks outside, output channels inside: the block's inputs (64 pixels of every input
     // channel) stay in cache while all the task's output channels read them.
-    int64_t start = 0;
-    for (; start + 64 <= length; start += 64) {
+    int64_t start = first_pixel;
+    for (; start + 64 <= end_pixel; start += 64) {
         for (int64_t o = first_output; o < end_output; o++) {
             const float *w = values + o * kept;
             const int32_t *c = offsets + o * kept;
             const float b = bias[o];
             float *y = output + o * length;
-            BLOCK(64);
+            BLOCK_AT(64, start);
         }
     }
+    if (start == end_pixel) return;
+    // The rest (under 64): 48, 32 or 16 pixels with constant counts, then the last pixels as a
+    // block of 16 ending at end_pixel, recomputing a few of this task's pixels (same values);
+    // only a range shorter than 16 pixels takes the plain loop.
+    const int64_t rest = end_pixel - start, tail = rest % 16;
     for (int64_t o = first_output; o < end_output; o++) {
         const float *w = values + o * kept;
         const int32_t *c = offsets + o * kept;
         const float b = bias[o];
         float *y = output + o * length;
-        switch (length - start) {
-        case 48: BLOCK(48); break;
-        case 32: BLOCK(32); break;
-        case 16: BLOCK(16); break;
+        switch (rest - tail) {
+        case 48: BLOCK_AT(48, start); break;
+        case 32: BLOCK_AT(32, start); break;
+        case 16: BLOCK_AT(16, start); break;
         default: break;
+        }
+        if (tail == 0) continue;
+        if (end_pixel - first_pixel >= 16) {
+            BLOCK_AT(16, end_pixel - 16);
+            continue;
+        }
+        for (int64_t t = start; t < end_pixel; t++) {
+            float sum = b;
+            for (int64_t k = 0; k < kept; k++) sum += w[k] * source[c[k] + t];
+            y[t] = clamp(sum, lower, upper);
         }
     }
 }
 
 MAXQ_LEVELS(maxq_nm_conv_lines,
             (const float *restrict source, const int32_t *restrict offsets, const float *restrict values,
-             int64_t kept, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t length,
-             float lower, float upper, float *restrict output),
-            (source, offsets, values, kept, bias, first_output, end_output, length, lower, upper, output))
+             int64_t kept, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
+             int64_t end_pixel, int64_t length, float lower, float upper, float *restrict output),
+            (source, offsets, values, kept, bias, first_output, end_output, first_pixel, end_pixel, length, lower,
+             upper, output))

@@ -43,10 +43,10 @@ public final class NMConvolution: UnaryLayer {
         }
         let layout = try Layout(weights.inputs, height, width, kernel: k, stride: stride, padding: padding)
         let offsets = self.offsets(for: layout)
-        let source = layout.plain ? input : layout.laidOut(input)
-        let (outputs, kept, length) = (weights.outputs, weights.values.count / weights.outputs, layout.paddedLength)
+        let source = layout.readsInputAsItIs ? input : layout.laidOut(input)
+        let (outputs, kept, length) = (weights.outputs, weights.values.count / weights.outputs, layout.length)
         var lines =
-            layout.plain
+            layout.pointwise
             ? Tensor(uninitializedShape: [batch, outputs, oh, ow])
             : Tensor(uninitializedShape: [batch, outputs, length])
         let (lower, upper): (Float, Float) =
@@ -55,8 +55,14 @@ public final class NMConvolution: UnaryLayer {
             case .relu6: (0, 6)
             default: (-.infinity, .infinity)
             }
-        let block = 16
-        let blocks = (outputs + block - 1) / block
+        // Tasks of (image, pixel block, output channels): all output channels of a task read the
+        // block's inputs while they are in cache. Output channels are split only as far as needed
+        // to give every core several tasks.
+        // Blocks of 64 pixels, the last one taking the rest (up to 127 pixels).
+        let pixelBlocks = max(1, length / 64)
+        let outputGroups = min(max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), outputs)
+        let groupSize = (outputs + outputGroups - 1) / outputGroups
+        let perImage = pixelBlocks * outputGroups
         source.withUnsafeBufferPointer { xs in
             lines.withUnsafeMutableBufferPointer { ys in
                 bias.withUnsafeBufferPointer { bs in
@@ -65,11 +71,17 @@ public final class NMConvolution: UnaryLayer {
                             let (xp, yp, bp, vp, cp) = (
                                 xs.baseAddress!, ys.baseAddress!, bs.baseAddress!, vs.baseAddress!, cs.baseAddress!
                             )
-                            parallelForEach(batch * blocks) { task in
-                                let (image, first) = (task / blocks, task % blocks * block)
+                            parallelForEach(batch * perImage) { task in
+                                let (image, block, group) = (
+                                    task / perImage, task % perImage / outputGroups, task % outputGroups
+                                )
+                                let first = group * groupSize
+                                guard first < outputs else { return }
                                 maxq_nm_conv_lines(
                                     xp + image * layout.perImage, cp, vp, Int64(kept), bp, Int64(first),
-                                    Int64(min(first + block, outputs)), Int64(length), lower, upper,
+                                    Int64(min(first + groupSize, outputs)), Int64(block * 64),
+                                    Int64(block == pixelBlocks - 1 ? length : block * 64 + 64), Int64(length), lower,
+                                    upper,
                                     yp + image * outputs * length)
                             }
                         }
@@ -77,7 +89,7 @@ public final class NMConvolution: UnaryLayer {
                 }
             }
         }
-        let y = layout.plain ? lines : layout.compacted(lines, rows: oh, columns: ow)
+        let y = layout.pointwise ? lines : layout.compacted(lines, rows: oh, columns: ow)
         if let activation, activation != .relu, activation != .relu6 { return Variable(y).activation(activation) }
         return Variable(y)
     }

@@ -1,88 +1,123 @@
-// The input layout of the sparse convolution kernel: padded phase planes in which every kept
-// weight meets contiguous values, and the output lines it produces.
+// The input layout of the sparse convolution kernel: where every kept weight meets contiguous
+// input values, and the output lines it produces.
 import MaxQTensor
 
-/// How the sparse kernel sees one image: its input split into stride x stride phase planes
-/// (padded rows and columns of one parity each), so that every kept weight (input channel, ky, kx)
-/// meets the output pixels' inputs as one contiguous run starting at `offset`, output row r
-/// column c being pixel r * columns + c of a line of `rows * columns` (columns beyond the
-/// output's width are computed and dropped). A 1x1 stride-1 convolution whose planes are a
-/// multiple of 16 pixels reads the input as it is ("plain").
+/// How the sparse kernel sees one image.
+///
+/// - Pointwise (1x1, no padding): each output plane is one line of oh * ow pixels, written in
+///   place; the kept weight of input channel i meets plane i of the input as it is (stride 1) or
+///   subsampled to the output's pixels (stride 2, only the pixels the convolution reads).
+/// - Otherwise: the input split into stride x stride phase planes (padded rows and columns of one
+///   parity each), so that every kept weight (input channel, ky, kx) meets the output pixels'
+///   inputs as one contiguous run starting at `offset`, output row r column c being pixel
+///   r * columns + c of a line of `rows * columns` (columns beyond the output's width are
+///   computed and dropped by `compacted`).
 struct Layout: Equatable {
     let channels: Int, height: Int, width: Int, stride: Int, padding: Int, kernel: Int
-    let plain: Bool
-    /// Rows and columns of a phase plane, and floats per laid-out image (with slack for the
-    /// last line's dropped columns).
+    let pointwise: Bool
+    /// Rows and columns of a plane, and floats per laid-out image (with slack for the last
+    /// line's dropped columns).
     let planeRows: Int, columns: Int, perImage: Int
-    /// The output line: `length` pixels (output rows times `columns`), rounded up to 16.
-    let length: Int, paddedLength: Int
+    /// Pixels of an output line.
+    let length: Int
 
     init(_ channels: Int, _ height: Int, _ width: Int, kernel: Int, stride: Int, padding: Int) throws(TensorError) {
         (self.channels, self.height, self.width) = (channels, height, width)
         (self.kernel, self.stride, self.padding) = (kernel, stride, padding)
-        plain = kernel == 1 && stride == 1 && padding == 0 && (height * width) % 16 == 0
+        pointwise = kernel == 1 && padding == 0
         let outputRows = (height + 2 * padding - kernel) / stride + 1
-        planeRows = plain ? height : (height + 2 * padding + stride - 1) / stride
-        columns = plain ? width : (width + 2 * padding + stride - 1) / stride
+        let outputColumns = (width + 2 * padding - kernel) / stride + 1
+        planeRows = pointwise ? outputRows : (height + 2 * padding + stride - 1) / stride
+        columns = pointwise ? outputColumns : (width + 2 * padding + stride - 1) / stride
         length = outputRows * columns
-        paddedLength = (length + 15) / 16 * 16
-        let shift = (kernel - 1) / stride * (columns + 1)
-        let (planes, overflow) = (stride * stride * channels).multipliedReportingOverflow(by: planeRows * columns)
-        guard !overflow, planes + shift + 16 <= Int(Int32.max) else {
+        let shift = pointwise ? 0 : (kernel - 1) / stride * (columns + 1)
+        let phases = pointwise ? 1 : stride * stride
+        let (planes, overflow) = (phases * channels).multipliedReportingOverflow(by: planeRows * columns)
+        guard !overflow, planes + shift <= Int(Int32.max) else {
             throw .invalidShape(
                 op: "nm_conv2d", shape: [channels, height, width], reason: "an image of 2^31 values or more")
         }
-        perImage = plain ? planes : planes + shift + 16
+        perImage = planes + shift
     }
+
+    /// Whether the kernel reads the input tensor itself.
+    var readsInputAsItIs: Bool { pointwise && stride == 1 }
 
     /// Start of the run that kept weight (input channel, ky, kx) meets.
     func offset(channel: Int, ky: Int, kx: Int) -> Int {
         let plane = ((ky % stride) * stride + kx % stride) * channels + channel
-        return plane * planeRows * columns + (ky / stride) * columns + kx / stride
+        return pointwise
+            ? channel * planeRows * columns
+            : plane * planeRows * columns + (ky / stride) * columns + kx / stride
     }
 
-    /// (B, C, H, W) laid out as (B, perImage): phase planes (py, px, channel), zero padding.
+    /// (B, C, H, W) laid out as (B, perImage).
     func laidOut(_ x: Tensor) -> Tensor {
         let batch = x.shape[0]
-        var out = Tensor(shape: [batch * perImage], repeating: 0)
+        var out = Tensor(uninitializedShape: [batch * perImage])
         x.withUnsafeBufferPointer { xs in
             out.withUnsafeMutableBufferPointer { os in
                 let (source, target) = (xs.baseAddress!, os.baseAddress!)
-                parallelForEach(batch * channels) { task in
-                    let (image, channel) = (task / channels, task % channels)
-                    let from = source + task * height * width
-                    for phase in 0..<(stride * stride) {
-                        let (py, px) = (phase / stride, phase % stride)
-                        let to = target + image * perImage + (phase * channels + channel) * planeRows * columns
-                        for r in 0..<planeRows {
-                            let row = r &* stride &+ py &- padding
-                            guard row >= 0 && row < height else { continue }
-                            for c in 0..<columns {
-                                let column = c &* stride &+ px &- padding
-                                if column >= 0 && column < width {
-                                    to[r &* columns &+ c] = from[row &* width &+ column]
-                                }
-                            }
+                let planeSize = planeRows * columns
+                parallelRanges(batch * channels, grain: 8) { tasks in
+                    for task in tasks {
+                        let (image, channel) = (task / channels, task % channels)
+                        let from = source + task * height * width
+                        for phase in 0..<(pointwise ? 1 : stride * stride) {
+                            let to = target + image * perImage + (phase * channels + channel) * planeSize
+                            copyPlane(from, to, rowPhase: phase / stride, columnPhase: phase % stride)
                         }
                     }
+                }
+                let slack = perImage - (pointwise ? 1 : stride * stride) * channels * planeSize
+                for image in 0..<batch where slack > 0 {
+                    (target + (image + 1) * perImage - slack).initialize(repeating: 0, count: slack)
                 }
             }
         }
         return out
     }
 
-    /// The output lines (B, O, paddedLength) cut to (B, O, rows, columns), dropping the extra columns.
+    /// Plane row r, column c = input (r * stride + py - padding, c * stride + px - padding), zero outside.
+    private func copyPlane(
+        _ from: UnsafePointer<Float>, _ to: UnsafeMutablePointer<Float>, rowPhase py: Int, columnPhase px: Int
+    ) {
+        // Columns c with c * stride + px - padding inside 0..<width: first..<end.
+        let first = min(columns, max(0, (padding - px + stride - 1) / stride))
+        let last = width - 1 + padding - px
+        let end = last < 0 ? first : max(first, min(columns, last / stride + 1))
+        for r in 0..<planeRows {
+            let row = r &* stride &+ py &- padding
+            let line = to + r * columns
+            guard row >= 0 && row < height else {
+                line.initialize(repeating: 0, count: columns)
+                continue
+            }
+            line.initialize(repeating: 0, count: first)
+            let input = from + row * width + (first * stride + px - padding)
+            if stride == 1 {
+                (line + first).initialize(from: input, count: end - first)
+            } else {
+                for c in 0..<(end - first) { line[first &+ c] = input[c &* stride] }
+            }
+            (line + end).initialize(repeating: 0, count: columns - end)
+        }
+    }
+
+    /// The output lines (B, O, length) cut to (B, O, rows, outputColumns), dropping the extra columns.
     func compacted(_ lines: Tensor, rows: Int, columns outputColumns: Int) -> Tensor {
         let (batch, outputs) = (lines.shape[0], lines.shape[1])
         var y = Tensor(uninitializedShape: [batch, outputs, rows, outputColumns])
         lines.withUnsafeBufferPointer { ls in
             y.withUnsafeMutableBufferPointer { ys in
                 let (source, target) = (ls.baseAddress!, ys.baseAddress!)
-                parallelForEach(batch * outputs) { plane in
-                    for r in 0..<rows {
-                        let from = source + plane * paddedLength + r * columns
-                        let to = target + (plane * rows + r) * outputColumns
-                        to.update(from: from, count: outputColumns)
+                parallelRanges(batch * outputs, grain: 16) { planes in
+                    for plane in planes {
+                        for r in 0..<rows {
+                            let from = source + plane * length + r * columns
+                            let to = target + (plane * rows + r) * outputColumns
+                            to.update(from: from, count: outputColumns)
+                        }
                     }
                 }
             }

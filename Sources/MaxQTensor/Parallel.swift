@@ -11,7 +11,7 @@ public enum Threading {
 /// Runs `body` on disjoint sub-ranges of `0..<total`, in parallel when the work is large enough.
 /// `grain` is the smallest range worth a thread of its own.
 @inline(__always)
-func parallelRanges(_ total: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+public func parallelRanges(_ total: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
     let chunks = min(Threading.count, max(1, total / max(grain, 1)))
     if chunks <= 1 {
         if total > 0 { body(0..<total) }

@@ -40,13 +40,15 @@ void maxq_soft_terms_row(float *mask, const float *magnitudes, int64_t count, ma
 float maxq_fast_exp(float x);
 
 /// N:M sparse convolution of one image into output channels first_output..<end_output, each one
-/// line of `length` pixels (a multiple of 16): for output channel o and pixel t,
+/// line of `length` pixels, pixels first_pixel..<end_pixel of it (a range no concurrent call
+/// writes: a range's last pixels may be written twice, with the same values): for output channel
+/// o and pixel t,
 ///   output[o * length + t] = clamp(bias[o] + sum over k < kept of
 ///       values[o * kept + k] * source[offsets[o * kept + k] + t], lower, upper).
 /// The caller lays the input out so that this is the convolution (see MaxQDeploy's NMConvolution).
 void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float *values, int64_t kept,
-                        const float *bias, int64_t first_output, int64_t end_output, int64_t length, float lower,
-                        float upper, float *output);
+                        const float *bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
+                        int64_t end_pixel, int64_t length, float lower, float upper, float *output);
 
 /// Pillow's horizontal bilinear pass over one row of interleaved RGB: output pixel t (of `columns`)
 /// is output column x = first_column + t, the clipped fixed-point sum over count[x] taps from input
