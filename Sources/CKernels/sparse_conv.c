@@ -21,13 +21,15 @@ static inline float clamp(float v, float lower, float upper) { return v < lower 
             const float *x = source + c[k] + (AT);                                            \
             for (int t = 0; t < COUNT; t++) acc[t] += weight * x[t];                          \
         }                                                                                     \
+        if (r)                                                                                \
+            for (int t = 0; t < COUNT; t++) acc[t] += r[(AT) + t];                            \
         for (int t = 0; t < COUNT; t++) y[(AT) + t] = clamp(acc[t], lower, upper);            \
     } while (0)
 
 __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
     const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,
     const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel, int64_t end_pixel,
-    int64_t length, float lower, float upper, float *restrict output) {
+    int64_t length, const float *restrict residual, float lower, float upper, float *restrict output) {
     // Pixel blocks outside, output channels inside: the block's inputs (64 pixels of every input
     // channel) stay in cache while all the task's output channels read them.
     int64_t start = first_pixel;
@@ -37,6 +39,7 @@ __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
             const int32_t *c = offsets + o * kept;
             const float b = bias[o];
             float *y = output + o * length;
+            const float *r = residual ? residual + o * length : 0;
             BLOCK_AT(64, start);
         }
     }
@@ -50,6 +53,7 @@ __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
         const int32_t *c = offsets + o * kept;
         const float b = bias[o];
         float *y = output + o * length;
+        const float *r = residual ? residual + o * length : 0;
         switch (rest - tail) {
         case 48: BLOCK_AT(48, start); break;
         case 32: BLOCK_AT(32, start); break;
@@ -64,7 +68,7 @@ __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
         for (int64_t t = start; t < end_pixel; t++) {
             float sum = b;
             for (int64_t k = 0; k < kept; k++) sum += w[k] * source[c[k] + t];
-            y[t] = clamp(sum, lower, upper);
+            y[t] = clamp(r ? sum + r[t] : sum, lower, upper);
         }
     }
 }
@@ -72,6 +76,7 @@ __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
 MAXQ_LEVELS(maxq_nm_conv_lines,
             (const float *restrict source, const int32_t *restrict offsets, const float *restrict values,
              int64_t kept, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
-             int64_t end_pixel, int64_t length, float lower, float upper, float *restrict output),
-            (source, offsets, values, kept, bias, first_output, end_output, first_pixel, end_pixel, length, lower,
-             upper, output))
+             int64_t end_pixel, int64_t length, const float *restrict residual, float lower, float upper,
+             float *restrict output),
+            (source, offsets, values, kept, bias, first_output, end_output, first_pixel, end_pixel, length, residual,
+             lower, upper, output))

@@ -104,19 +104,32 @@ struct Layout: Equatable {
         }
     }
 
-    /// The output lines (B, O, length) cut to (B, O, rows, outputColumns), dropping the extra columns.
-    func compacted(_ lines: Tensor, rows: Int, columns outputColumns: Int) -> Tensor {
+    /// The output lines (B, O, length) cut to (B, O, rows, outputColumns), dropping the extra
+    /// columns; with `residual` (B, O, rows, outputColumns), clamp(line + residual, lower, upper).
+    func compacted(
+        _ lines: Tensor, rows: Int, columns outputColumns: Int, adding residual: Tensor? = nil,
+        lower: Float = -.infinity, upper: Float = .infinity
+    ) -> Tensor {
         let (batch, outputs) = (lines.shape[0], lines.shape[1])
         var y = Tensor(uninitializedShape: [batch, outputs, rows, outputColumns])
+        let residualOrEmpty = residual ?? Tensor(zeros: [0])
         lines.withUnsafeBufferPointer { ls in
-            y.withUnsafeMutableBufferPointer { ys in
-                let (source, target) = (ls.baseAddress!, ys.baseAddress!)
-                parallelRanges(batch * outputs, grain: 16) { planes in
-                    for plane in planes {
-                        for r in 0..<rows {
-                            let from = source + plane * length + r * columns
-                            let to = target + (plane * rows + r) * outputColumns
-                            to.update(from: from, count: outputColumns)
+            residualOrEmpty.withUnsafeBufferPointer { rs in
+                y.withUnsafeMutableBufferPointer { ys in
+                    let (source, target, added) = (ls.baseAddress!, ys.baseAddress!, rs.baseAddress)
+                    parallelRanges(batch * outputs, grain: 16) { planes in
+                        for plane in planes {
+                            for r in 0..<rows {
+                                let from = source + plane * length + r * columns
+                                let at = (plane * rows + r) * outputColumns
+                                guard residual != nil, let added else {
+                                    (target + at).update(from: from, count: outputColumns)
+                                    continue
+                                }
+                                for c in 0..<outputColumns {
+                                    target[at &+ c] = min(max(from[c] + added[at &+ c], lower), upper)
+                                }
+                            }
                         }
                     }
                 }

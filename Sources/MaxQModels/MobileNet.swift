@@ -53,8 +53,7 @@ final class InvertedResidual: Composite, UnaryLayer {
     }
 
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        let h = try body(x)
-        return residual ? try h + x : h
+        residual ? try body.output(x, adding: x) : try body(x)
     }
 }
 

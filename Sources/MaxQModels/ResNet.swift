@@ -93,6 +93,12 @@ final class ResidualBlock: Composite, UnaryLayer {
 
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         var h = x
+        // A deployed last unit adds the shortcut and applies the ReLU as it writes its output.
+        if let last = convbns.last as? any ResidualFusing {
+            for unit in convbns.dropLast() { h = try unit(h) }
+            let identity = try shortcut.map { (s) throws(TensorError) in try s(x) } ?? x
+            return try last.fusedOutput(h, adding: identity, relu: true)
+        }
         for unit in convbns { h = try unit(h) }
         return try (h + (shortcut.map { (s) throws(TensorError) in try s(x) } ?? x)).relu()
     }

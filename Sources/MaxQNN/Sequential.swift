@@ -7,6 +7,21 @@ public protocol UnaryLayer: Layer {
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable
 }
 
+/// A layer that adds a residual to its output, and applies a ReLU after it, in the pass that
+/// computes the output (inference layers: one pass over memory instead of three).
+public protocol ResidualFusing: UnaryLayer {
+    /// `relu?(self(x) + residual)`.
+    func fusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable
+}
+
+extension UnaryLayer {
+    /// `relu?(self(x) + residual)` step by step (what a fusing layer does when it cannot fuse).
+    public func unfusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
+        let sum = try self(x) + residual
+        return relu ? sum.relu() : sum
+    }
+}
+
 extension Composite {
     /// `layer` as the one-input layer a chain or block member must be, for replacing child `name`.
     public static func oneInput(_ layer: any Layer, replacing name: String) throws(TensorError) -> any UnaryLayer {
@@ -42,6 +57,14 @@ public final class Sequential: Composite, UnaryLayer {
         var h = x
         for (_, layer) in layers { h = try layer(h) }
         return h
+    }
+
+    /// `self(x) + residual`, added by the last layer as it writes its output where it can.
+    public func output(_ x: Variable, adding residual: Variable) throws(TensorError) -> Variable {
+        guard let last = layers.last?.layer as? any ResidualFusing else { return try self(x) + residual }
+        var h = x
+        for (_, layer) in layers.dropLast() { h = try layer(h) }
+        return try last.fusedOutput(h, adding: residual, relu: false)
     }
 
     public func replaceChild(named name: String, with layer: any Layer) throws(TensorError) {

@@ -58,7 +58,7 @@ struct SparseConvolutionTests {
         let cases: [(outputs: Int, inputs: Int, kernel: Int, stride: Int, height: Int, width: Int, batch: Int)] = [
             (4, 16, 1, 1, 1, 1, 1), (33, 48, 1, 1, 7, 7, 3), (17, 64, 1, 1, 8, 8, 1), (70, 16, 1, 1, 1, 200, 1),
             (9, 32, 1, 2, 13, 11, 2), (5, 16, 3, 1, 1, 1, 1), (12, 32, 3, 1, 9, 70, 2), (7, 16, 3, 2, 14, 15, 3),
-            (20, 64, 3, 2, 7, 7, 1),
+            (20, 64, 3, 2, 7, 7, 1), (6, 16, 3, 2, 2, 1, 2), (8, 16, 1, 1, 15, 13, 2),
         ]
         for c in cases {
             let w = randomNMWeight([c.outputs, c.inputs, c.kernel, c.kernel], n: n, m: m, generator: &generator)
@@ -84,7 +84,39 @@ struct SparseConvolutionTests {
         }
     }
 
-    @Test(arguments: [(Architecture.resnet50, 2, 4), (.mobilenetV2, 1, 4), (.mobilenetV1, 2, 8), (.resnet50, 1, 16)])
+    /// A residual added (and a ReLU applied) as the output is written equals adding it after, for
+    /// the sparse layer on pointwise and padded layouts and for the folded dense layer.
+    @Test func fusedResidualEqualsAddingAfter() throws {
+        var generator = RandomGenerator(seed: 21)
+        for (kernel, stride) in [(1, 1), (1, 2), (3, 1), (3, 2)] {
+            let w = randomNMWeight([24, 32, kernel, kernel], n: 2, m: 4, generator: &generator)
+            let bias = Tensor(normal: [24], generator: &generator)
+            let geometry = Conv2dGeometry(stride: stride, padding: kernel / 2)
+            let x = Variable(Tensor(normal: [2, 32, 11, 9], generator: &generator))
+            let layers: [any ResidualFusing] = [
+                NMConvolution(
+                    weights: try NMWeights(packing: w, n: 2, m: 4, layer: "c"), bias: bias, geometry: geometry,
+                    activation: nil),
+                FoldedConvolution(weight: w, bias: bias, geometry: geometry, activation: nil),
+            ]
+            for layer in layers {
+                let plain = try layer(x)
+                let residual = Variable(Tensor(normal: plain.value.shape, generator: &generator))
+                for relu in [false, true] {
+                    let fused = try layer.fusedOutput(x, adding: residual, relu: relu).value
+                    let after = relu ? (try plain + residual).relu().value : (try plain + residual).value
+                    #expect(
+                        toleranceFailure(fused, after, rtol: 1e-6, atol: 1e-6) == nil,
+                        "\(type(of: layer)) \(kernel)x\(kernel) stride \(stride) relu \(relu)")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: [
+        (Architecture.resnet50, 2, 4), (.mobilenetV2, 1, 4), (.mobilenetV1, 2, 8), (.resnet50, 1, 16),
+        (.resnet18, 2, 4),
+    ])
     func deployedModelsGiveTheDenseEvaluationsLogits(_ arch: Architecture, _ n: Int, _ m: Int) throws {
         let model = try maskedModel(arch, n: n, m: m, seed: 3)
         var generator = RandomGenerator(seed: 9)

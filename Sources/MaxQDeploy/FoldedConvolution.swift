@@ -1,0 +1,39 @@
+// The dense layer a deployed model runs instead of a conv-bn unit without a sparse kernel: a
+// convolution with batch norm folded in, the activation or a residual addition fused.
+import MaxQNN
+import MaxQTensor
+
+/// A dense convolution with batch norm (and any mask) folded into weight and bias, the activation fused.
+public final class FoldedConvolution: ResidualFusing {
+    public let weight: Tensor, bias: Tensor
+    public let geometry: Conv2dGeometry
+    public let activation: Activation?
+
+    public init(weight: Tensor, bias: Tensor, geometry: Conv2dGeometry, activation: Activation?) {
+        (self.weight, self.bias, self.geometry, self.activation) = (weight, bias, geometry, activation)
+    }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        Variable(try x.value.backend.conv2dInference(x.value, weight, bias: bias, geometry, activation: activation))
+    }
+
+    public func fusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
+        guard activation == nil else { return try unfusedOutput(x, adding: residual, relu: relu) }
+        var y = try x.value.backend.conv2dInference(x.value, weight, bias: bias, geometry, activation: nil)
+        guard y.shape == residual.value.shape else {
+            throw .shapeMismatch(op: "residual", y.shape, residual.value.shape)
+        }
+        let r = residual.value
+        r.withUnsafeBufferPointer { rs in
+            y.withUnsafeMutableBufferPointer { ys in
+                let (from, to, lower) = (rs.baseAddress!, ys.baseAddress!, relu ? Float(0) : -.infinity)
+                parallelRanges(ys.count, grain: 1 << 14) { range in
+                    for i in range { to[i] = max(to[i] + from[i], lower) }
+                }
+            }
+        }
+        return Variable(y)
+    }
+
+    public func namedParameters(prefix: String) -> [(String, Variable)] { [] }
+}

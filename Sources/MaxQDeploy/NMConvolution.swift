@@ -1,0 +1,139 @@
+// The N:M sparse convolution layer: lays the input out for the kernel, splits the work into
+// (image, pixel block, output channels) tasks, and fuses bias, clamp and a residual addition.
+import CKernels
+import MaxQNN
+import MaxQTensor
+
+/// An N:M sparse convolution (square kernel, stride 1 or 2, one group) on compressed weights,
+/// with its bias and a ReLU/ReLU6 clamp fused.
+public final class NMConvolution: ResidualFusing {
+    public let weights: NMWeights
+    public let bias: Tensor
+    public let geometry: Conv2dGeometry
+    public let activation: Activation?
+    /// Each kept value's input channel and kernel position, expanded once from the packed positions.
+    private let inputChannels: [Int], kernelPositions: [Int]
+    /// Offsets of the kept values in the laid-out input, for the last layout used.
+    private var offsetCache: (layout: Layout, offsets: [Int32])?
+
+    public init(weights: NMWeights, bias: Tensor, geometry: Conv2dGeometry, activation: Activation?) {
+        precondition(Self.runs(weights.shape, geometry), "no sparse kernel for \(weights.shape) \(geometry)")
+        (self.weights, self.bias, self.geometry, self.activation) = (weights, bias, geometry, activation)
+        let (n, m, chunks, positions) = (weights.n, weights.m, weights.inputs / weights.m, weights.positions)
+        inputChannels = weights.indices.enumerated().map { k, j in (k / n) % chunks * m + j }
+        kernelPositions = (0..<weights.values.count).map { k in (k / n / chunks) % positions }
+    }
+
+    /// What the sparse kernel runs: square kernels, stride 1 or 2, padding up to half the kernel, one group.
+    public static func runs(_ shape: [Int], _ geometry: Conv2dGeometry) -> Bool {
+        shape.count == 4 && shape[2] == shape[3] && geometry.groups == 1 && (1...2).contains(geometry.stride)
+            && geometry.padding >= 0 && 2 * geometry.padding <= shape[2]
+    }
+
+    public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        let (lower, upper): (Float, Float) =
+            switch activation {
+            case .relu: (0, .infinity)
+            case .relu6: (0, 6)
+            default: (-.infinity, .infinity)
+            }
+        let y = try convolve(x.value, residual: nil, lower: lower, upper: upper)
+        if let activation, activation != .relu, activation != .relu6 { return Variable(y).activation(activation) }
+        return Variable(y)
+    }
+
+    public func fusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
+        guard activation == nil else { return try unfusedOutput(x, adding: residual, relu: relu) }
+        return Variable(try convolve(x.value, residual: residual.value, lower: relu ? 0 : -.infinity, upper: .infinity))
+    }
+
+    /// clamp(conv(input) + bias (+ residual), lower, upper).
+    private func convolve(_ input: Tensor, residual: Tensor?, lower: Float, upper: Float) throws(TensorError)
+        -> Tensor
+    {
+        guard input.rank == 4, input.shape[1] == weights.inputs else {
+            throw .shapeMismatch(op: "nm_conv2d", input.shape, weights.shape)
+        }
+        let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+        let (k, stride, padding) = (weights.shape[2], geometry.stride, geometry.padding)
+        let oh = (height + 2 * padding - k) / stride + 1, ow = (width + 2 * padding - k) / stride + 1
+        guard oh > 0, ow > 0 else {
+            throw .invalidShape(op: "nm_conv2d", shape: input.shape, reason: "smaller than the kernel")
+        }
+        let outputShape = [batch, weights.outputs, oh, ow]
+        if let residual, residual.shape != outputShape {
+            throw .shapeMismatch(op: "nm_conv2d residual", residual.shape, outputShape)
+        }
+        let layout = try Layout(weights.inputs, height, width, kernel: k, stride: stride, padding: padding)
+        let source = layout.readsInputAsItIs ? input : layout.laidOut(input)
+        // Pointwise lines are the output planes: the kernel adds the residual and clamps. Other
+        // lines carry dropped columns: compaction does both.
+        var lines = Tensor(
+            uninitializedShape: layout.pointwise ? outputShape : [batch, weights.outputs, layout.length])
+        if layout.pointwise || residual == nil {
+            run(source, layout, into: &lines, residual: residual, lower: lower, upper: upper)
+            return layout.pointwise ? lines : layout.compacted(lines, rows: oh, columns: ow)
+        }
+        run(source, layout, into: &lines, residual: nil, lower: -.infinity, upper: .infinity)
+        return layout.compacted(lines, rows: oh, columns: ow, adding: residual, lower: lower, upper: upper)
+    }
+
+    /// The kernel over every image in tasks of (image, pixel block, output channels): all output
+    /// channels of a task read the block's inputs while they are in cache. Output channels are
+    /// split only as far as needed to give every core several tasks.
+    private func run(
+        _ source: Tensor, _ layout: Layout, into lines: inout Tensor, residual: Tensor?, lower: Float, upper: Float
+    ) {
+        let (batch, outputs, length) = (lines.shape[0], weights.outputs, layout.length)
+        let kept = weights.values.count / outputs
+        let offsets = self.offsets(for: layout)
+        // Blocks of 64 pixels, the last one taking the rest (up to 127 pixels).
+        let pixelBlocks = max(1, length / 64)
+        let outputGroups = min(max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), outputs)
+        let groupSize = (outputs + outputGroups - 1) / outputGroups
+        let perImage = pixelBlocks * outputGroups
+        let residualOrEmpty = residual ?? Tensor(zeros: [0])
+        source.withUnsafeBufferPointer { xs in
+            lines.withUnsafeMutableBufferPointer { ys in
+                residualOrEmpty.withUnsafeBufferPointer { rs in
+                    bias.withUnsafeBufferPointer { bs in
+                        weights.values.withUnsafeBufferPointer { vs in
+                            offsets.withUnsafeBufferPointer { cs in
+                                let (xp, yp, bp, vp, cp) = (
+                                    xs.baseAddress!, ys.baseAddress!, bs.baseAddress!, vs.baseAddress!, cs.baseAddress!
+                                )
+                                let rp = residual == nil ? nil : rs.baseAddress
+                                parallelForEach(batch * perImage) { task in
+                                    let (image, block, group) = (
+                                        task / perImage, task % perImage / outputGroups, task % outputGroups
+                                    )
+                                    let first = group * groupSize
+                                    guard first < outputs else { return }
+                                    let end = block == pixelBlocks - 1 ? length : block * 64 + 64
+                                    maxq_nm_conv_lines(
+                                        xp + image * layout.perImage, cp, vp, Int64(kept), bp, Int64(first),
+                                        Int64(min(first + groupSize, outputs)), Int64(block * 64), Int64(end),
+                                        Int64(length), rp.map { $0 + image * outputs * length }, lower, upper,
+                                        yp + image * outputs * length)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where each kept value's inputs start in one laid-out image (cached for the last layout).
+    private func offsets(for layout: Layout) -> [Int32] {
+        if let cached = offsetCache, cached.layout == layout { return cached.offsets }
+        let k = weights.shape[3]
+        let offsets = zip(inputChannels, kernelPositions).map { i, p in
+            Int32(layout.offset(channel: i, ky: p / k, kx: p % k))
+        }
+        offsetCache = (layout, offsets)
+        return offsets
+    }
+
+    public func namedParameters(prefix: String) -> [(String, Variable)] { [] }
+}
