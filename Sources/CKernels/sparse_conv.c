@@ -11,72 +11,77 @@
 
 static inline float clamp(float v, float lower, float upper) { return v < lower ? lower : (v > upper ? upper : v); }
 
-// COUNT output pixels from `AT`; a constant COUNT keeps the accumulators in registers.
-#define BLOCK_AT(COUNT, AT)                                                                   \
+// COUNT output pixels from `AT` of every output channel, the kept weights in chunks of `chunk`
+// (consecutive input channels): all output channels go through one chunk, whose inputs stay in L1,
+// before the next; partial sums wait in the output. A constant COUNT keeps the accumulators in
+// registers.
+#define SEGMENT(COUNT, AT)                                                                    \
     do {                                                                                      \
-        float acc[COUNT];                                                                     \
-        for (int t = 0; t < COUNT; t++) acc[t] = b;                                           \
-        for (int64_t k = 0; k < kept; k++) {                                                  \
-            const float weight = w[k];                                                        \
-            const float *x = source + c[k] + (AT);                                            \
-            for (int t = 0; t < COUNT; t++) acc[t] += weight * x[t];                          \
+        for (int64_t k0 = 0; k0 < kept; k0 += chunk) {                                       \
+            const int64_t count = kept - k0 < chunk ? kept - k0 : chunk;                      \
+            const int first = k0 == 0, last = k0 + count == kept;                             \
+            for (int64_t o = first_output; o < end_output; o++) {                             \
+                const float *w = values + o * kept + k0;                                      \
+                const int32_t *c = offsets + o * kept + k0;                                   \
+                float *y = output + o * length + (AT);                                        \
+                float acc[COUNT];                                                             \
+                if (first)                                                                    \
+                    for (int t = 0; t < COUNT; t++) acc[t] = bias[o];                         \
+                else                                                                          \
+                    for (int t = 0; t < COUNT; t++) acc[t] = y[t];                            \
+                for (int64_t k = 0; k < count; k++) {                                         \
+                    const float weight = w[k];                                                \
+                    const float *x = source + c[k] + (AT);                                    \
+                    for (int t = 0; t < COUNT; t++) acc[t] += weight * x[t];                  \
+                }                                                                             \
+                if (!last) {                                                                  \
+                    for (int t = 0; t < COUNT; t++) y[t] = acc[t];                            \
+                    continue;                                                                 \
+                }                                                                             \
+                if (residual)                                                                 \
+                    for (int t = 0; t < COUNT; t++) acc[t] += residual[o * length + (AT) + t]; \
+                for (int t = 0; t < COUNT; t++) y[t] = clamp(acc[t], lower, upper);           \
+            }                                                                                 \
         }                                                                                     \
-        if (r)                                                                                \
-            for (int t = 0; t < COUNT; t++) acc[t] += r[(AT) + t];                            \
-        for (int t = 0; t < COUNT; t++) y[(AT) + t] = clamp(acc[t], lower, upper);            \
     } while (0)
 
 __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
     const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,
-    const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel, int64_t end_pixel,
-    int64_t length, const float *restrict residual, float lower, float upper, float *restrict output) {
-    // Pixel blocks outside, output channels inside: the block's inputs (64 pixels of every input
-    // channel) stay in cache while all the task's output channels read them.
+    int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
+    int64_t end_pixel, int64_t length, const float *restrict residual, float lower, float upper,
+    float *restrict output) {
     int64_t start = first_pixel;
-    for (; start + 64 <= end_pixel; start += 64) {
-        for (int64_t o = first_output; o < end_output; o++) {
-            const float *w = values + o * kept;
-            const int32_t *c = offsets + o * kept;
-            const float b = bias[o];
-            float *y = output + o * length;
-            const float *r = residual ? residual + o * length : 0;
-            BLOCK_AT(64, start);
-        }
-    }
+    for (; start + 64 <= end_pixel; start += 64) SEGMENT(64, start);
     if (start == end_pixel) return;
     // The rest (under 64): 48, 32 or 16 pixels with constant counts, then the last pixels as a
     // block of 16 ending at end_pixel, recomputing a few of this task's pixels (same values);
     // only a range shorter than 16 pixels takes the plain loop.
     const int64_t rest = end_pixel - start, tail = rest % 16;
+    switch (rest - tail) {
+    case 48: SEGMENT(48, start); break;
+    case 32: SEGMENT(32, start); break;
+    case 16: SEGMENT(16, start); break;
+    default: break;
+    }
+    if (tail == 0) return;
+    if (end_pixel - first_pixel >= 16) {
+        SEGMENT(16, end_pixel - 16);
+        return;
+    }
     for (int64_t o = first_output; o < end_output; o++) {
-        const float *w = values + o * kept;
-        const int32_t *c = offsets + o * kept;
-        const float b = bias[o];
-        float *y = output + o * length;
-        const float *r = residual ? residual + o * length : 0;
-        switch (rest - tail) {
-        case 48: BLOCK_AT(48, start); break;
-        case 32: BLOCK_AT(32, start); break;
-        case 16: BLOCK_AT(16, start); break;
-        default: break;
-        }
-        if (tail == 0) continue;
-        if (end_pixel - first_pixel >= 16) {
-            BLOCK_AT(16, end_pixel - 16);
-            continue;
-        }
         for (int64_t t = start; t < end_pixel; t++) {
-            float sum = b;
-            for (int64_t k = 0; k < kept; k++) sum += w[k] * source[c[k] + t];
-            y[t] = clamp(r ? sum + r[t] : sum, lower, upper);
+            float sum = bias[o];
+            for (int64_t k = 0; k < kept; k++) sum += values[o * kept + k] * source[offsets[o * kept + k] + t];
+            if (residual) sum += residual[o * length + t];
+            output[o * length + t] = clamp(sum, lower, upper);
         }
     }
 }
 
 MAXQ_LEVELS(maxq_nm_conv_lines,
             (const float *restrict source, const int32_t *restrict offsets, const float *restrict values,
-             int64_t kept, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
-             int64_t end_pixel, int64_t length, const float *restrict residual, float lower, float upper,
-             float *restrict output),
-            (source, offsets, values, kept, bias, first_output, end_output, first_pixel, end_pixel, length, residual,
-             lower, upper, output))
+             int64_t kept, int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output,
+             int64_t first_pixel, int64_t end_pixel, int64_t length, const float *restrict residual, float lower,
+             float upper, float *restrict output),
+            (source, offsets, values, kept, chunk, bias, first_output, end_output, first_pixel, end_pixel, length,
+             residual, lower, upper, output))

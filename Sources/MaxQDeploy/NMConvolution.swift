@@ -11,8 +11,10 @@ public final class NMConvolution: ResidualFusing {
     public let bias: Tensor
     public let geometry: Conv2dGeometry
     public let activation: Activation?
-    /// Each kept value's input channel and kernel position, expanded once from the packed positions.
-    private let inputChannels: [Int], kernelPositions: [Int]
+    /// The kept values in the kernel's order (per output channel by input channel, then kernel
+    /// position: a range of input channels is a range of values), with each one's input channel
+    /// and kernel position, expanded once from the packed positions.
+    private let kernelValues: [Float], inputChannels: [Int], kernelPositions: [Int]
     /// Offsets of the kept values in the laid-out input, for the last layout used.
     private var offsetCache: (layout: Layout, offsets: [Int32])?
 
@@ -20,8 +22,15 @@ public final class NMConvolution: ResidualFusing {
         precondition(Self.runs(weights.shape, geometry), "no sparse kernel for \(weights.shape) \(geometry)")
         (self.weights, self.bias, self.geometry, self.activation) = (weights, bias, geometry, activation)
         let (n, m, chunks, positions) = (weights.n, weights.m, weights.inputs / weights.m, weights.positions)
-        inputChannels = weights.indices.enumerated().map { k, j in (k / n) % chunks * m + j }
-        kernelPositions = (0..<weights.values.count).map { k in (k / n / chunks) % positions }
+        let channels = weights.indices.enumerated().map { k, j in (k / n) % chunks * m + j }
+        let kept = weights.values.count / weights.outputs
+        // Stored order within an output channel: position, group, member; the kernel's: channel, position.
+        let order = (0..<weights.outputs).flatMap { o in
+            (o * kept..<(o + 1) * kept).sorted { (channels[$0], $0) < (channels[$1], $1) }
+        }
+        kernelValues = order.map { weights.values[$0] }
+        inputChannels = order.map { channels[$0] }
+        kernelPositions = order.map { k in (k / n / chunks) % positions }
     }
 
     /// What the sparse kernel runs: square kernels, stride 1 or 2, padding up to half the kernel, one group.
@@ -87,6 +96,14 @@ public final class NMConvolution: ResidualFusing {
         let (batch, outputs, length) = (lines.shape[0], weights.outputs, layout.length)
         let kept = weights.values.count / outputs
         let offsets = self.offsets(for: layout)
+        // Input channels per chunk: a multiple of M whose inputs for a 64-pixel block fill about
+        // half of L1 (16 KiB), with at least 32 kept values (fewer would spend more on storing and
+        // reloading partial sums than on multiply-adds); a chunk's kept values are contiguous.
+        let floatsPerChannel = min(layout.stride * layout.stride, weights.positions) * (64 + layout.shift)
+        let keptPerGroup = weights.n * weights.positions
+        let groups = max(4096 / floatsPerChannel / weights.m, (32 + keptPerGroup - 1) / keptPerGroup, 1)
+        let channels = min(weights.inputs, groups * weights.m)
+        let chunk = channels / weights.m * weights.n * weights.positions
         // Blocks of 64 pixels, the last one taking the rest (up to 127 pixels).
         let pixelBlocks = max(1, length / 64)
         let outputGroups = min(max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), outputs)
@@ -97,7 +114,7 @@ public final class NMConvolution: ResidualFusing {
             lines.withUnsafeMutableBufferPointer { ys in
                 residualOrEmpty.withUnsafeBufferPointer { rs in
                     bias.withUnsafeBufferPointer { bs in
-                        weights.values.withUnsafeBufferPointer { vs in
+                        kernelValues.withUnsafeBufferPointer { vs in
                             offsets.withUnsafeBufferPointer { cs in
                                 let (xp, yp, bp, vp, cp) = (
                                     xs.baseAddress!, ys.baseAddress!, bs.baseAddress!, vs.baseAddress!, cs.baseAddress!
@@ -111,7 +128,8 @@ public final class NMConvolution: ResidualFusing {
                                     guard first < outputs else { return }
                                     let end = block == pixelBlocks - 1 ? length : block * 64 + 64
                                     maxq_nm_conv_lines(
-                                        xp + image * layout.perImage, cp, vp, Int64(kept), bp, Int64(first),
+                                        xp + image * layout.perImage, cp, vp, Int64(kept), Int64(chunk), bp,
+                                        Int64(first),
                                         Int64(min(first + groupSize, outputs)), Int64(block * 64), Int64(end),
                                         Int64(length), rp.map { $0 + image * outputs * length }, lower, upper,
                                         yp + image * outputs * length)

@@ -18,8 +18,8 @@ struct Layout: Equatable {
     /// Rows and columns of a plane, and floats per laid-out image (with slack for the last
     /// line's dropped columns).
     let planeRows: Int, columns: Int, perImage: Int
-    /// Pixels of an output line.
-    let length: Int
+    /// Pixels of an output line; how far past the start of its plane a kept weight's run can begin.
+    let length: Int, shift: Int
 
     init(_ channels: Int, _ height: Int, _ width: Int, kernel: Int, stride: Int, padding: Int) throws(TensorError) {
         (self.channels, self.height, self.width) = (channels, height, width)
@@ -30,7 +30,7 @@ struct Layout: Equatable {
         planeRows = pointwise ? outputRows : (height + 2 * padding + stride - 1) / stride
         columns = pointwise ? outputColumns : (width + 2 * padding + stride - 1) / stride
         length = outputRows * columns
-        let shift = pointwise ? 0 : (kernel - 1) / stride * (columns + 1)
+        shift = pointwise ? 0 : (kernel - 1) / stride * (columns + 1)
         let phases = pointwise ? 1 : stride * stride
         let (planes, overflow) = (phases * channels).multipliedReportingOverflow(by: planeRows * columns)
         guard !overflow, planes + shift <= Int(Int32.max) else {

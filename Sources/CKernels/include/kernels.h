@@ -45,12 +45,13 @@ float maxq_fast_exp(float x);
 /// o and pixel t,
 ///   output[o * length + t] = clamp(bias[o] + sum over k < kept of
 ///       values[o * kept + k] * source[offsets[o * kept + k] + t] (+ residual[o * length + t]), lower, upper),
-/// the residual term only when `residual` is not NULL.
+/// the residual term only when `residual` is not NULL. The kept weights are summed in chunks of
+/// `chunk` (those of a few input channels, whose inputs then stay in L1 for every output channel).
 /// The caller lays the input out so that this is the convolution (see MaxQDeploy's NMConvolution).
 void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float *values, int64_t kept,
-                        const float *bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
-                        int64_t end_pixel, int64_t length, const float *residual, float lower, float upper,
-                        float *output);
+                        int64_t chunk, const float *bias, int64_t first_output, int64_t end_output,
+                        int64_t first_pixel, int64_t end_pixel, int64_t length, const float *residual, float lower,
+                        float upper, float *output);
 
 /// Pillow's horizontal bilinear pass over one row of interleaved RGB: output pixel t (of `columns`)
 /// is output column x = first_column + t, the clipped fixed-point sum over count[x] taps from input
