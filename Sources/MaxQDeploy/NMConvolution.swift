@@ -73,15 +73,23 @@ public final class NMConvolution: ResidualFusing {
         if let residual, residual.shape != outputShape {
             throw .shapeMismatch(op: "nm_conv2d residual", residual.shape, outputShape)
         }
-        let layout = try Layout(weights.inputs, height, width, kernel: k, stride: stride, padding: padding)
+        // Small pointwise planes (under 256 pixels) of all images go side by side in one line.
+        let pointwise = k == 1 && padding == 0
+        let images = pointwise && oh * ow < 256 ? batch : 1
+        let layout = try Layout(
+            weights.inputs, height, width, kernel: k, stride: stride, padding: padding, images: images)
         let source = layout.readsInputAsItIs ? input : layout.laidOut(input)
-        // Pointwise lines are the output planes: the kernel adds the residual and clamps. Other
-        // lines carry dropped columns: compaction does both.
-        var lines = Tensor(
-            uninitializedShape: layout.pointwise ? outputShape : [batch, weights.outputs, layout.length])
-        if layout.pointwise || residual == nil {
-            run(source, layout, into: &lines, residual: residual, lower: lower, upper: upper)
-            return layout.pointwise ? lines : layout.compacted(lines, rows: oh, columns: ow)
+        // Lines of single pointwise images are the output planes: the kernel adds the residual
+        // and clamps. Other lines carry dropped columns or several images: compaction does both.
+        if pointwise && images == 1 {
+            var y = Tensor(uninitializedShape: outputShape)
+            run(source, layout, into: &y, residual: residual, lower: lower, upper: upper)
+            return y
+        }
+        var lines = Tensor(uninitializedShape: [batch / images, weights.outputs, layout.length])
+        if residual == nil {
+            run(source, layout, into: &lines, residual: nil, lower: lower, upper: upper)
+            return layout.compacted(lines, rows: oh, columns: ow)
         }
         run(source, layout, into: &lines, residual: nil, lower: -.infinity, upper: .infinity)
         return layout.compacted(lines, rows: oh, columns: ow, adding: residual, lower: lower, upper: upper)

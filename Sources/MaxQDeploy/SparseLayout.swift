@@ -7,13 +7,15 @@ import MaxQTensor
 /// - Pointwise (1x1, no padding): each output plane is one line of oh * ow pixels, written in
 ///   place; the kept weight of input channel i meets plane i of the input as it is (stride 1) or
 ///   subsampled to the output's pixels (stride 2, only the pixels the convolution reads).
+/// - Pointwise with `images` > 1: the planes of all images side by side, one line per channel,
+///   for small images whose lines alone would be too short to fill the kernel's blocks.
 /// - Otherwise: the input split into stride x stride phase planes (padded rows and columns of one
 ///   parity each), so that every kept weight (input channel, ky, kx) meets the output pixels'
 ///   inputs as one contiguous run starting at `offset`, output row r column c being pixel
 ///   r * columns + c of a line of `rows * columns` (columns beyond the output's width are
 ///   computed and dropped by `compacted`).
 struct Layout: Equatable {
-    let channels: Int, height: Int, width: Int, stride: Int, padding: Int, kernel: Int
+    let channels: Int, height: Int, width: Int, stride: Int, padding: Int, kernel: Int, images: Int
     let pointwise: Bool
     /// Rows and columns of a plane, and floats per laid-out image (with slack for the last
     /// line's dropped columns).
@@ -21,18 +23,22 @@ struct Layout: Equatable {
     /// Pixels of an output line; how far past the start of its plane a kept weight's run can begin.
     let length: Int, shift: Int
 
-    init(_ channels: Int, _ height: Int, _ width: Int, kernel: Int, stride: Int, padding: Int) throws(TensorError) {
+    init(
+        _ channels: Int, _ height: Int, _ width: Int, kernel: Int, stride: Int, padding: Int, images: Int = 1
+    ) throws(TensorError) {
         (self.channels, self.height, self.width) = (channels, height, width)
         (self.kernel, self.stride, self.padding) = (kernel, stride, padding)
         pointwise = kernel == 1 && padding == 0
+        precondition(images == 1 || pointwise, "only pointwise layouts hold several images")
+        self.images = images
         let outputRows = (height + 2 * padding - kernel) / stride + 1
         let outputColumns = (width + 2 * padding - kernel) / stride + 1
         planeRows = pointwise ? outputRows : (height + 2 * padding + stride - 1) / stride
         columns = pointwise ? outputColumns : (width + 2 * padding + stride - 1) / stride
-        length = outputRows * columns
+        length = outputRows * columns * images
         shift = pointwise ? 0 : (kernel - 1) / stride * (columns + 1)
         let phases = pointwise ? 1 : stride * stride
-        let (planes, overflow) = (phases * channels).multipliedReportingOverflow(by: planeRows * columns)
+        let (planes, overflow) = (phases * channels * images).multipliedReportingOverflow(by: planeRows * columns)
         guard !overflow, planes + shift <= Int(Int32.max) else {
             throw .invalidShape(
                 op: "nm_conv2d", shape: [channels, height, width], reason: "an image of 2^31 values or more")
@@ -41,20 +47,20 @@ struct Layout: Equatable {
     }
 
     /// Whether the kernel reads the input tensor itself.
-    var readsInputAsItIs: Bool { pointwise && stride == 1 }
+    var readsInputAsItIs: Bool { pointwise && stride == 1 && images == 1 }
 
     /// Start of the run that kept weight (input channel, ky, kx) meets.
     func offset(channel: Int, ky: Int, kx: Int) -> Int {
         let plane = ((ky % stride) * stride + kx % stride) * channels + channel
         return pointwise
-            ? channel * planeRows * columns
+            ? channel * length
             : plane * planeRows * columns + (ky / stride) * columns + kx / stride
     }
 
-    /// (B, C, H, W) laid out as (B, perImage).
+    /// (B, C, H, W) laid out as (B / images, perImage).
     func laidOut(_ x: Tensor) -> Tensor {
         let batch = x.shape[0]
-        var out = Tensor(uninitializedShape: [batch * perImage])
+        var out = Tensor(uninitializedShape: [batch / images * perImage])
         x.withUnsafeBufferPointer { xs in
             out.withUnsafeMutableBufferPointer { os in
                 let (source, target) = (xs.baseAddress!, os.baseAddress!)
@@ -62,16 +68,18 @@ struct Layout: Equatable {
                 parallelRanges(batch * channels, grain: 8) { tasks in
                     for task in tasks {
                         let (image, channel) = (task / channels, task % channels)
+                        let (unit, slot) = (image / images, image % images)
                         let from = source + task * height * width
                         for phase in 0..<(pointwise ? 1 : stride * stride) {
-                            let to = target + image * perImage + (phase * channels + channel) * planeSize
+                            let plane = (phase * channels + channel) * images + slot
+                            let to = target + unit * perImage + plane * planeSize
                             copyPlane(from, to, rowPhase: phase / stride, columnPhase: phase % stride)
                         }
                     }
                 }
-                let slack = perImage - (pointwise ? 1 : stride * stride) * channels * planeSize
-                for image in 0..<batch where slack > 0 {
-                    (target + (image + 1) * perImage - slack).initialize(repeating: 0, count: slack)
+                let slack = perImage - (pointwise ? 1 : stride * stride) * channels * images * planeSize
+                for unit in 0..<(batch / images) where slack > 0 {
+                    (target + (unit + 1) * perImage - slack).initialize(repeating: 0, count: slack)
                 }
             }
         }
@@ -104,13 +112,13 @@ struct Layout: Equatable {
         }
     }
 
-    /// The output lines (B, O, length) cut to (B, O, rows, outputColumns), dropping the extra
+    /// The output lines (B / images, O, length) as (B, O, rows, outputColumns), dropping the extra
     /// columns; with `residual` (B, O, rows, outputColumns), clamp(line + residual, lower, upper).
     func compacted(
         _ lines: Tensor, rows: Int, columns outputColumns: Int, adding residual: Tensor? = nil,
         lower: Float = -.infinity, upper: Float = .infinity
     ) -> Tensor {
-        let (batch, outputs) = (lines.shape[0], lines.shape[1])
+        let (batch, outputs) = (lines.shape[0] * images, lines.shape[1])
         var y = Tensor(uninitializedShape: [batch, outputs, rows, outputColumns])
         let residualOrEmpty = residual ?? Tensor(zeros: [0])
         lines.withUnsafeBufferPointer { ls in
@@ -120,7 +128,9 @@ struct Layout: Equatable {
                     parallelRanges(batch * outputs, grain: 16) { planes in
                         for plane in planes {
                             for r in 0..<rows {
-                                let from = source + plane * length + r * columns
+                                let (image, output) = (plane / outputs, plane % outputs)
+                                let line = source + ((image / images) * outputs + output) * length
+                                let from = line + (image % images) * planeRows * columns + r * columns
                                 let at = (plane * rows + r) * outputColumns
                                 guard residual != nil, let added else {
                                     (target + at).update(from: from, count: outputColumns)
