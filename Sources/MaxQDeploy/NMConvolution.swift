@@ -24,9 +24,19 @@ public final class NMConvolution: ResidualFusing {
         let (n, m, chunks, positions) = (weights.n, weights.m, weights.inputs / weights.m, weights.positions)
         let channels = weights.indices.enumerated().map { k, j in (k / n) % chunks * m + j }
         let kept = weights.values.count / weights.outputs
-        // Stored order within an output channel: position, group, member; the kernel's: channel, position.
-        let order = (0..<weights.outputs).flatMap { o in
-            (o * kept..<(o + 1) * kept).sorted { (channels[$0], $0) < (channels[$1], $1) }
+        // Stored order within an output channel: position, group, member; the kernel's: channel,
+        // position (a counting sort by channel, stable, so positions stay ascending).
+        var order = [Int](repeating: 0, count: weights.values.count)
+        var starts = [Int](repeating: 0, count: weights.inputs + 1)
+        for o in 0..<weights.outputs {
+            let range = o * kept..<(o + 1) * kept
+            for i in starts.indices { starts[i] = 0 }
+            for k in range { starts[channels[k] + 1] += 1 }
+            for i in 1..<starts.count { starts[i] += starts[i - 1] }
+            for k in range {
+                order[o * kept + starts[channels[k]]] = k
+                starts[channels[k]] += 1
+            }
         }
         kernelValues = order.map { weights.values[$0] }
         inputChannels = order.map { channels[$0] }

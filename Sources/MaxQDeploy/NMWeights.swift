@@ -30,24 +30,32 @@ public struct NMWeights: Sendable, Equatable {
             throw .unsupportedShape(layer: layer, shape: shape, m: m)
         }
         let (outputs, inputs, positions) = (shape[0], shape[1], shape[2] * shape[3])
-        let w = weight.scalars
         var values: [Float] = [], indices: [Int] = []
-        values.reserveCapacity(w.count / m * n)
-        indices.reserveCapacity(w.count / m * n)
+        values.reserveCapacity(weight.count / m * n)
+        indices.reserveCapacity(weight.count / m * n)
         var overfull = 0
-        for o in 0..<outputs {
-            for p in 0..<positions {
-                for chunk in 0..<(inputs / m) {
-                    let member = { (j: Int) in w[(o * inputs + chunk * m + j) * positions + p] }
-                    var kept = (0..<m).filter { member($0) != 0 }
-                    if kept.count > n {
-                        overfull += 1
-                        continue
-                    }
-                    kept += (0..<m).filter { member($0) == 0 }.prefix(n - kept.count)
-                    for j in kept.sorted() {
-                        values.append(member(j))
-                        indices.append(j)
+        weight.withUnsafeBufferPointer { w in
+            for o in 0..<outputs {
+                for p in 0..<positions {
+                    for chunk in 0..<(inputs / m) {
+                        let first = (o * inputs + chunk * m) * positions + p
+                        var nonZeros = 0
+                        for j in 0..<m where w[first + j * positions] != 0 { nonZeros += 1 }
+                        guard nonZeros <= n else {
+                            overfull += 1
+                            continue
+                        }
+                        // The non-zeros and, if there are fewer than N, the first zeros, in ascending order.
+                        var zerosToKeep = n - nonZeros
+                        for j in 0..<m {
+                            let value = w[first + j * positions]
+                            if value == 0 {
+                                guard zerosToKeep > 0 else { continue }
+                                zerosToKeep -= 1
+                            }
+                            values.append(value)
+                            indices.append(j)
+                        }
                     }
                 }
             }

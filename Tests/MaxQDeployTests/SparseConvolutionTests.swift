@@ -113,22 +113,30 @@ struct SparseConvolutionTests {
         }
     }
 
+    /// Every architecture, each at one or two of 2:4, 1:4, 2:8 and 1:16.
     @Test(arguments: [
         (Architecture.resnet50, 2, 4), (.mobilenetV2, 1, 4), (.mobilenetV1, 2, 8), (.resnet50, 1, 16),
-        (.resnet18, 2, 4),
+        (.resnet18, 2, 4), (.resnet34, 1, 16), (.mobilenetV3Small, 2, 8), (.mobilenetV3Large, 1, 16),
+        (.cResnet18, 1, 4), (.cResnet34, 2, 8), (.cResnet50, 2, 4),
     ])
     func deployedModelsGiveTheDenseEvaluationsLogits(_ arch: Architecture, _ n: Int, _ m: Int) throws {
         let model = try maskedModel(arch, n: n, m: m, seed: 3)
         var generator = RandomGenerator(seed: 9)
         randomizeBatchNorm(model, generator: &generator)
         model.setTraining(false)
-        let x = Variable(Tensor(normal: [2, 3, 64, 64], generator: &generator))
+        let x = Variable(Tensor(normal: [2, 3, 40, 40], generator: &generator))
         let dense = try GradientMode.withoutGradients { try model(x).value }
         let report = try Deployment.deploy(model)
         #expect(report.sparse.count > 10, "\(report.dense)")
         #expect(!report.dense.contains { $0.reason.contains("non-zeros") }, "\(report.dense)")
         let sparse = try GradientMode.withoutGradients { try model(x).value }
         #expect(toleranceFailure(sparse, dense, rtol: 1e-4, atol: 1e-4) == nil)
+        let classes = dense.shape[1]
+        func top5(_ logits: Tensor, _ row: Int) -> [Int] {
+            let values = Array(logits.scalars[row * classes..<(row + 1) * classes])
+            return Array(values.indices.sorted { values[$0] > values[$1] }.prefix(5))
+        }
+        for row in 0..<2 { #expect(top5(sparse, row) == top5(dense, row), "\(arch) image \(row)") }
         #expect(model.units.isEmpty)
     }
 
