@@ -58,7 +58,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fuzz targets of the file readers (Scripts/fuzz.sh); built normally, a corpus replayer.
-        .executableTarget(name: "maxq-fuzz", dependencies: ["MaxQFormats", "MaxQData"]),
+        .executableTarget(name: "maxq-fuzz", dependencies: ["MaxQFormats", "MaxQData", "MaxQDeploy"]),
         // Fixture loading and tolerance checks shared by the test targets.
         .target(name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats"], path: "Tests/TestSupport"),
         .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQTestSupport"]),

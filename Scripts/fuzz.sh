@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the readers of untrusted files with libFuzzer and AddressSanitizer (debug build in
 # .build/fuzz, separate from the normal one):
-#   Scripts/fuzz.sh [SECONDS per target, default 900] [TARGET...]   (targets: pickle zip safetensors jpeg png)
+#   Scripts/fuzz.sh [SECONDS per target, default 900] [TARGET...]   (targets: pickle zip safetensors jpeg png nm)
 # Seeds come from Tests/Fixtures; new inputs collect in .build/fuzz/corpus/TARGET; crashes are
 # written to .build/fuzz/crashes/ and end the run with a non-zero status. Reproduce one with the
 # normal build: `swift run maxq-fuzz TARGET FILE`.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-900}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(pickle zip safetensors jpeg png)
+[ ${#targets[@]} -eq 0 ] && targets=(pickle zip safetensors jpeg png nm)
 
 swift build --scratch-path .build/fuzz --product maxq-fuzz \
     --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xcc -DFUZZING
@@ -28,6 +28,7 @@ seed() {  # the fixtures a target starts from
         jpeg) cp Tests/Fixtures/images/*.jpg Tests/Fixtures/images/jpeg/*.jpg Tests/Fixtures/hostile/*.jpg \
                  ".build/fuzz/corpus/jpeg/" ;;
         png) cp Tests/Fixtures/images/*.png Tests/Fixtures/hostile/*.png ".build/fuzz/corpus/png/" ;;
+        nm) cp Tests/Fixtures/models/*.nm.safetensors ".build/fuzz/corpus/nm/" ;;
     esac
 }
 

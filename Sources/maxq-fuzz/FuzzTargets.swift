@@ -1,14 +1,15 @@
 // Fuzz targets for the readers of untrusted files: the unpickler, PyTorch zip checkpoints,
 // safetensors, JPEG (libjpeg-turbo's header and pixels, our progressive entropy decoder, region
-// decoding) and PNG. `Scripts/fuzz.sh` builds this with libFuzzer and AddressSanitizer
+// decoding), PNG and the exported N:M model format. `Scripts/fuzz.sh` builds this with libFuzzer and AddressSanitizer
 // (`-DFUZZING`) and runs one target per process (MAXQ_FUZZ_TARGET). Built normally, it replays
 // files through the same targets: `maxq-fuzz TARGET FILE...` (a regression run of a corpus).
 import Foundation
 import MaxQData
+import MaxQDeploy
 import MaxQFormats
 
 enum FuzzTarget: String, CaseIterable {
-    case pickle, zip, safetensors, jpeg, png
+    case pickle, zip, safetensors, jpeg, png, nm
 
     /// Feeds one input to the reader; errors are the expected outcome of most inputs.
     func run(_ data: Data) {
@@ -19,6 +20,9 @@ enum FuzzTarget: String, CaseIterable {
             _ = try? TorchCheckpoint.decode(data)
         case .safetensors:
             _ = try? SafetensorsFile.decode(data)
+        case .nm:
+            guard let file = try? SafetensorsFile.decode(data) else { return }
+            _ = try? ExportedModel(file, path: "<fuzz>")
         case .jpeg, .png:
             guard let image = try? EncodedImage(data, path: "<fuzz>") else { return }
             for decoder in [EncodedImage.EntropyDecoder.fast, .portable, .libjpeg] {

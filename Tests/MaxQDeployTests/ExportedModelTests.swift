@@ -121,6 +121,19 @@ struct ExportedModelTests {
         try expectError("unexpected: [\"extra\"]", building: true) { $0.tensors.append(("extra", Tensor(zeros: [1]))) }
     }
 
+    /// The fuzzing seed (Scripts/make_nm_seed.py) decodes: one 2:4 layer, one dense, one other tensor.
+    @Test func theFuzzSeedDecodes() throws {
+        let path = Fixtures.path("models/tiny.nm.safetensors")
+        let model = try ExportedModel(try SafetensorsFile.read(path: path), path: path)
+        #expect(model.units.map(\.name) == ["layer1.0.convbn1", "layer1.0.convbn2"])
+        guard case .nm(let packed) = model.units[0].weights else {
+            Issue.record("the first layer is not compressed")
+            return
+        }
+        #expect(packed.shape == [4, 8, 3, 3] && Array(packed.indices.prefix(8)) == [0, 2, 1, 3, 0, 1, 2, 3])
+        #expect(model.rest.map(\.name) == ["fc.bias"])
+    }
+
     @Test func anIndexOutsideItsGroupIsRefused() {
         #expect(
             throws: DeploymentError.malformedWeights(layer: "c", reason: "index 7 of value 0 is outside its group of 6")
