@@ -30,6 +30,10 @@ static inline float clamp(float v, float lower, float upper) { return v < lower 
                 else                                                                          \
                     for (int t = 0; t < COUNT; t++) acc[t] = y[t];                            \
                 for (int64_t k = 0; k < count; k++) {                                         \
+                    if ((k & 15) == 0) { /* the weight stream, kept out of the way of the inputs */ \
+                        __builtin_prefetch(w + k + 64, 0, 0);                                 \
+                        __builtin_prefetch(c + k + 64, 0, 0);                                 \
+                    }                                                                         \
                     const float weight = w[k];                                                \
                     const float *x = source + c[k] + (AT);                                    \
                     for (int t = 0; t < COUNT; t++) acc[t] += weight * x[t];                  \
