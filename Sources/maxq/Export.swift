@@ -34,7 +34,13 @@ struct Export: ParsableCommand {
             try loadReporting(model, checkpoint: checkpoint, architecture: arch)
             let (exported, report) = try ExportedModel.export(
                 model, architecture: arch, classes: numClasses, sparsity: config)
-            for unit in report.dense where unit.cause == .notNM { note("\(unit.name) stays dense: \(unit.reason)") }
+            let notNM = report.dense.filter { $0.cause == .notNM }
+            for unit in notNM { note("\(unit.name) stays dense: \(unit.reason)") }
+            if !notNM.isEmpty {
+                note(
+                    "the N:M patterns come from the checkpoint's masks or, where it has none, from the schedule at "
+                        + "epoch 0 (--increase-start/--increase-end; --increase-end 0 makes every group N:M)")
+            }
             let encoded = try exported.file.encoded()
             try AtomicWrite.write(encoded, to: out)
             let compressed = exported.units.filter { if case .nm = $0.weights { true } else { false } }.count

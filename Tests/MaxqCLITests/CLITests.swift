@@ -207,6 +207,10 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
         let model = temporary.appendingPathComponent("model.nm.safetensors").path
         try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [10]))]).write(path: checkpoint)
         let options = ["-a", "c_resnet18", "--num-classes", "10", "--N", "1", "--M", "8", "--increase-end", "0"]
+        // Without masks and before the schedule's end, nothing is N:M yet: every layer is named, with the way out.
+        let early = try maxq(["export", checkpoint, "--out", model, "-a", "c_resnet18", "--num-classes", "10"])
+        #expect(early.status == 0 && early.out.contains("0 N:M layers compressed, 19 dense"), "\(early.out)")
+        #expect(early.err.contains("layer1.0.convbn1 stays dense") && early.err.contains("--increase-end 0 makes"))
         let export = try maxq(["export", checkpoint, "--out", model] + options)
         #expect(export.status == 0, "\(export.err)")
         #expect(export.out.contains("wrote \(model): 19 N:M layers compressed, 0 dense"), "\(export.out)")
