@@ -44,14 +44,7 @@ public struct ExportedModel {
 
     /// Bytes of all weights and biases as dense fp32, units folded: what the file would hold uncompressed.
     public var denseBytes: Int {
-        let unitScalars = units.reduce(0) { total, unit in
-            let weight =
-                switch unit.weights {
-                case .nm(let packed): packed.shape.reduce(1, *)
-                case .dense(let weight): weight.count
-                }
-            return total + weight + unit.bias.count
-        }
+        let unitScalars = units.reduce(0) { $0 + $1.denseShape.reduce(1, *) + $1.bias.count }
         return 4 * (unitScalars + rest.reduce(0) { $0 + $1.tensor.count })
     }
 

@@ -97,11 +97,10 @@ public final class NMConvolution: ResidualFusing {
             return y
         }
         var lines = Tensor(uninitializedShape: [batch / images, weights.outputs, layout.length])
-        if residual == nil {
-            run(source, layout, into: &lines, residual: nil, lower: lower, upper: upper)
-            return layout.compacted(lines, rows: oh, columns: ow)
-        }
-        run(source, layout, into: &lines, residual: nil, lower: -.infinity, upper: .infinity)
+        let clampsHere = residual == nil  // else the clamp comes after the residual, in the compaction
+        run(
+            source, layout, into: &lines, residual: nil, lower: clampsHere ? lower : -.infinity,
+            upper: clampsHere ? upper : .infinity)
         return layout.compacted(lines, rows: oh, columns: ow, adding: residual, lower: lower, upper: upper)
     }
 
@@ -127,17 +126,15 @@ public final class NMConvolution: ResidualFusing {
         let outputGroups = min(max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), outputs)
         let groupSize = (outputs + outputGroups - 1) / outputGroups
         let perImage = pixelBlocks * outputGroups
-        let residualOrEmpty = residual ?? Tensor(zeros: [0])
         source.withUnsafeBufferPointer { xs in
             lines.withUnsafeMutableBufferPointer { ys in
-                residualOrEmpty.withUnsafeBufferPointer { rs in
+                residual.withBaseAddress { rp in
                     bias.withUnsafeBufferPointer { bs in
                         kernelValues.withUnsafeBufferPointer { vs in
                             offsets.withUnsafeBufferPointer { cs in
                                 let (xp, yp, bp, vp, cp) = (
                                     xs.baseAddress!, ys.baseAddress!, bs.baseAddress!, vs.baseAddress!, cs.baseAddress!
                                 )
-                                let rp = residual == nil ? nil : rs.baseAddress
                                 parallelForEach(batch * perImage) { task in
                                     let (image, block, group) = (
                                         task / perImage, task % perImage / outputGroups, task % outputGroups

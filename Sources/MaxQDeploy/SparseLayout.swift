@@ -115,24 +115,22 @@ struct Layout: Equatable {
     /// The output lines (B / images, O, length) as (B, O, rows, outputColumns), dropping the extra
     /// columns; with `residual` (B, O, rows, outputColumns), clamp(line + residual, lower, upper).
     func compacted(
-        _ lines: Tensor, rows: Int, columns outputColumns: Int, adding residual: Tensor? = nil,
-        lower: Float = -.infinity, upper: Float = .infinity
+        _ lines: Tensor, rows: Int, columns outputColumns: Int, adding residual: Tensor?, lower: Float, upper: Float
     ) -> Tensor {
         let (batch, outputs) = (lines.shape[0] * images, lines.shape[1])
         var y = Tensor(uninitializedShape: [batch, outputs, rows, outputColumns])
-        let residualOrEmpty = residual ?? Tensor(zeros: [0])
         lines.withUnsafeBufferPointer { ls in
-            residualOrEmpty.withUnsafeBufferPointer { rs in
+            residual.withBaseAddress { added in
                 y.withUnsafeMutableBufferPointer { ys in
-                    let (source, target, added) = (ls.baseAddress!, ys.baseAddress!, rs.baseAddress)
+                    let (source, target) = (ls.baseAddress!, ys.baseAddress!)
                     parallelRanges(batch * outputs, grain: 16) { planes in
                         for plane in planes {
+                            let (image, output) = (plane / outputs, plane % outputs)
+                            let line = source + ((image / images) * outputs + output) * length
                             for r in 0..<rows {
-                                let (image, output) = (plane / outputs, plane % outputs)
-                                let line = source + ((image / images) * outputs + output) * length
                                 let from = line + (image % images) * planeRows * columns + r * columns
                                 let at = (plane * rows + r) * outputColumns
-                                guard residual != nil, let added else {
+                                guard let added else {
                                     (target + at).update(from: from, count: outputColumns)
                                     continue
                                 }
@@ -146,5 +144,13 @@ struct Layout: Equatable {
             }
         }
         return y
+    }
+}
+
+extension Optional<Tensor> {
+    /// `body` with the address of the tensor's first value, or nil when there is no tensor.
+    func withBaseAddress<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let tensor = self else { return body(nil) }
+        return tensor.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 }
