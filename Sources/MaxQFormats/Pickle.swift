@@ -6,28 +6,74 @@ import Foundation
 import MaxQTensor
 
 /// Containers know how deeply they nest, so that the unpickler can refuse deep structures as
-/// it builds them (releasing a structure nested 60,000 deep would overflow the stack). A list
-/// or dict is sealed once it is placed inside another container: changing it afterwards (which
-/// PyTorch's pickles never do) could deepen its parents behind their backs, so it is refused.
-public final class PickleList {
-    public internal(set) var items: [PickleValue] = []
+/// it builds them. A list or dict is sealed once it is placed inside another container: changing
+/// it afterwards (which PyTorch's pickles never do) could deepen its parents behind their backs,
+/// so it is refused. Releasing a container never recurses (see `releaseChildren`), whatever the depth.
+public final class PickleList: PickleContainer {
+    public internal(set) var items: [PickleValue]
     var depth = 1
     var sealed = false
+
+    public init(_ items: [PickleValue] = []) { self.items = items }
+
+    func moveChildren(into pending: inout [PickleValue]) {
+        pending += items
+        items = []
+    }
+
+    deinit { releaseChildren(of: self) }
 }
 
-public final class PickleDict {
-    public internal(set) var items: [(key: PickleValue, value: PickleValue)] = []
+public final class PickleDict: PickleContainer {
+    public internal(set) var items: [(key: PickleValue, value: PickleValue)]
     var depth = 1
     var sealed = false
+
+    public init(_ items: [(key: PickleValue, value: PickleValue)] = []) { self.items = items }
+
+    func moveChildren(into pending: inout [PickleValue]) {
+        for (key, value) in items { pending += [key, value] }
+        items = []
+    }
+
+    deinit { releaseChildren(of: self) }
 }
 
-public final class PickleTuple {
-    public let items: [PickleValue]
+public final class PickleTuple: PickleContainer {
+    public private(set) var items: [PickleValue]
     let depth: Int
 
-    init(_ items: [PickleValue]) {
+    public init(_ items: [PickleValue]) {
         self.items = items
         depth = 1 + (items.map(\.depth).max() ?? 0)
+    }
+
+    func moveChildren(into pending: inout [PickleValue]) {
+        pending += items
+        items = []
+    }
+
+    deinit { releaseChildren(of: self) }
+}
+
+protocol PickleContainer: AnyObject {
+    /// Moves the children to the end of `pending`, leaving the container empty.
+    func moveChildren(into pending: inout [PickleValue])
+}
+
+/// Releases the children of a container that is going, with a work list instead of recursion: a
+/// container that nothing else refers to gives up its children to the list before it goes, so its
+/// own release finds nothing nested. (Plain release of 100,000 levels would overflow the stack.)
+/// Every reference is moved, never copied: a copy left behind (a returned array, an optional
+/// bound by `guard var`) would make each child look shared under Swift 6's lifetimes.
+private func releaseChildren(of going: PickleContainer) {
+    var pending: [PickleValue] = []
+    going.moveChildren(into: &pending)
+    while var value = pending.popLast() {
+        var container = value.takeContainer()
+        if isKnownUniquelyReferenced(&container), let owned = container as? PickleContainer {
+            owned.moveChildren(into: &pending)
+        }
     }
 }
 
@@ -57,6 +103,19 @@ public enum PickleValue {
         case .dict(let d): d.depth
         default: 0
         }
+    }
+
+    /// The list, dict or tuple this value holds, leaving `.none` in its place.
+    fileprivate mutating func takeContainer() -> AnyObject? {
+        let container: AnyObject? =
+            switch self {
+            case .tuple(let t): t
+            case .list(let l): l
+            case .dict(let d): d
+            default: nil
+            }
+        if container != nil { self = .none }
+        return container
     }
 
     /// Marks a list or dict as placed inside another container (see `PickleList`).

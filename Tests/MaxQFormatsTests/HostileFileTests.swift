@@ -31,4 +31,35 @@ import Testing
             "\(error)".contains(expected) && "\(error)".contains(path)
         }
     }
+
+    /// The depth limit keeps files shallow; releasing values never recurses anyway, so a structure
+    /// deeper than any stack (built here directly) goes without a crash, and a container still
+    /// referred to from outside keeps its contents.
+    @Test func releasingDeeplyNestedValuesDoesNotRecurse() {
+        let kept = PickleList([.int(7), .string("kept")])
+        do {
+            var top = PickleValue.list(PickleList())
+            for level in 0..<200_000 {
+                switch level % 3 {
+                case 0: top = .tuple(PickleTuple([top, .int(level)]))
+                case 1:
+                    top = .dict(PickleDict([(.string("child"), top), (.int(level), level == 5 ? .list(kept) : .none)]))
+                default: top = .list(PickleList([top]))
+                }
+            }
+            var levels = 1, inner = top
+            while let child = Self.firstChild(of: inner) { (levels, inner) = (levels + 1, child) }
+            #expect(levels == 200_001)
+        }
+        #expect(kept.items.count == 2 && kept.items[1].string == "kept")
+    }
+
+    private static func firstChild(of value: PickleValue) -> PickleValue? {
+        switch value {
+        case .tuple(let t): t.items.first
+        case .list(let l): l.items.first
+        case .dict(let d): d.items.first?.value
+        default: nil
+        }
+    }
 }
