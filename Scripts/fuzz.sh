@@ -2,9 +2,11 @@
 # Fuzzes the readers of untrusted files with libFuzzer and AddressSanitizer (debug build in
 # .build/fuzz, separate from the normal one):
 #   Scripts/fuzz.sh [SECONDS per target, default 900] [TARGET...]   (targets: pickle zip safetensors jpeg png nm)
-# Seeds come from Tests/Fixtures; new inputs collect in .build/fuzz/corpus/TARGET; crashes are
-# written to .build/fuzz/crashes/ and end the run with a non-zero status. Reproduce one with the
-# normal build: `swift run maxq-fuzz TARGET FILE`.
+# Seeds come from Tests/Fixtures (the kept corpus in Tests/Fixtures/fuzz/TARGET included); new
+# inputs collect in .build/fuzz/corpus/TARGET; crashes are written to .build/fuzz/crashes/ and end
+# the run with a non-zero status. Reproduce one with the normal build: `swift run maxq-fuzz TARGET
+# FILE`. To refresh the kept corpus after a run (smallest inputs covering the same branches):
+#   MAXQ_FUZZ_TARGET=T .build/fuzz/debug/maxq-fuzz -merge=1 -use_counters=0 Tests/Fixtures/fuzz/T .build/fuzz/corpus/T
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-900}
@@ -36,6 +38,7 @@ status=0
 for target in "${targets[@]}"; do
     mkdir -p ".build/fuzz/corpus/$target"
     seed "$target"
+    cp Tests/Fixtures/fuzz/"$target"/* ".build/fuzz/corpus/$target/"
     echo "fuzz: $target for ${seconds}s"
     # No Swift backtracer: a trap must reach AddressSanitizer/libFuzzer as the crash it is.
     SWIFT_BACKTRACE=enable=no MAXQ_FUZZ_TARGET=$target "$binary" ".build/fuzz/corpus/$target" -max_total_time="$seconds" \

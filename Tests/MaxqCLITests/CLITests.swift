@@ -7,14 +7,19 @@ import Testing
 
 /// Runs `maxq` (built beside the test bundle) and returns (exit status, stdout, stderr).
 func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    try runBuiltTool("maxq", arguments)
+}
+
+/// Runs one of the package's executables, built beside the test bundle.
+func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
     let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
-        "maxq")
+        name)
     let process = Process()
     process.executableURL =
         FileManager.default.fileExists(atPath: binary.path)
         ? binary
         : URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../.build/debug/maxq").standardizedFileURL
+            .appendingPathComponent("../../.build/debug/\(name)").standardizedFileURL
     process.arguments = arguments
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
