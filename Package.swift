@@ -10,11 +10,12 @@ let package = Package(
             name: "MaxQ",
             targets: [
                 "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats",
-                "MaxQDeploy",
+                "MaxQDeploy", "MaxQInterchange",
             ]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // System libraries from Debian packages (Scripts/setup.sh installs them).
@@ -46,6 +47,14 @@ let package = Package(
         .target(
             name: "MaxQDeploy",
             dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQFormats", "CKernels"]),
+        // Layer 8: other frameworks' model files: ONNX export (swift-protobuf; the code generated from
+        // ONNX's onnx.proto is committed, Scripts/generate_onnx_proto.sh) and a reader that runs them.
+        .target(
+            name: "MaxQInterchange",
+            dependencies: [
+                "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQDeploy",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         // I/O formats: safetensors, PyTorch zip checkpoints. Parsers of untrusted files rely on
         // Swift's overflow and bounds checks (no target uses -Ounchecked or any unsafe flag).
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"]),
@@ -54,7 +63,7 @@ let package = Package(
             name: "maxq",
             dependencies: [
                 "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats",
-                "MaxQDeploy",
+                "MaxQDeploy", "MaxQInterchange",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fuzz targets of the file readers (Scripts/fuzz.sh); built normally, a corpus replayer.

@@ -37,3 +37,9 @@ public final class FoldedConvolution: ResidualFusing {
 
     public func namedParameters(prefix: String) -> [(String, Variable)] { [] }
 }
+
+extension FoldedConvolution: GraphDescribing {
+    public func describe(_ input: String, name: String, in graph: inout OperatorGraph) throws(TensorError) -> String {
+        graph.convolution(input, weight: weight, bias: bias, geometry: geometry, activation: activation, name: name)
+    }
+}

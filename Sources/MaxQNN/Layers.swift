@@ -94,6 +94,16 @@ public final class BatchNorm2d: Layer {
         self.momentum = momentum
     }
 
+    /// This batch norm (running statistics) folded into the convolution weight before it: per
+    /// output channel W' = W * gamma / sqrt(var + eps) and the bias b' = beta - mean * that factor.
+    public func folded(into weight: Tensor) throws(TensorError) -> (weight: Tensor, bias: Tensor) {
+        let backend = weight.backend
+        let (factor, bias) = try backend.batchNormFolding(
+            weight: self.weight.value, bias: self.bias.value, runningMean: runningMean.value,
+            runningVar: runningVar.value, eps: eps)
+        return (try backend.multiply(weight, factor.reshaped([factor.count, 1, 1, 1])), bias)
+    }
+
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         guard training else {
             return try x.batchNormInference(

@@ -127,14 +127,11 @@ public final class ConvBNUnit: UnaryLayer {
     /// W' = W * mask * gamma / sqrt(var + eps) per output channel, b' = beta - mean * that factor.
     /// The activation (`activation`) stays separate.
     public func foldedWeights() throws(TensorError) -> (weight: Tensor, bias: Tensor) {
-        let backend = conv.weight.value.backend
-        let (factor, bias) = try backend.batchNormFolding(
-            weight: scale.weight.value, bias: scale.bias.value, runningMean: scale.runningMean.value,
-            runningVar: scale.runningVar.value, eps: scale.eps)
         let weight =
-            try mask.map { (m) throws(TensorError) in try backend.multiply(conv.weight.value, m.value) }
+            try mask.map { (m) throws(TensorError) in try conv.weight.value.backend.multiply(conv.weight.value, m.value)
+            }
             ?? conv.weight.value
-        return (try backend.multiply(weight, factor.reshaped([factor.count, 1, 1, 1])), bias)
+        return try scale.folded(into: weight)
     }
 
     /// SR-STE decay (`--decay-type v1`): grad += lambda * (1 - clamp(mask, 0, 1)) * W, after
