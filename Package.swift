@@ -69,7 +69,12 @@ let package = Package(
         // Fuzz targets of the file readers (Scripts/fuzz.sh); built normally, a corpus replayer.
         .executableTarget(name: "maxq-fuzz", dependencies: ["MaxQFormats", "MaxQData", "MaxQDeploy"]),
         // Fixture loading and tolerance checks shared by the test targets.
-        .target(name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats"], path: "Tests/TestSupport"),
+        .target(
+            name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQNN", "MaxQSparsity", "MaxQModels"],
+            path: "Tests/TestSupport"),
+        .testTarget(
+            name: "MaxQInterchangeTests",
+            dependencies: ["MaxQInterchange", "MaxQModels", "MaxQSparsity", "MaxQNN", "MaxQDeploy", "MaxQTestSupport"]),
         .testTarget(name: "MaxQTensorTests", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQTestSupport"]),
         .testTarget(
             name: "MaxQDeployTests",

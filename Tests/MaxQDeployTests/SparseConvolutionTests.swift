@@ -8,30 +8,6 @@ import MaxQTensor
 import MaxQTestSupport
 import Testing
 
-/// `arch` with SoftMaxQ n:m units and their masks computed (epoch 0 of a schedule ending at
-/// `increaseEnd`: with 0, every group is N:M).
-func maskedModel(_ arch: Architecture, n: Int, m: Int, increaseEnd: Int = 0, seed: UInt64) throws -> any Model {
-    let model = try arch.build(classes: 10, sparsity: try softMaxQ(n: n, m: m, increaseEnd: increaseEnd), seed: seed)
-    try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
-    return model
-}
-
-/// Batch norm statistics and scales that make the folding matter.
-func randomizeBatchNorm(_ model: any Model, generator: inout RandomGenerator) {
-    for (_, unit) in model.units {
-        let c = unit.scale.runningMean.value.count
-        unit.scale.runningMean.value = Tensor(normal: [c], std: 0.1, generator: &generator)
-        unit.scale.runningVar.value = Tensor(uniform: [c], low: 0.5, high: 1.5, generator: &generator)
-        unit.scale.weight.value = Tensor(uniform: [c], low: 0.5, high: 1.5, generator: &generator)
-    }
-}
-
-func softMaxQ(n: Int, m: Int, increaseEnd: Int = 0) throws -> SparsityConfig {
-    SparsityConfig(
-        type: .softMaxQ, pattern: try NMPattern(n: n, m: m),
-        schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: increaseEnd))
-}
-
 struct SparseConvolutionTests {
     @Test(arguments: [(2, 4), (1, 4), (2, 8), (1, 16)])
     func referenceTwinEqualsTheDenseConvolution(_ n: Int, _ m: Int) throws {
