@@ -68,9 +68,10 @@ let package = Package(
             ]),
         // Fuzz targets of the file readers (Scripts/fuzz.sh); built normally, a corpus replayer.
         .executableTarget(name: "maxq-fuzz", dependencies: ["MaxQFormats", "MaxQData", "MaxQDeploy"]),
-        // Fixture loading and tolerance checks shared by the test targets.
+        // Fixture loading, tolerance checks and masked models shared by the test targets.
         .target(
-            name: "MaxQTestSupport", dependencies: ["MaxQTensor", "MaxQFormats", "MaxQNN", "MaxQSparsity", "MaxQModels"],
+            name: "MaxQTestSupport",
+            dependencies: ["MaxQTensor", "MaxQFormats", "MaxQNN", "MaxQSparsity", "MaxQModels"],
             path: "Tests/TestSupport"),
         .testTarget(
             name: "MaxQInterchangeTests",
