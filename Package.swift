@@ -87,7 +87,9 @@ let package = Package(
         .testTarget(
             name: "MaxQTrainingTests",
             dependencies: ["MaxQTraining", "MaxQModels", "MaxQSparsity", "MaxQData", "MaxQFormats", "MaxQTestSupport"]),
-        .testTarget(name: "MaxqCLITests", dependencies: ["maxq", "maxq-fuzz", "MaxQFormats", "MaxQTestSupport"]),
+        .testTarget(
+            name: "MaxqCLITests",
+            dependencies: ["maxq", "maxq-fuzz", "MaxQFormats", "MaxQData", "MaxQInterchange", "MaxQTestSupport"]),
         .testTarget(
             name: "MaxQSparsityTests",
             dependencies: ["MaxQSparsity", "MaxQNN", "MaxQFormats", "MaxQTestSupport", "CKernels"]),

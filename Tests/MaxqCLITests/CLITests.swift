@@ -1,6 +1,8 @@
 // End-to-end command lines: the built `maxq` binary run as a user runs it.
 import Foundation
+import MaxQData
 import MaxQFormats
+import MaxQInterchange
 import MaxQTensor
 import MaxQTestSupport
 import Testing
@@ -244,6 +246,43 @@ func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int3
         #expect(cut.status != 0 && cut.err.contains("truncated"), "\(cut.err)")
         let convert = try maxq(["convert", model, "--out", temporary.appendingPathComponent("x.pth").path])
         #expect(convert.status != 0 && convert.err.contains("an exported inference model"), "\(convert.err)")
+    }
+
+    /// `export --format onnx` writes a file whose graph, run on our kernels from its nodes and
+    /// initializers, gives `predict`'s logits; bad requests are one line each.
+    @Test func onnxExportRunsLikePredict() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let checkpoint = temporary.appendingPathComponent("bias.safetensors").path
+        let onnx = temporary.appendingPathComponent("model.onnx").path
+        try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [10]))]).write(path: checkpoint)
+        let options = ["-a", "c_resnet18", "--num-classes", "10", "--N", "2", "--M", "4", "--increase-end", "0"]
+        let export = try maxq(["export", checkpoint, "--format", "onnx", "--opset", "13", "--out", onnx] + options)
+        #expect(export.status == 0 && export.out.contains("wrote \(onnx): opset 13"), "\(export.err)")
+        let image = Fixtures.path("images/photo.jpg")
+        let predict = try maxq(["predict", "--json", "--pretrained", checkpoint, image] + options)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(predict.out.utf8)) as? [String: Any])
+        let expected = try #require(object["logits"] as? [Double])
+        let recipe = ImageRecipe(resolution: 32)
+        var input = Tensor(uninitializedShape: [1, 3, 32, 32])
+        let encoded = try EncodedImage(path: image)
+        try input.withUnsafeMutableBufferPointer { try recipe.validation(encoded, into: $0.baseAddress!) }
+        let logits = try ONNXModel(contentsOf: onnx).run(input).scalars
+        for (a, b) in zip(logits, expected) { #expect(abs(Double(a) - b) <= 1e-4 * max(abs(b), 1)) }
+
+        let bad: [([String], String)] = [
+            (["--opset", "12", "--out", onnx], "--opset 12 is not supported (13 to 21)"),
+            (["--out", "/no/such/folder/model.onnx"], "the folder /no/such/folder does not exist"),
+            (["--out", temporary.appendingPathComponent("m.nm.safetensors").path], "--out must end in .onnx"),
+        ]
+        for (arguments, message) in bad {
+            let run = try maxq(["export", checkpoint, "--format", "onnx"] + arguments + options)
+            #expect(run.status != 0 && run.err.contains(message), "\(run.err)")
+        }
+        let other = temporary.appendingPathComponent("other.safetensors").path
+        try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [7]))]).write(path: other)
+        let mismatch = try maxq(["export", other, "--format", "onnx", "--out", onnx] + options)
+        #expect(mismatch.status != 0 && mismatch.err.contains("fc.bias"), "\(mismatch.err)")
     }
 
     /// PyTorch's file to safetensors gives the tensors PyTorch saved; back to PyTorch's format and
