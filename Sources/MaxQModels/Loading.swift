@@ -13,14 +13,13 @@ extension Model {
     public func load(_ entries: [(name: String, tensor: Tensor)]) throws(TensorError) -> LoadReport {
         // Weights that are not numbers would poison every computation after (and have no mask).
         for (name, tensor) in entries where !tensor.isAllFinite { throw .nonFinite(name: name) }
-        var named = Dictionary(entries.map { (Self.ownName($0.name), $0.tensor) }, uniquingKeysWith: { _, b in b })
+        let named = Dictionary(entries.map { (Self.ownName($0.name), $0.tensor) }, uniquingKeysWith: { _, b in b })
         // Masks absent from the checkpoint are computed from the loaded weights, not reported.
-        let maskNames = Set(units.filter { $0.1.mask != nil }.map { "\($0.0).mask" })
-        let absentMasks = maskNames.filter { named[$0] == nil }
-        for name in absentMasks { named[name] = nil }
+        let masked = units.filter { $0.1.mask != nil }
+        let absentMasks = Set(masked.map { $0.1.maskKey(prefix: $0.0) }.filter { named[$0] == nil })
         var report = try loadStateDict(named)
         report.missing.removeAll { absentMasks.contains($0) }
-        let needMasks = units.filter { absentMasks.contains("\($0.0).mask") }
+        let needMasks = masked.filter { absentMasks.contains($0.1.maskKey(prefix: $0.0)) }
         try ConvBNUnit.recomputeMasks(of: needMasks, forNextForward: false)
         return report
     }

@@ -156,9 +156,13 @@ public final class ConvBNUnit: UnaryLayer {
     }
 
     public func namedBuffers(prefix: String) -> [(String, Buffer)] {
-        let maskName = names.maskBesideWeight ? "\(names.conv).mask" : "mask"
-        return scale.namedBuffers(prefix: stateKey(prefix, names.scale))
-            + (mask.map { [(stateKey(prefix, maskName), $0)] } ?? [])
+        scale.namedBuffers(prefix: stateKey(prefix, names.scale)) + (mask.map { [(maskKey(prefix: prefix), $0)] } ?? [])
+    }
+
+    /// The mask's state-dict name under `prefix`: `<prefix>.mask`, or beside the weight
+    /// (`<prefix>.<conv>.mask`) in torchvision's layout.
+    public func maskKey(prefix: String) -> String {
+        stateKey(prefix, names.maskBesideWeight ? "\(names.conv).mask" : "mask")
     }
 
     public func setTraining(_ training: Bool) {

@@ -108,8 +108,13 @@ struct InspectRow {
     static func rows(_ state: [(name: String, tensor: Tensor)]) -> [InspectRow] {
         let byName = Dictionary(state.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
         return state.filter { $0.tensor.rank == 4 && $0.name.hasSuffix("weight") }.map { name, weight in
-            let unit = name.hasSuffix(".conv.weight") ? String(name.dropLast(".conv.weight".count)) : nil
-            guard let unit, let mask = byName["\(unit).mask"], mask.shape == weight.shape else {
+            // The mask sits beside the unit's conv (`<unit>.mask`) or, in torchvision's layout,
+            // beside the weight (`<conv>.mask`).
+            let reference = name.hasSuffix(".conv.weight") ? String(name.dropLast(".conv.weight".count)) : nil
+            let beside = String(name.dropLast(".weight".count))
+            let (unit, maskKey) = reference.flatMap { byName["\($0).mask"] != nil ? ($0, "\($0).mask") : nil }
+                ?? (beside, "\(beside).mask")
+            guard let mask = byName[maskKey], mask.shape == weight.shape else {
                 return InspectRow(
                     name: name, shape: weight.shape, kind: "dense", sparsity: LayerSparsity(effectiveWeight: weight))
             }

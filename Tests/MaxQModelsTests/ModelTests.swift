@@ -102,6 +102,32 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
         #expect(ResNet.ownName("layer1.0.convbn1.conv.weight") == "layer1.0.convbn1.conv.weight")
     }
 
+    /// torchvision's names mapped back: every key of a ResNet goes to torchvision's and returns.
+    @Test func referenceNamesMapToTorchvisionAndBack() throws {
+        #expect(ResNet.torchvisionName("layer1.0.convbn2.conv.weight") == "layer1.0.conv2.weight")
+        #expect(ResNet.torchvisionName("layer3.0.downsample.scale.running_var") == "layer3.0.downsample.1.running_var")
+        for arch in [Architecture.resnet18, .resnet50] {
+            for (name, _) in try dense(arch).stateDict() {
+                #expect(ResNet.ownName(ResNet.torchvisionName(name)) == name)
+            }
+        }
+    }
+
+    /// A checkpoint's masks are used as saved, whichever layout names them (beside the unit, or
+    /// beside the weight as in MobileNet V2/V3), not computed again from the weights.
+    @Test(arguments: [Architecture.cResnet18, .mobilenetV1, .mobilenetV2, .mobilenetV3Small])
+    func savedMasksAreLoadedNotRecomputed(_ arch: Architecture) throws {
+        let trained = try maskedModel(arch, n: 2, m: 4, seed: 2)
+        // At epoch 0 of a long schedule, masks computed on load would keep every weight.
+        let fresh = try arch.build(classes: 10, sparsity: try softMaxQ(n: 2, m: 4, increaseEnd: 100))
+        let report = try fresh.load(trained.stateDict().map { (name: $0.0, tensor: $0.1) })
+        #expect(report.missing.isEmpty && report.unexpected.isEmpty)
+        for ((name, saved), (_, loaded)) in zip(trained.units, fresh.units) where saved.mask != nil {
+            let same = loaded.mask?.value.scalars == saved.mask?.value.scalars
+            #expect(same, "\(arch) \(name)")
+        }
+    }
+
     @Test func loadingRefusesAShapeMismatchNamingTheKey() throws {
         let model = try dense(.resnet18)
         #expect { try model.load([("fc.weight", Tensor(zeros: [7, 512]))]) } throws: {
