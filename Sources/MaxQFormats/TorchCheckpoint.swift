@@ -85,10 +85,26 @@ public struct TorchCheckpoint {
         }
         pickle.op(0x75)
         pickle.op(0x2E)
+        try Self.archive(pickle.data, storages, to: path)
+    }
+
+    /// A bare state dict, as `torch.save(model.state_dict())` writes it (what torchvision's
+    /// `load_state_dict(torch.load(path))` takes).
+    public func writeStateDict(path: String) throws {
+        var pickle = PickleWriter()
+        var storages: [(String, Data)] = []
+        pickle.op(0x80, 2)
+        pickle.orderedDict(stateDict, storages: &storages)
+        pickle.op(0x2E)
+        try Self.archive(pickle.data, storages, to: path)
+    }
+
+    /// torch.save's zip layout: the pickle, its storages, byte order and version under one folder.
+    private static func archive(_ pickle: Data, _ storages: [(String, Data)], to path: String) throws {
         let root = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent.replacingOccurrences(
             of: ".", with: "_")
         var zip = ZipWriter()
-        zip.add("\(root)/data.pkl", pickle.data)
+        zip.add("\(root)/data.pkl", pickle)
         zip.add("\(root)/byteorder", Data("little".utf8))
         for (key, bytes) in storages { zip.add("\(root)/data/\(key)", bytes) }
         zip.add("\(root)/version", Data("3\n".utf8))

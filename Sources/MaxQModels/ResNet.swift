@@ -192,4 +192,17 @@ extension ResNet {
         }
         return parts.joined(separator: ".")
     }
+
+    /// The reference's names to torchvision's (the inverse of `ownName`): `convbnK.conv`/`.scale`
+    /// are `convK`/`bnK`, `downsample.conv`/`.scale` are `downsample.0`/`.1`.
+    public static func torchvisionName(_ name: String) -> String {
+        var parts = name.split(separator: ".").map(String.init)
+        guard parts.count >= 5, parts[0].hasPrefix("layer") else { return name }
+        if parts[2].hasPrefix("convbn"), let k = Int(parts[2].dropFirst(6)), ["conv", "scale"].contains(parts[3]) {
+            parts.replaceSubrange(2...3, with: [parts[3] == "conv" ? "conv\(k)" : "bn\(k)"])
+        } else if parts[2] == "downsample", ["conv", "scale"].contains(parts[3]) {
+            parts[3] = parts[3] == "conv" ? "0" : "1"
+        }
+        return parts.joined(separator: ".")
+    }
 }

@@ -1,6 +1,7 @@
 // `maxq export`: a checkpoint into the compressed inference model (`.nm.safetensors`: every
 // conv-bn unit folded, N:M units stored as kept values and packed positions; says which units
-// stay dense and how much smaller the file is than the folded dense weights), or into ONNX.
+// stay dense and how much smaller the file is than the folded dense weights), into ONNX, or into
+// a plain torchvision state dict.
 import ArgumentParser
 import Foundation
 import MaxQDeploy
@@ -10,24 +11,26 @@ import MaxQModels
 import MaxQSparsity
 
 enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
-    case nm, onnx
+    case nm, onnx, torchvision
 }
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Export a checkpoint as a compressed N:M inference model (.nm.safetensors) or as ONNX.")
+        abstract: "Export a checkpoint as a compressed N:M inference model (.nm.safetensors), ONNX or torchvision.")
 
     @Argument(help: "Checkpoint (.pth, .pth.tar or .safetensors).") var checkpoint: String
     @Option(name: [.customShort("a"), .long], help: "Architecture.") var arch: Architecture = .resnet18
     @Option(name: .customLong("num-classes"), help: "Classes of the checkpoint's classifier.") var numClasses = 1000
     @OptionGroup var sparsity: SparsityOptions
-    @Option(help: "File format: nm (compressed N:M weights in safetensors) or onnx.") var format: ExportFormat = .nm
+    @Option(help: "File format: nm (compressed N:M weights in safetensors), onnx, torchvision (a state dict).")
+    var format: ExportFormat = .nm
     @Option(help: "ONNX opset (13 to 21).") var opset = ONNXExport.defaultOpset
-    @Option(help: "Output file (MODEL.nm.safetensors, MODEL.onnx).") var out: String
+    @Flag(help: "torchvision: multiply each N:M weight by its mask (otherwise the raw weights).") var foldMask = false
+    @Option(help: "Output file (MODEL.nm.safetensors, MODEL.onnx, MODEL.pth).") var out: String
 
     func validate() throws {
         guard numClasses >= 1 else { throw ValidationError("--num-classes must be at least 1") }
-        let suffix = format == .nm ? ".safetensors" : ".onnx"
+        let suffix = [ExportFormat.nm: ".safetensors", .onnx: ".onnx", .torchvision: ".pth"][format]!
         guard out.hasSuffix(suffix) else { throw ValidationError("--out must end in \(suffix) for --format \(format)") }
         guard ONNXExport.opsets.contains(opset) else {
             throw ValidationError("--opset \(opset) is not supported (13 to 21)")
@@ -44,9 +47,10 @@ struct Export: ParsableCommand {
             let config = try sparsity.config()
             let model = try arch.build(classes: numClasses, sparsity: config)
             try loadReporting(model, checkpoint: checkpoint, architecture: arch)
-            if format == .onnx {
-                try exportONNX(model, config)
-                return
+            switch format {
+            case .onnx: return try exportONNX(model, config)
+            case .torchvision: return try exportTorchvision(model)
+            case .nm: break
             }
             let (exported, report) = try ExportedModel.export(
                 model, architecture: arch, classes: numClasses, sparsity: config)
@@ -74,6 +78,12 @@ struct Export: ParsableCommand {
         print(
             "wrote \(out): opset \(opset), \(proto.graph.node.count) nodes, \(proto.graph.initializer.count) "
                 + String(format: "initializers, %.2f MB", Double(encoded.count) / 1e6))
+    }
+
+    private func exportTorchvision(_ model: any Model) throws {
+        let state = try TorchvisionExport.stateDict(model, architecture: arch, foldMask: foldMask)
+        try TorchCheckpoint(stateDict: state).writeStateDict(path: out)
+        print("wrote \(out): \(state.count) tensors under torchvision's names\(foldMask ? ", masks folded in" : "")")
     }
 
     /// A note per unit that trained N:M but whose folded weights are not N:M, and where the patterns come from.

@@ -112,7 +112,8 @@ struct InspectRow {
             // beside the weight (`<conv>.mask`).
             let reference = name.hasSuffix(".conv.weight") ? String(name.dropLast(".conv.weight".count)) : nil
             let beside = String(name.dropLast(".weight".count))
-            let (unit, maskKey) = reference.flatMap { byName["\($0).mask"] != nil ? ($0, "\($0).mask") : nil }
+            let (unit, maskKey) =
+                reference.flatMap { byName["\($0).mask"] != nil ? ($0, "\($0).mask") : nil }
                 ?? (beside, "\(beside).mask")
             guard let mask = byName[maskKey], mask.shape == weight.shape else {
                 return InspectRow(

@@ -279,6 +279,10 @@ func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int3
             let run = try maxq(["export", checkpoint, "--format", "onnx"] + arguments + options)
             #expect(run.status != 0 && run.err.contains(message), "\(run.err)")
         }
+        let torchvision = try maxq(
+            ["export", checkpoint, "--format", "torchvision", "--out", temporary.appendingPathComponent("m.pth").path]
+                + options)
+        #expect(torchvision.status != 0 && torchvision.err.contains("torchvision has no c_resnet18"))
         let other = temporary.appendingPathComponent("other.safetensors").path
         try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [7]))]).write(path: other)
         let mismatch = try maxq(["export", other, "--format", "onnx", "--out", onnx] + options)
