@@ -59,40 +59,37 @@ public enum Reports {
         }
     }
 
-    /// Two panels: losses (left) and top-1 accuracies with the N:M fraction (right).
+    /// Two panels over the epochs, a marker per epoch: losses on a logarithmic axis (left, so a
+    /// first loss of hundreds does not flatten the rest), top-1 accuracies and the N:M fraction in
+    /// percent (right).
     public static func curvesSVG(_ rows: [EpochMetrics], title: String) -> String {
-        let (width, height, pad) = (900.0, 360.0, 50.0)
-        let panel = (width - 3 * pad) / 2
-        func x(_ i: Int, _ left: Double) -> Double {
-            left + (rows.count > 1 ? Double(i) / Double(rows.count - 1) * panel : panel / 2)
+        let (width, height, pad) = (900.0, 380.0, 60.0)
+        let panelWidth = (width - 3 * pad) / 2, panelHeight = height - 2 * pad
+        let epochs = rows.map { Double($0.epoch) }
+        let xRange = (epochs.min() ?? 0)...max(epochs.max() ?? 1, (epochs.min() ?? 0) + 1)
+        let xTicks = SVGPanel.ticks(xRange, count: 8).filter { $0 == $0.rounded() }
+        let losses = rows.flatMap { [$0.trainLoss, $0.valLoss] }.filter { $0 > 0 && $0.isFinite }
+        let lossRange = pow(10, floor(log10(losses.min() ?? 0.1)))...pow(10, ceil(log10(max(losses.max() ?? 1, 1e-6))))
+        let lossPanel = SVGPanel(
+            left: pad, top: pad, width: panelWidth, height: panelHeight, x: xRange,
+            y: lossRange.lowerBound...max(lossRange.upperBound, lossRange.lowerBound * 10), logY: true)
+        let accuracyPanel = SVGPanel(
+            left: 2 * pad + panelWidth, top: pad, width: panelWidth, height: panelHeight, x: xRange, y: 0...100)
+        func points(_ value: (EpochMetrics) -> Double) -> [(x: Double, y: Double)] {
+            rows.map { (Double($0.epoch), value($0)) }
         }
-        func polyline(_ values: [Double], top: Double, left: Double, color: String, dash: Bool = false) -> String {
-            let points = values.enumerated().map { i, v in
-                String(format: "%.1f,%.1f", x(i, left), pad + (1 - min(max(v / top, 0), 1)) * (height - 2 * pad))
-            }.joined(separator: " ")
-            let pattern = dash ? " stroke-dasharray=\"6 4\"" : ""
-            return "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(pattern) points=\"\(points)\"/>"
-        }
-        let maxLoss = max(rows.map { max($0.trainLoss, $0.valLoss) }.max() ?? 1, 1e-6) * 1.1
-        let right = 2 * pad + panel
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" "
-        svg += "font-family=\"sans-serif\" font-size=\"12\">\n"
-        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        svg += "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         svg += "<text x=\"\(pad)\" y=\"20\" font-size=\"14\">\(title)</text>\n"
-        for left in [pad, right] {
-            svg += "<rect x=\"\(left)\" y=\"\(pad)\" width=\"\(panel)\" height=\"\(height - 2 * pad)\" "
-            svg += "fill=\"none\" stroke=\"#999\"/>\n"
-            svg += "<text x=\"\(left)\" y=\"\(height - pad + 16)\">epoch 0</text>"
-            svg +=
-                "<text x=\"\(left + panel - 50)\" y=\"\(height - pad + 16)\">epoch \(max(rows.count - 1, 0))</text>\n"
-        }
-        svg += String(format: "<text x=\"%.0f\" y=\"%.0f\">loss (top %.2f)</text>\n", pad, pad - 6, maxLoss)
-        svg += polyline(rows.map(\.trainLoss), top: maxLoss, left: pad, color: "#1f77b4") + "\n"
-        svg += polyline(rows.map(\.valLoss), top: maxLoss, left: pad, color: "#ff7f0e") + "\n"
-        svg += "<text x=\"\(right)\" y=\"\(pad - 6)\">top-1 % (0-100) and N:M groups (dashed, 0-1)</text>\n"
-        svg += polyline(rows.map(\.trainTop1), top: 100, left: right, color: "#1f77b4") + "\n"
-        svg += polyline(rows.map(\.valTop1), top: 100, left: right, color: "#ff7f0e") + "\n"
-        svg += polyline(rows.map(\.nmFraction), top: 1, left: right, color: "#2ca02c", dash: true) + "\n"
+        svg += lossPanel.frame(
+            xTicks: xTicks, yTicks: SVGPanel.logTicks(lossPanel.yRange), xTitle: "epoch", yTitle: "loss (log scale)")
+        svg += lossPanel.series(points(\.trainLoss), color: "#1f77b4")
+        svg += lossPanel.series(points(\.valLoss), color: "#ff7f0e")
+        svg += accuracyPanel.frame(
+            xTicks: xTicks, yTicks: [0, 25, 50, 75, 100], xTitle: "epoch", yTitle: "top-1 % and N:M groups % (dashed)")
+        svg += accuracyPanel.series(points(\.trainTop1), color: "#1f77b4")
+        svg += accuracyPanel.series(points(\.valTop1), color: "#ff7f0e")
+        svg += accuracyPanel.series(points { 100 * $0.nmFraction }, color: "#2ca02c", dash: true)
         svg += "<text x=\"\(pad)\" y=\"\(height - 8)\" fill=\"#1f77b4\">train</text>"
         svg += "<text x=\"\(pad + 50)\" y=\"\(height - 8)\" fill=\"#ff7f0e\">validation</text>"
         svg += "<text x=\"\(pad + 130)\" y=\"\(height - 8)\" fill=\"#2ca02c\">fraction of N:M groups</text>\n</svg>\n"

@@ -54,15 +54,19 @@ import Testing
                 == "arch,last_top1\nc_resnet18,30.500\nresnet50,76.100\n")
     }
 
-    /// Five series; the first point of the training loss sits where its value puts it: the loss
-    /// panel's top is 1.1 times the largest loss, 260 pixels high from y = 50.
+    /// Five series with a marker per epoch; the first point of the training loss sits where its
+    /// value puts it on the logarithmic loss axis (losses 1.25 to 2.25: the axis spans 1 to 10,
+    /// 260 pixels high from y = 60); both panels have tick labels.
     @Test func curvesDrawEverySeriesToScale() {
         let svg = Reports.curvesSVG(Self.rows, title: "run")
         let polylines = svg.components(separatedBy: "<polyline").dropFirst()
         #expect(polylines.count == 5)
         let firstPoint = polylines.first?.components(separatedBy: "points=\"").last?.split(separator: " ").first
-        let y = 50 + (1 - 2.25 / (2.25 * 1.1)) * 260
-        #expect(firstPoint == Substring(String(format: "50.0,%.1f", y)), "\(String(describing: firstPoint))")
-        #expect(svg.contains(">run</text>"))
+        let y = 60 + (1 - log10(2.25)) * 260
+        #expect(firstPoint == Substring(String(format: "60.0,%.1f", y)), "\(String(describing: firstPoint))")
+        #expect(svg.components(separatedBy: "<circle").count - 1 == 8)
+        for label in [">1</text>", ">10</text>", ">0</text>", ">100</text>", ">epoch</text>", ">run</text>"] {
+            #expect(svg.contains(label), "\(label)")
+        }
     }
 }
