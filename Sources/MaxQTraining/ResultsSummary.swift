@@ -150,3 +150,55 @@ public struct ResultsSummary: Sendable {
         }.joined(separator: "\n") + "\n"
     }
 }
+
+extension ResultsSummary {
+    /// Best top-1 (mean, with a bar of one standard deviation each side) against the kept fraction
+    /// N/M, one line per configuration with the N:M left out (arch, set, conv-bn type, schedule,
+    /// epochs).
+    public func svg(title: String) -> String {
+        struct Family: Hashable { let arch, set, type, schedule: String; let epochs: Int }
+        let families = Dictionary(grouping: lines) { line in
+            let c = line.configuration
+            return Family(arch: c.arch, set: c.set, type: c.convBNType, schedule: c.schedule, epochs: c.epochs)
+        }
+        let order = families.keys.sorted { "\($0.arch) \($0.type) \($0.set)" < "\($1.arch) \($1.type) \($1.set)" }
+        let values = lines.flatMap { [$0.bestMean - $0.bestStd, $0.bestMean + $0.bestStd] }
+        let low = max(0, ((values.min() ?? 0) - 2) / 5).rounded(.down) * 5
+        let high = min(100, ((values.max() ?? 100) + 2) / 5).rounded(.up) * 5
+        let panel = SVGPanel(
+            left: 70, top: 50, width: 560, height: 320, x: 0...1, y: low...max(high, low + 5))
+        let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1150\" height=\"420\" "
+        svg += "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        svg += "<text x=\"70\" y=\"20\" font-size=\"14\">\(title)</text>\n"
+        svg += panel.frame(
+            xTicks: [0, 0.25, 0.5, 0.75, 1], yTicks: SVGPanel.ticks(panel.yRange),
+            xTitle: "kept fraction N/M (1:16 = 0.0625, 1:4 = 0.25, 2:4 = 0.5)", yTitle: "best top-1 %")
+        for (index, family) in order.enumerated() {
+            let color = colors[index % colors.count]
+            let points = families[family]!.sorted { $0.configuration.density < $1.configuration.density }
+            svg += panel.series(points.map { ($0.configuration.density, $0.bestMean) }, color: color)
+            for line in points where line.bestStd > 0 {
+                let x = String(format: "%.1f", panel.x(line.configuration.density))
+                let (top, bottom) = (panel.y(line.bestMean + line.bestStd), panel.y(line.bestMean - line.bestStd))
+                svg += String(format: "<line x1=\"%@\" y1=\"%.1f\" x2=\"%@\" y2=\"%.1f\" ", x, top, x, bottom)
+                svg += "stroke=\"\(color)\"/>\n"
+            }
+            for line in points {
+                let c = line.configuration
+                svg += String(
+                    format: "<text x=\"%.1f\" y=\"%.1f\" fill=\"%@\" font-size=\"10\">%d:%d (%d)</text>\n",
+                    panel.x(c.density) + 5, panel.y(line.bestMean) - 5, color, c.n, c.m, line.runs)
+            }
+            let label = "\(family.arch) \(family.type) \(family.set), \(family.epochs) epochs, \(family.schedule)"
+            svg += "<text x=\"700\" y=\"\(60 + 18 * index)\" fill=\"\(color)\">\(label)</text>\n"
+        }
+        return svg + "<text x=\"700\" y=\"\(60 + 18 * order.count + 10)\" font-size=\"10\">"
+            + "(runs) after each N:M; bars: one standard deviation</text>\n</svg>\n"
+    }
+}
+
+extension ResultsSummary.Configuration {
+    /// The fraction of weights kept, N/M (dense runs have N = M).
+    var density: Double { Double(n) / Double(max(m, 1)) }
+}

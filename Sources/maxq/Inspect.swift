@@ -16,12 +16,20 @@ struct Inspect: ParsableCommand {
         name: [.customShort("a"), .long], help: "Also check the checkpoint against this architecture's state dict.")
     var arch: Architecture?
     @Flag(help: "One JSON object for machines instead of the table.") var json = false
+    @Option(help: "Also draw the layers as bars (zeros, kept weights, N:M valid or not) into this SVG file.")
+    var svg: String?
 
     func run() throws {
         let state: [(name: String, tensor: Tensor)]
         do { state = try CheckpointFile.readStateDict(path: checkpoint) } catch { throw Failure(error) }
         if let arch { try check(state, against: arch) }
         let rows = InspectRow.rows(state)
+        if let svg {
+            let title = "\(URL(fileURLWithPath: checkpoint).lastPathComponent): sparsity per convolution layer"
+            do { try AtomicWrite.write(Data(InspectPicture.svg(rows, title: title).utf8), to: svg) } catch {
+                throw Failure(error)
+            }
+        }
         if json {
             printJSON(rows)
         } else {

@@ -38,6 +38,11 @@ struct ResultsSummaryTests {
                 + "77.00,1.41,78.00,1.41")
         #expect(summary.markdown.hasPrefix("| arch | set |") && summary.markdown.contains("| 1:4 |"))
         #expect(summary.text.contains("77.00 ± 1.41"))
+        // One line through both N:M of the configuration, an error bar where runs differ.
+        let svg = summary.svg(title: "runs")
+        #expect(svg.components(separatedBy: "<polyline").count - 1 == 1)
+        #expect(svg.contains(">2:4 (2)</text>") && svg.contains(">1:4 (1)</text>"))
+        #expect(svg.components(separatedBy: "stroke=\"#1f77b4\"/>").count - 1 == 1)
     }
 
     @Test func whatIsNotAResultsFileIsOneLine() throws {

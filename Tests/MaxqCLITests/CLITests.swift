@@ -358,6 +358,14 @@ func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int3
         #expect(layers.filter { $0["n"] as? Int == 2 && $0["m"] as? Int == 4 }.count == 19)
         let wrong = try maxq(["inspect", checkpoint, "-a", "resnet50"])
         #expect(wrong.status != 0 && wrong.err.contains("load 'conv1.weight': shapes [64, 3, 7, 7] and [64, 3, 3, 3]"))
+        // The picture: a bar per layer, 19 of them N:M (green), the stem and classifier dense (blue).
+        let picture = temporary.appendingPathComponent("layers.svg")
+        #expect(try maxq(["inspect", checkpoint, "--svg", picture.path]).status == 0)
+        let svg = try String(contentsOf: picture, encoding: .utf8)
+        #expect(svg.components(separatedBy: "fill=\"#2ca02c\"/>").count - 1 == 19 + 1)  // and the legend's
+        #expect(svg.contains(">layer4.1.convbn2</text>") && svg.contains("2:4 · 50.0% zeros"))
+        #expect(svg.contains("dense (no mask) · 0.0% zeros · 1.7K weights"))
+        #expect(svg.contains("a valid N:M pattern in 19 of 21 layers"))
     }
 
     /// Misleading messages and crashes found by trying the commands as a hostile-but-fair user.
