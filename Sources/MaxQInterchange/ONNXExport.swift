@@ -23,22 +23,8 @@ public enum ONNXExport {
         opset: Int = defaultOpset
     ) throws(InterchangeError) -> (Onnx_ModelProto, DeploymentReport) {
         guard opsets.contains(opset) else { throw .unsupportedOpset(opset) }
-        var graph = OperatorGraph()
-        let output: String
-        let report: DeploymentReport
-        let nmUnits = model.units.filter { _, unit in unit.mask != nil && !unit.config.pattern.isDense }.map(\.0)
-        do {
-            var (units, folded) = try Deployment.fold(model)
-            try Deployment.install(units.map(\.densified), into: model, &folded)
-            report = folded
-            output = try model.described(OperatorGraph.input, name: "", in: &graph)
-        } catch let error as DeploymentError {
-            throw .deployment(error)
-        } catch let error as TensorError {
-            throw .deployment(.tensor(error))
-        } catch {
-            preconditionFailure("folding throws DeploymentError or TensorError: \(error)")
-        }
+        let inference = try InferenceGraph(model)
+        let (graph, output, report) = (inference.graph, inference.output, inference.report)
         var proto = Onnx_ModelProto()
         proto.irVersion = irVersion(opset)
         proto.producerName = "maxq"
@@ -48,8 +34,10 @@ public enum ONNXExport {
             }
         ]
         proto.graph = graphProto(graph, output: output, architecture: architecture, classes: classes, opset: opset)
-        proto.metadataProps = metadata(architecture: architecture, sparsity: sparsity, nmUnits: nmUnits, report: report)
-            .map { key, value in .with { ($0.key, $0.value) = (key, value) } }
+        proto.metadataProps = metadata(
+            architecture: architecture, sparsity: sparsity, nmUnits: inference.nmUnits, report: report
+        )
+        .map { key, value in .with { ($0.key, $0.value) = (key, value) } }
         return (proto, report)
     }
 

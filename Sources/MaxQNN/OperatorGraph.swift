@@ -153,3 +153,40 @@ extension Conv2d: GraphDescribing {
         graph.convolution(input, weight: weight.value, bias: bias?.value, geometry: geometry, name: name)
     }
 }
+
+extension OperatorGraph {
+    /// Every value's shape for an input of `inputShape`, from the nodes' attributes and weights
+    /// alone (no computation): what a cost count needs without running the model.
+    public func shapes(input inputShape: [Int]) throws(TensorError) -> [String: [Int]] {
+        let weights = Dictionary(initializers.map { ($0.name, $0.tensor.shape) }) { first, _ in first }
+        var shapes = [Self.input: inputShape]
+        for node in nodes {
+            guard let x = shapes[node.inputs[0]] ?? weights[node.inputs[0]] else {
+                throw .invalidArgument(op: "shapes", reason: "node \(node.name): unknown input \(node.inputs[0])")
+            }
+            func ints(_ name: String) -> [Int] { if case .ints(let v)? = node.attributes[name] { v } else { [] } }
+            func spatial(kernel: Int, stride: Int, pad: Int) -> [Int] {
+                x[2...].map { ($0 + 2 * pad - kernel) / stride + 1 }
+            }
+            switch node.op {
+            case "Conv":
+                let w = weights[node.inputs[1]] ?? []
+                shapes[node.name] =
+                    [x[0], w[0]]
+                    + spatial(
+                        kernel: w[2], stride: ints("strides").first ?? 1, pad: ints("pads").first ?? 0)
+            case "MaxPool":
+                shapes[node.name] =
+                    Array(x[0..<2])
+                    + spatial(
+                        kernel: ints("kernel_shape").first ?? 1, stride: ints("strides").first ?? 1,
+                        pad: ints("pads").first ?? 0)
+            case "GlobalAveragePool": shapes[node.name] = [x[0], x[1], 1, 1]
+            case "Flatten": shapes[node.name] = [x[0], x.dropFirst().reduce(1, *)]
+            case "Gemm": shapes[node.name] = [x[0], weights[node.inputs[1]]?[0] ?? 0]
+            default: shapes[node.name] = x  // point-wise, Add, Mul (broadcast onto the first input)
+            }
+        }
+        return shapes
+    }
+}

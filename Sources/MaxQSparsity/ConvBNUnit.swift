@@ -170,3 +170,13 @@ public final class ConvBNUnit: UnaryLayer {
         scale.setTraining(training)
     }
 }
+
+extension ConvBNUnit: GraphDescribing {
+    /// Its inference form: one convolution with batch norm and mask folded in (`foldedWeights`,
+    /// the deployment's folding), then the activation.
+    public func describe(_ input: String, name: String, in graph: inout OperatorGraph) throws(TensorError) -> String {
+        let (weight, bias) = try foldedWeights()
+        return graph.convolution(
+            input, weight: weight, bias: bias, geometry: conv.geometry, activation: activation, name: name)
+    }
+}

@@ -59,7 +59,10 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
     /// so the state alone determines the stream).
     public mutating func normal(mean: Float = 0, std: Float = 1) -> Float {
         let u1 = 1 - uniformDouble()  // (0, 1]: log is finite
-        let u2 = uniformDouble()
+        return Self.boxMuller(u1, uniformDouble(), mean: mean, std: std)
+    }
+
+    static func boxMuller(_ u1: Double, _ u2: Double, mean: Float, std: Float) -> Float {
         let z = (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2)
         return mean + std * Float(z)
     }
@@ -88,9 +91,28 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
 }
 
 extension Tensor {
+    /// The values `generator.normal` draws one after the other. The draws are sequential; the
+    /// logarithm and cosine of each, most of the time, run on all cores, block by block (same
+    /// values: each element's arithmetic is unchanged).
     public init(normal shape: [Int], mean: Float = 0, std: Float = 1, generator: inout RandomGenerator) {
         self.init(uninitializedShape: shape)
-        for i in 0..<count { storage.pointer[i] = generator.normal(mean: mean, std: std) }
+        let block = 1 << 15
+        var draws = [Double](repeating: 0, count: 2 * min(count, block))
+        let output = storage.pointer
+        for start in stride(from: 0, to: count, by: block) {
+            let length = min(block, count - start)
+            for i in 0..<length {
+                draws[2 * i] = 1 - generator.uniformDouble()
+                draws[2 * i + 1] = generator.uniformDouble()
+            }
+            draws.withUnsafeBufferPointer { d in
+                parallelRanges(length, grain: 4096) { range in
+                    for i in range {
+                        output[start + i] = RandomGenerator.boxMuller(d[2 * i], d[2 * i + 1], mean: mean, std: std)
+                    }
+                }
+            }
+        }
     }
 
     public init(uniform shape: [Int], low: Float, high: Float, generator: inout RandomGenerator) {

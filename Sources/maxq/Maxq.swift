@@ -9,7 +9,7 @@ struct Maxq: ParsableCommand {
         abstract: "N:M sparse training and deployment of convolutional networks (MaxQ, SR-STE).",
         subcommands: [
             Train.self, Demo.self, Predict.self, Export.self, Inspect.self, Mask.self, Convert.self, Replay.self,
-            Results.self, Bench.self, Doctor.self,
+            Results.self, Flops.self, Bench.self, Doctor.self,
         ])
 }
 

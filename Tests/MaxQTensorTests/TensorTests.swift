@@ -53,6 +53,18 @@ import Testing
         #expect((0..<5).map { _ in a.next() } == (0..<5).map { _ in resumed.next() })
     }
 
+    /// A normal tensor holds exactly the values drawn one by one (its blocks computed in
+    /// parallel), across block boundaries, and leaves the generator where one-by-one draws would.
+    @Test func normalTensorsEqualSequentialDraws() {
+        for count in [1, 4097, (1 << 15) * 2 + 123] {
+            var (a, b) = (RandomGenerator(seed: 9), RandomGenerator(seed: 9))
+            let tensor = Tensor(normal: [count], mean: 0.5, std: 2, generator: &a)
+            let drawn = (0..<count).map { _ in b.normal(mean: 0.5, std: 2) }
+            #expect(tensor.scalars == drawn, "\(count)")
+            #expect(a.next() == b.next())
+        }
+    }
+
     @Test func wrongShapesRaiseTypedErrorsNamingBothShapes() {
         let x = Tensor(zeros: [2, 3, 8, 8])
         #expect(throws: TensorError.shapeMismatch(op: "conv2d (groups 1)", [2, 3, 8, 8], [4, 5, 3, 3])) {
