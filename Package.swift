@@ -47,8 +47,9 @@ let package = Package(
         .target(
             name: "MaxQDeploy",
             dependencies: ["MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQFormats", "CKernels"]),
-        // Layer 8: other frameworks' model files: ONNX export (swift-protobuf; the code generated from
-        // ONNX's onnx.proto is committed, Scripts/generate_onnx_proto.sh) and a reader that runs them.
+        // Layer 8: other frameworks' model files and the original's reports: ONNX export (swift-protobuf;
+        // the code generated from ONNX's onnx.proto is committed, Scripts/generate_onnx_proto.sh), a reader
+        // that runs ONNX files, torchvision state dicts, FLOPs and parameter counts.
         .target(
             name: "MaxQInterchange",
             dependencies: [

@@ -1,6 +1,6 @@
 // A trained model as the operator graph of its inference form: every conv-bn unit folded by the
 // deployment (batch norm and mask in the weight) and installed dense, then described. ONNX export
-// writes it; the FLOPs count walks it.
+// writes it.
 import MaxQDeploy
 import MaxQModels
 import MaxQNN
