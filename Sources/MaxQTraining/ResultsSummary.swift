@@ -10,11 +10,20 @@ public struct ResultsSummary: Sendable {
         public var n: Int, m: Int
         public var schedule: String
         public var epochs: Int
+        /// False for runs read from a log that never reached its end (no results.csv row).
+        public var finished = true
 
         public static func < (a: Self, b: Self) -> Bool {
             let (x, y) = ((a.arch, a.set, a.convBNType), (b.arch, b.set, b.convBNType))
-            return x != y ? x < y : (a.m, a.n, a.schedule, a.epochs) < (b.m, b.n, b.schedule, b.epochs)
+            let (u, v) = ((a.m, a.n, a.schedule, a.epochs), (b.m, b.n, b.schedule, b.epochs))
+            return x != y ? x < y : u != v ? u < v : a.finished && !b.finished
         }
+    }
+
+    /// One run: its configuration, final and best top-1.
+    public struct Run: Sendable {
+        public let configuration: Configuration
+        public let last: Double, best: Double
     }
 
     public struct Line: Sendable {
@@ -42,28 +51,16 @@ public struct ResultsSummary: Sendable {
 
     /// Every results.csv at or below `paths` (a file, or a folder searched recursively).
     public init(paths: [String]) throws(Problem) {
-        var files: [String] = []
-        for path in paths {
-            var isFolder: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-                throw .unreadable(path: path, reason: "no such file or folder")
-            }
-            guard isFolder.boolValue else {
-                files.append(path)
-                continue
-            }
-            let found =
-                FileManager.default.enumerator(atPath: path)?.compactMap { $0 as? String }
-                .filter { $0 == "results.csv" || $0.hasSuffix("/results.csv") }.sorted() ?? []
-            files += found.map { "\(path)/\($0)" }
-        }
-        var runs: [Configuration: [(last: Double, best: Double)]] = [:]
-        for file in files {
-            for run in try Self.rows(of: file) { runs[run.configuration, default: []].append((run.last, run.best)) }
-        }
-        guard !runs.isEmpty else { throw .noResults(paths) }
-        lines = runs.keys.sorted().map { configuration in
-            let values = runs[configuration]!
+        let (runs, files) = try Self.finishedRuns(in: paths)
+        try self.init(runs: runs, files: files, paths: paths)
+    }
+
+    /// `runs` grouped by configuration; `files` are where they came from.
+    public init(runs: [Run], files: [String], paths: [String]) throws(Problem) {
+        let grouped = Dictionary(grouping: runs, by: \.configuration)
+        guard !grouped.isEmpty else { throw .noResults(paths) }
+        lines = grouped.keys.sorted().map { configuration in
+            let values = grouped[configuration]!
             let (last, best) = (Self.meanAndStd(values.map(\.last)), Self.meanAndStd(values.map(\.best)))
             return Line(
                 configuration: configuration, runs: values.count, lastMean: last.mean, lastStd: last.std,
@@ -72,8 +69,56 @@ public struct ResultsSummary: Sendable {
         self.files = files
     }
 
+    /// The rows of every results.csv at or below `paths`, and those files.
+    public static func finishedRuns(in paths: [String]) throws(Problem) -> (runs: [Run], files: [String]) {
+        // A file named on the command line is read whatever its name (unless it is a log).
+        let files = try Self.files(under: paths) { name, named in
+            name == "results.csv" || named && !name.hasSuffix(".log")
+        }
+        var runs: [Run] = []
+        for file in files { runs += try Self.rows(of: file) }
+        return (runs, files)
+    }
+
+    /// Files at or below `paths` whose name `matches` (with whether the file was named itself
+    /// rather than found in a folder).
+    public static func files(
+        under paths: [String], matching matches: (_ name: String, _ named: Bool) -> Bool
+    ) throws(Problem) -> [String] {
+        var files: [String] = []
+        for path in paths {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+                throw .unreadable(path: path, reason: "no such file or folder")
+            }
+            guard isFolder.boolValue else {
+                if matches(URL(fileURLWithPath: path).lastPathComponent, true) { files.append(path) }
+                continue
+            }
+            let found =
+                FileManager.default.enumerator(atPath: path)?.compactMap { $0 as? String }
+                .filter { matches(URL(fileURLWithPath: $0).lastPathComponent, false) }.sorted() ?? []
+            files += found.map { "\(path)/\($0)" }
+        }
+        return files
+    }
+
+    /// A run that stopped before its end, from its log (`=> Epoch: E, LR: .., Acc: A%, Best Acc: B%`
+    /// lines; nil when the log has none, or when the run finished: its results.csv row counts).
+    public static func unfinishedRun(log text: String, config: TrainingConfig) -> Run? {
+        guard !text.contains("] done: ") else { return nil }
+        let epochs = text.split(whereSeparator: \.isNewline).filter { $0.contains("] => Epoch: ") }
+        guard let line = epochs.last, let acc = line.range(of: "Acc: "), let best = line.range(of: "Best Acc: "),
+            let last = Double(line[acc.upperBound...].prefix { $0 != "%" }),
+            let bestValue = Double(line[best.upperBound...].prefix { $0 != "%" })
+        else { return nil }
+        var configuration = Configuration(config)
+        configuration.finished = false
+        return Run(configuration: configuration, last: last, best: bestValue)
+    }
+
     /// The rows of one results.csv, columns found by name (any order, extra columns ignored).
-    static func rows(of file: String) throws(Problem) -> [(configuration: Configuration, last: Double, best: Double)] {
+    static func rows(of file: String) throws(Problem) -> [Run] {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw .unreadable(path: file, reason: "cannot read it as text")
         }
@@ -105,7 +150,7 @@ public struct ResultsSummary: Sendable {
             let configuration = Configuration(
                 arch: field("arch"), set: field("set"), convBNType: field("conv_bn_type"), n: n, m: m,
                 schedule: schedule, epochs: epochs)
-            return (configuration, last, best)
+            return Run(configuration: configuration, last: last, best: best)
         }
     }
 
@@ -118,7 +163,8 @@ public struct ResultsSummary: Sendable {
     }
 
     public static let columns = [
-        "arch", "set", "conv_bn_type", "N:M", "schedule", "epochs", "runs", "last_top1_mean", "last_top1_std",
+        "arch", "set", "conv_bn_type", "N:M", "schedule", "epochs", "finished", "runs", "last_top1_mean",
+        "last_top1_std",
         "best_top1_mean", "best_top1_std",
     ]
 
@@ -126,7 +172,10 @@ public struct ResultsSummary: Sendable {
     public var table: [[String]] {
         lines.map { line in
             let c = line.configuration
-            return [c.arch, c.set, c.convBNType, "\(c.n):\(c.m)", c.schedule, "\(c.epochs)", "\(line.runs)"]
+            return [
+                c.arch, c.set, c.convBNType, "\(c.n):\(c.m)", c.schedule, "\(c.epochs)", c.finished ? "yes" : "no",
+                "\(line.runs)",
+            ]
                 + [line.lastMean, line.lastStd, line.bestMean, line.bestStd].map { String(format: "%.2f", $0) }
         }
     }
@@ -141,8 +190,10 @@ public struct ResultsSummary: Sendable {
 
     /// Aligned columns, top-1 as mean ± std.
     public var text: String {
-        let head = ["arch", "set", "conv-bn type", "N:M", "schedule", "epochs", "runs", "last top-1", "best top-1"]
-        let rows = table.map { Array($0[0..<7]) + ["\($0[7]) ± \($0[8])", "\($0[9]) ± \($0[10])"] }
+        let head = [
+            "arch", "set", "conv-bn type", "N:M", "schedule", "epochs", "finished", "runs", "last top-1", "best top-1",
+        ]
+        let rows = table.map { Array($0[0..<8]) + ["\($0[8]) ± \($0[9])", "\($0[10]) ± \($0[11])"] }
         let widths = head.indices.map { i in ([head] + rows).map { $0[i].count }.max()! }
         return ([head] + rows).map { row in
             row.enumerated().map { i, value in value.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
@@ -201,4 +252,13 @@ extension ResultsSummary {
 extension ResultsSummary.Configuration {
     /// The fraction of weights kept, N/M (dense runs have N = M).
     var density: Double { Double(n) / Double(max(m, 1)) }
+}
+
+extension ResultsSummary.Configuration {
+    /// The configuration a training run's settings describe (as its results.csv row would).
+    public init(_ c: TrainingConfig) {
+        self.init(
+            arch: c.arch.rawValue, set: c.set.rawValue, convBNType: c.convBNType.rawValue, n: c.n, m: c.m,
+            schedule: "\(c.pruneSchedule.rawValue) \(c.increaseStart)-\(c.increaseEnd)", epochs: c.epochs)
+    }
 }

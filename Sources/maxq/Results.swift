@@ -1,5 +1,7 @@
 // `maxq results`: one line per configuration over many runs' results.csv rows (runs, mean and
-// standard deviation of the final and best top-1), as text, CSV or Markdown.
+// standard deviation of the final and best top-1), as text, CSV or Markdown. Runs that stopped
+// before their end left no row: their logs are read (settings from the command line the log
+// starts with, top-1 from its last epoch line) and shown on lines of their own, not finished.
 import ArgumentParser
 import Foundation
 import MaxQFormats
@@ -20,7 +22,9 @@ struct Results: ParsableCommand {
 
     func run() throws {
         do {
-            let summary = try ResultsSummary(paths: paths)
+            let (finished, files) = try ResultsSummary.finishedRuns(in: paths)
+            let (unfinished, logs) = try unfinishedRuns()
+            let summary = try ResultsSummary(runs: finished + unfinished, files: files + logs, paths: paths)
             if let svg {
                 let title = "best top-1 against N:M, \(summary.files.count) results files"
                 try AtomicWrite.write(Data(summary.svg(title: title).utf8), to: svg)
@@ -29,5 +33,21 @@ struct Results: ParsableCommand {
         } catch {
             throw Failure(error)
         }
+    }
+
+    /// Runs whose log has no `done:` line: their settings parsed as `maxq train` parses them.
+    private func unfinishedRuns() throws -> ([ResultsSummary.Run], [String]) {
+        var runs: [ResultsSummary.Run] = [], logs: [String] = []
+        for log in try ResultsSummary.files(under: paths, matching: { name, _ in name.hasSuffix(".log") }) {
+            guard let text = try? String(contentsOfFile: log, encoding: .utf8),
+                let first = text.split(whereSeparator: \.isNewline).first,
+                let command = first.range(of: "] maxq train "),
+                let train = try? Train.parse(first[command.upperBound...].split(separator: " ").map(String.init)),
+                let run = ResultsSummary.unfinishedRun(log: text, config: train.config)
+            else { continue }
+            runs.append(run)
+            logs.append(log)
+        }
+        return (runs, logs)
     }
 }

@@ -1,6 +1,9 @@
 // `maxq results`: runs grouped by configuration, mean and sample standard deviation of top-1,
-// columns found by name, and one-line errors for what is not a results file.
+// columns found by name, unfinished runs from their logs, and one-line errors for what is not a
+// results file.
 import Foundation
+import MaxQData
+import MaxQModels
 import MaxQTraining
 import Testing
 
@@ -34,7 +37,7 @@ struct ResultsSummaryTests {
         #expect(twoRuns.configuration.n == 2 && twoRuns.lastMean == 77 && twoRuns.bestMean == 78)
         #expect(abs(twoRuns.lastStd - 2.squareRoot()) < 1e-12 && summary.lines[0].lastStd == 0)
         #expect(
-            summary.csv.split(separator: "\n")[2] == "resnet50,ImageNet,SoftMaxQConv2DBN,2:4,linear 0-90,120,2,"
+            summary.csv.split(separator: "\n")[2] == "resnet50,ImageNet,SoftMaxQConv2DBN,2:4,linear 0-90,120,yes,2,"
                 + "77.00,1.41,78.00,1.41")
         #expect(summary.markdown.hasPrefix("| arch | set |") && summary.markdown.contains("| 1:4 |"))
         #expect(summary.text.contains("77.00 ± 1.41"))
@@ -43,6 +46,24 @@ struct ResultsSummaryTests {
         #expect(svg.components(separatedBy: "<polyline").count - 1 == 1)
         #expect(svg.contains(">2:4 (2)</text>") && svg.contains(">1:4 (1)</text>"))
         #expect(svg.components(separatedBy: "stroke=\"#1f77b4\"/>").count - 1 == 1)
+    }
+
+    /// A log without its `done:` line: top-1 from the last epoch line, a configuration of its own.
+    @Test func anUnfinishedRunComesFromItsLog() throws {
+        let log = """
+            [2026-01-01 10:00:00] maxq train --set Synthetic -a c_resnet18 --epochs 90
+            [2026-01-01 10:10:00] => Epoch: 0, LR: 0.1000, Acc: 31.50%, Best Acc: 31.50%
+            [2026-01-01 10:20:00] => Epoch: 1, LR: 0.0999, Acc: 30.25%, Best Acc: 31.50%
+
+            """
+        let config = TrainingConfig(set: .synthetic, arch: .cResnet18, epochs: 90)
+        let run = try #require(ResultsSummary.unfinishedRun(log: log, config: config))
+        #expect(run.last == 30.25 && run.best == 31.5 && !run.configuration.finished)
+        #expect(run.configuration.arch == "c_resnet18" && run.configuration.epochs == 90)
+        let done = log + "[2026-01-01 10:30:00] done: last top-1 30.25%, best top-1 31.50%; ...\n"
+        #expect(ResultsSummary.unfinishedRun(log: done, config: config) == nil)
+        let summary = try ResultsSummary(runs: [run], files: ["x.log"], paths: ["runs"])
+        #expect(summary.csv.contains(",90,no,1,30.25,0.00,31.50,0.00"))
     }
 
     @Test func whatIsNotAResultsFileIsOneLine() throws {

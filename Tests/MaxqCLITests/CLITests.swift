@@ -289,6 +289,29 @@ func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int3
         #expect(mismatch.status != 0 && mismatch.err.contains("fc.bias"), "\(mismatch.err)")
     }
 
+    /// `results` over a folder: a finished run's results.csv row, and a run that stopped early
+    /// read from its log (settings from its command line, as `maxq train` parses them).
+    @Test func resultsReadRowsAndUnfinishedLogs() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        try """
+        date,N,M,arch,set,last_top1,best_top1,epochs,conv_bn_type,increase_start,increase_end,prune_schedule
+        d,2,4,c_resnet18,CIFAR10,90.10,90.50,300,SoftMaxQConv2DBN,0,250,linear
+
+        """.write(to: temporary.appendingPathComponent("results.csv"), atomically: true, encoding: .utf8)
+        try """
+        [2026-01-01 10:00:00] maxq train /data/cifar --set CIFAR10 -a c_resnet18 --epochs 300 --N 1 --M 16 --increase-end 250
+        [2026-01-01 10:10:00] => Epoch: 41, LR: 0.0950, Acc: 80.25%, Best Acc: 81.00%
+
+        """.write(to: temporary.appendingPathComponent("c_resnet18.x.log"), atomically: true, encoding: .utf8)
+        let run = try maxq(["results", temporary.path, "--csv"])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(
+            run.out.contains("c_resnet18,CIFAR10,SoftMaxQConv2DBN,2:4,linear 0-250,300,yes,1,90.10,0.00,90.50,0.00"))
+        #expect(
+            run.out.contains("c_resnet18,CIFAR10,SoftMaxQConv2DBN,1:16,linear 0-250,300,no,1,80.25,0.00,81.00,0.00"))
+    }
+
     /// PyTorch's file to safetensors gives the tensors PyTorch saved; back to PyTorch's format and
     /// again to safetensors changes no bit.
     @Test func convertMovesCheckpointsBothWays() throws {
