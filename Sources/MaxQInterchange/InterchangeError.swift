@@ -14,7 +14,8 @@ public enum InterchangeError: Error, CustomStringConvertible {
             "opset \(opset) is not supported (\(ONNXExport.opsets.lowerBound) to \(ONNXExport.opsets.upperBound))"
         case .deployment(let error): "\(error)"
         case .noTorchvisionModel(let arch):
-            "torchvision has no \(arch) (it has \(TorchvisionExport.architectures.map(\.rawValue).joined(separator: ", ")))"
+            "torchvision has no \(arch) (it has "
+                + "\(TorchvisionExport.architectures.map(\.rawValue).joined(separator: ", ")))"
         case .unreadable(let path, let reason): "\(path): \(reason)"
         }
     }

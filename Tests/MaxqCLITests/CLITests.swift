@@ -300,7 +300,7 @@ func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int3
 
         """.write(to: temporary.appendingPathComponent("results.csv"), atomically: true, encoding: .utf8)
         try """
-        [2026-01-01 10:00:00] maxq train /data/cifar --set CIFAR10 -a c_resnet18 --epochs 300 --N 1 --M 16 --increase-end 250
+        [2026-01-01 10:00:00] maxq train /data --set CIFAR10 -a c_resnet18 --epochs 300 --N 1 --M 16 --increase-end 250
         [2026-01-01 10:10:00] => Epoch: 41, LR: 0.0950, Acc: 80.25%, Best Acc: 81.00%
 
         """.write(to: temporary.appendingPathComponent("c_resnet18.x.log"), atomically: true, encoding: .utf8)
