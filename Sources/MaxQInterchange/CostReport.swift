@@ -37,30 +37,17 @@ public struct CostReport: Sendable {
         }
         // This model's: every parameter, each unit's weight by the non-zeros it has with its mask.
         var parameters = 0.0
-        let unitWeights = Dictionary(
-            model.units.map { name, unit in
-                (unit.conv.namedParameters(prefix: stateKey(name, unit.names.conv))[0].0, unit)
-            }
+        let masked = Dictionary(
+            model.units.filter { $0.1.mask != nil }.map { name, unit in (unit.weightKey(prefix: name), unit) }
         ) { first, _ in first }
         for (name, parameter) in model.namedParameters(prefix: "") {
-            guard let unit = unitWeights[name], let mask = unit.mask else {
-                parameters += Double(parameter.value.count)
-                continue
-            }
-            do {
-                let effective = try parameter.value.backend.multiply(parameter.value, mask.value)
-                parameters += Double(effective.count - effective.backend.countZeros(effective))
-            } catch {
-                throw .deployment(.tensor(error))
-            }
+            let (zeros, total) = masked[name]?.zeroCount ?? (0, parameter.value.count)
+            parameters += Double(total - zeros)
         }
         // The model as it is (units folded as they describe themselves): its shapes and weights.
-        var graph = OperatorGraph()
+        let (graph, _) = try InferenceGraph.describe(model)
         let shapes: [String: [Int]]
-        do {
-            _ = try model.described(OperatorGraph.input, name: "", in: &graph)
-            shapes = try graph.shapes(input: [1, 3, resolution, resolution])
-        } catch {
+        do { shapes = try graph.shapes(input: [1, 3, resolution, resolution]) } catch {
             throw .deployment(.tensor(error))
         }
         let weights = Dictionary(graph.initializers.map { ($0.name, $0.tensor) }) { first, _ in first }

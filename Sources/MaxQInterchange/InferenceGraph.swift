@@ -1,6 +1,6 @@
-// A trained model as the operator graph of its inference form: every conv-bn unit folded by the
-// deployment (batch norm and mask in the weight) and installed dense, then described. ONNX export
-// writes it.
+// A trained model as the operator graph of its inference form: every conv-bn unit described by
+// the deployment's folding (batch norm and mask in the weight), with the deployment's report of
+// which units are exactly N:M. ONNX export writes it; the FLOPs count walks the graph.
 import MaxQDeploy
 import MaxQModels
 import MaxQNN
@@ -12,25 +12,24 @@ public struct InferenceGraph {
     public let output: String
     /// Units whose folded weights are not exactly N:M are among `report.dense` (cause `.notNM`).
     public let report: DeploymentReport
-    /// Units that train N:M (a mask and a sparse pattern), before folding.
+    /// Units that train N:M (a mask and a sparse pattern).
     public let nmUnits: [String]
 
-    /// `model` is changed: its units are replaced by their folded inference layers.
+    /// `model` is not changed.
     public init(_ model: any Model) throws(InterchangeError) {
         nmUnits = model.units.filter { _, unit in unit.mask != nil && !unit.config.pattern.isDense }.map(\.0)
+        do { (_, report) = try Deployment.fold(model) } catch { throw .deployment(error) }
+        (graph, output) = try Self.describe(model)
+    }
+
+    /// `model`'s operator graph and the value holding its logits.
+    static func describe(_ model: any Model) throws(InterchangeError) -> (OperatorGraph, String) {
         var graph = OperatorGraph()
         do {
-            var (units, report) = try Deployment.fold(model)
-            try Deployment.install(units.map(\.densified), into: model, &report)
-            self.report = report
-            output = try model.described(OperatorGraph.input, name: "", in: &graph)
-        } catch let error as DeploymentError {
-            throw .deployment(error)
-        } catch let error as TensorError {
-            throw .deployment(.tensor(error))
+            let output = try model.described(OperatorGraph.input, name: "", in: &graph)
+            return (graph, output)
         } catch {
-            preconditionFailure("folding throws DeploymentError or TensorError: \(error)")
+            throw .deployment(.tensor(error))
         }
-        self.graph = graph
     }
 }

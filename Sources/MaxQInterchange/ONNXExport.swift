@@ -16,8 +16,7 @@ public enum ONNXExport {
     public static let defaultOpset = 17
 
     /// The ONNX model of `model` (built for `architecture` with `sparsity`, weights loaded), and
-    /// the deployment's report (units whose N:M pattern is not exact). `model` is changed: its
-    /// units are replaced by their folded inference layers.
+    /// the deployment's report (units whose N:M pattern is not exact).
     public static func model(
         _ model: any Model, architecture: Architecture, classes: Int, sparsity: SparsityConfig,
         opset: Int = defaultOpset

@@ -21,13 +21,10 @@ public enum TorchvisionExport {
         for (name, unit) in model.units {
             guard let mask = unit.mask else { continue }
             masks.insert(unit.maskKey(prefix: name))
-            if foldMask {
-                let (key, weight) = unit.conv.namedParameters(prefix: stateKey(name, unit.names.conv))[0]
-                do {
-                    folded[key] = try weight.value.backend.multiply(weight.value, mask.value)
-                } catch {
-                    throw .deployment(.tensor(error))
-                }
+            guard foldMask else { continue }
+            let weight = unit.conv.weight.value
+            do { folded[unit.weightKey(prefix: name)] = try weight.backend.multiply(weight, mask.value) } catch {
+                throw .deployment(.tensor(error))
             }
         }
         let isResNet = architecture.rawValue.hasPrefix("resnet")

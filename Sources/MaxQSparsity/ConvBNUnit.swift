@@ -159,6 +159,11 @@ public final class ConvBNUnit: UnaryLayer {
         scale.namedBuffers(prefix: stateKey(prefix, names.scale)) + (mask.map { [(maskKey(prefix: prefix), $0)] } ?? [])
     }
 
+    /// The convolution weight's state-dict name under `prefix`.
+    public func weightKey(prefix: String) -> String {
+        stateKey(stateKey(prefix, names.conv), "weight")
+    }
+
     /// The mask's state-dict name under `prefix`: `<prefix>.mask`, or beside the weight
     /// (`<prefix>.<conv>.mask`) in torchvision's layout.
     public func maskKey(prefix: String) -> String {

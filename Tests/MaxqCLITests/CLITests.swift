@@ -35,8 +35,23 @@ func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int3
     )
 }
 
+/// The logits `predict --json` printed for its one image.
+func jsonLogits(_ run: (status: Int32, out: String, err: String)) throws -> [Double] {
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any])
+    return try #require(object["logits"] as? [Double])
+}
+
 @Suite struct CLITests {
     let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("maxq-cli-\(UUID().uuidString)")
+
+    /// A c_resnet18 checkpoint holding only a zero classifier bias (10 classes; the rest is the
+    /// seeded initialisation), in the temporary folder, which this creates.
+    func biasOnlyCheckpoint() throws -> String {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        let checkpoint = temporary.appendingPathComponent("bias.safetensors").path
+        try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [10]))]).write(path: checkpoint)
+        return checkpoint
+    }
 
     @Test func maskCommandReproducesTheReferenceSRSTEMasks() throws {
         try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
@@ -181,38 +196,33 @@ func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int3
     /// The sparse engine gives the dense engine's logits; a model whose masks are not yet N:M (mid-schedule) runs
     /// dense, and says so per layer.
     @Test func predictsTheSameLogitsOnTheSparseEngine() throws {
-        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        let checkpoint = try biasOnlyCheckpoint()
         defer { try? FileManager.default.removeItem(at: temporary) }
-        let checkpoint = temporary.appendingPathComponent("bias.safetensors").path
-        try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [10]))]).write(path: checkpoint)
         let image = Fixtures.path("images/photo.jpg")
         let common = [
             "predict", "-a", "c_resnet18", "--num-classes", "10", "--pretrained", checkpoint, "--json",
             "--conv-bn-type", "SoftMaxQConv2DBN", "--N", "2", "--M", "4", image,
         ]
-        func logits(_ run: (status: Int32, out: String, err: String)) throws -> [Double] {
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any])
-            return try #require(object["logits"] as? [Double])
-        }
         let dense = try maxq(common + ["--increase-end", "0", "--engine", "dense"])
         let sparse = try maxq(common + ["--increase-end", "0", "--engine", "sparse"])
         #expect(dense.status == 0 && sparse.status == 0, "\(sparse.err)")
         #expect(!sparse.err.contains("runs dense"), "\(sparse.err)")
-        for (a, b) in zip(try logits(dense), try logits(sparse)) { #expect(abs(a - b) <= 1e-4 * max(abs(a), 1)) }
+        for (a, b) in zip(try jsonLogits(dense), try jsonLogits(sparse)) {
+            #expect(abs(a - b) <= 1e-4 * max(abs(a), 1))
+        }
         let early = try maxq(common + ["--increase-end", "4", "--engine", "sparse"])
         #expect(early.status == 0)
         #expect(early.err.contains("layer1.0.convbn1 runs dense: layer1.0.convbn1:"), "\(early.err)")
-        #expect(try logits(early) == (try logits(try maxq(common + ["--increase-end", "4", "--engine", "dense"]))))
+        #expect(
+            try jsonLogits(early) == (try jsonLogits(try maxq(common + ["--increase-end", "4", "--engine", "dense"]))))
     }
 
     /// `export` writes the compressed model and its sizes; predict on it gives the checkpoint's logits on both
     /// engines; other model options, a truncated copy and a checkpoint reader are refused with one line.
     @Test func exportedModelPredictsLikeItsCheckpoint() throws {
-        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        let checkpoint = try biasOnlyCheckpoint()
         defer { try? FileManager.default.removeItem(at: temporary) }
-        let checkpoint = temporary.appendingPathComponent("bias.safetensors").path
         let model = temporary.appendingPathComponent("model.nm.safetensors").path
-        try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [10]))]).write(path: checkpoint)
         let options = ["-a", "c_resnet18", "--num-classes", "10", "--N", "1", "--M", "8", "--increase-end", "0"]
         // Without masks and before the schedule's end, nothing is N:M yet: every layer is named, with the way out.
         let early = try maxq(["export", checkpoint, "--out", model, "-a", "c_resnet18", "--num-classes", "10"])
@@ -229,8 +239,7 @@ func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int3
         func logits(_ arguments: [String]) throws -> [Double] {
             let run = try maxq(["predict", "--json"] + arguments + [image])
             #expect(run.status == 0, "\(run.err)")
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any])
-            return try #require(object["logits"] as? [Double])
+            return try jsonLogits(run)
         }
         let reference = try logits(["--pretrained", checkpoint, "--engine", "dense"] + options)
         for engine in ["sparse", "dense"] {
@@ -251,18 +260,14 @@ func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int3
     /// `export --format onnx` writes a file whose graph, run on our kernels from its nodes and
     /// initializers, gives `predict`'s logits; bad requests are one line each.
     @Test func onnxExportRunsLikePredict() throws {
-        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        let checkpoint = try biasOnlyCheckpoint()
         defer { try? FileManager.default.removeItem(at: temporary) }
-        let checkpoint = temporary.appendingPathComponent("bias.safetensors").path
         let onnx = temporary.appendingPathComponent("model.onnx").path
-        try SafetensorsFile(tensors: [("fc.bias", Tensor(zeros: [10]))]).write(path: checkpoint)
         let options = ["-a", "c_resnet18", "--num-classes", "10", "--N", "2", "--M", "4", "--increase-end", "0"]
         let export = try maxq(["export", checkpoint, "--format", "onnx", "--opset", "13", "--out", onnx] + options)
         #expect(export.status == 0 && export.out.contains("wrote \(onnx): opset 13"), "\(export.err)")
         let image = Fixtures.path("images/photo.jpg")
-        let predict = try maxq(["predict", "--json", "--pretrained", checkpoint, image] + options)
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(predict.out.utf8)) as? [String: Any])
-        let expected = try #require(object["logits"] as? [Double])
+        let expected = try jsonLogits(try maxq(["predict", "--json", "--pretrained", checkpoint, image] + options))
         let recipe = ImageRecipe(resolution: 32)
         var input = Tensor(uninitializedShape: [1, 3, 32, 32])
         let encoded = try EncodedImage(path: image)
