@@ -10,7 +10,7 @@ let package = Package(
             name: "MaxQ",
             targets: [
                 "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats",
-                "MaxQDeploy", "MaxQInterchange",
+                "MaxQDeploy", "MaxQInterchange", "MaxQDistributed",
             ]),
     ],
     dependencies: [
@@ -22,6 +22,8 @@ let package = Package(
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(
+            name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // JPEG regions with libjpeg-turbo's libjpeg API (libjpeg62-turbo-dev; C: errors arrive by longjmp).
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         // Parallel loops on libgomp, the OpenMP runtime oneDNN uses (C: Swift cannot call it generically).
@@ -56,6 +58,8 @@ let package = Package(
                 "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQDeploy",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
+        // Beside layer 6: the processes of a data-parallel run on MPI (Open MPI, `mpirun -np K maxq train`).
+        .target(name: "MaxQDistributed", dependencies: ["MaxQTensor", "MaxQNN", "CMPI"]),
         // I/O formats: safetensors, PyTorch zip checkpoints. Parsers of untrusted files rely on
         // Swift's overflow and bounds checks (no target uses -Ounchecked or any unsafe flag).
         .target(name: "MaxQFormats", dependencies: ["MaxQTensor"]),
@@ -64,7 +68,7 @@ let package = Package(
             name: "maxq",
             dependencies: [
                 "MaxQTensor", "MaxQNN", "MaxQSparsity", "MaxQModels", "MaxQData", "MaxQTraining", "MaxQFormats",
-                "MaxQDeploy", "MaxQInterchange",
+                "MaxQDeploy", "MaxQInterchange", "MaxQDistributed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fuzz targets of the file readers (Scripts/fuzz.sh); built normally, a corpus replayer.

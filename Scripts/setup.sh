@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages MaxQ links against, if any are missing:
 #   libdnnl-dev (oneDNN: convolution), libopenblas-dev (OpenBLAS: matrix products),
-#   libjpeg62-turbo-dev (libjpeg-turbo) and libpng-dev (image decoding); binutils (objdump, for
+#   libjpeg62-turbo-dev (libjpeg-turbo) and libpng-dev (image decoding); libopenmpi-dev and
+#   openmpi-bin (Open MPI: data-parallel training under mpirun); binutils (objdump, for
 #   Scripts/check_baseline_isa.sh).
 # Uses apt-get as root, or through sudo otherwise. Does nothing when all are present.
 set -euo pipefail
 
-packages=(libdnnl-dev libopenblas-dev libjpeg62-turbo-dev libpng-dev binutils)
+packages=(libdnnl-dev libopenblas-dev libjpeg62-turbo-dev libpng-dev libopenmpi-dev openmpi-bin binutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

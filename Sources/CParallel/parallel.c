@@ -7,6 +7,7 @@ extern void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, 
 extern int omp_get_thread_num(void);
 extern int omp_get_num_threads(void);
 extern int omp_get_max_threads(void);
+extern void omp_set_num_threads(int);
 
 struct job {
     long total, chunks;
@@ -42,3 +43,5 @@ void maxq_parallel_dynamic(long count, void *context, maxq_range_body body) {
 }
 
 int maxq_max_threads(void) { return omp_get_max_threads(); }
+
+void maxq_set_threads(int count) { omp_set_num_threads(count); }

@@ -1,6 +1,7 @@
 // Batches from a dataset: order from a seeded shuffle (a function of seed and epoch only),
-// samples decoded by `workers` threads while the previous batch trains, the last partial
-// batch kept, corrupt files skipped with a warning and counted.
+// one process's share of it in data-parallel runs, samples decoded by `workers` threads while
+// the previous batch trains, the last partial batch kept, corrupt files skipped with a warning
+// and counted.
 import Foundation
 import MaxQTensor
 
@@ -11,28 +12,64 @@ public struct Batch {
     public var skipped: [String]
 }
 
+/// One process's share of every epoch in a data-parallel run (PyTorch's DistributedSampler):
+/// of the epoch's order, padded by repeating its start to a multiple of `count` when `padded`,
+/// the positions `rank`, `rank + count`, `rank + 2 count`, ...
+public struct DataShard: Sendable, Equatable {
+    public var rank: Int
+    public var count: Int
+    /// Training pads, so that every process takes the same number of steps; validation does not,
+    /// so that every sample is counted once.
+    public var padded: Bool
+
+    public init(rank: Int, count: Int, padded: Bool) {
+        (self.rank, self.count, self.padded) = (rank, max(1, count), padded)
+    }
+
+    public static let whole = DataShard(rank: 0, count: 1, padded: false)
+
+    /// The share's positions of an order of `total` samples.
+    func take(_ order: [Int]) -> [Int] {
+        guard count > 1, !order.isEmpty else { return order }
+        var order = order
+        if padded {
+            let target = (order.count + count - 1) / count * count
+            while order.count < target { order += order.prefix(target - order.count) }
+        }
+        return Array(stride(from: rank, to: order.count, by: count).map { order[$0] })
+    }
+
+    func share(of total: Int) -> Int {
+        padded ? (total + count - 1) / count : max(0, (total - rank + count - 1) / count)
+    }
+}
+
 public final class DataLoader: @unchecked Sendable {
     public let dataset: any Dataset
     public let batchSize: Int
     public let shuffle: Bool
     public let seed: UInt64
     public let workers: Int
+    public let shard: DataShard
 
-    public init(dataset: any Dataset, batchSize: Int, shuffle: Bool, seed: UInt64, workers: Int) {
+    public init(
+        dataset: any Dataset, batchSize: Int, shuffle: Bool, seed: UInt64, workers: Int, shard: DataShard = .whole
+    ) {
         self.dataset = dataset
         self.batchSize = max(1, batchSize)
         self.shuffle = shuffle
         self.seed = seed
         self.workers = max(1, workers)
+        self.shard = shard
     }
 
-    public var batchesPerEpoch: Int { (dataset.count + batchSize - 1) / batchSize }
+    public var batchesPerEpoch: Int { (shard.share(of: dataset.count) + batchSize - 1) / batchSize }
 
-    /// The sample order of an epoch.
+    /// This process's sample order of an epoch: its share of one order that all processes compute.
     public func order(epoch: Int) -> [Int] {
-        guard shuffle else { return Array(0..<dataset.count) }
+        guard shuffle else { return shard.take(Array(0..<dataset.count)) }
         var generator = RandomGenerator(seed: seed &+ 0x5DEE_CE66 &* UInt64(epoch + 1))
-        return generator.permutation(dataset.count)
+        return shard.take(generator.permutation(dataset.count))
     }
 
     /// The batches of `epoch`, produced one ahead on background threads.

@@ -22,6 +22,14 @@ extension Model {
 
     public func setEpoch(_ epoch: Int) { units.forEach { $0.1.epoch = epoch } }
 
+    /// Every batch norm: the conv-bn units' and any other (ResNet's stem), each once.
+    public var batchNorms: [BatchNorm2d] {
+        var seen = Set<ObjectIdentifier>()
+        return (units.map(\.1.scale) + descendants(of: BatchNorm2d.self).map(\.1)).filter {
+            seen.insert(ObjectIdentifier($0)).inserted
+        }
+    }
+
     /// Recomputes all masks from the current weights, in parallel across layers.
     public func recomputeMasks() throws(TensorError) { try ConvBNUnit.recomputeMasks(of: units) }
 }

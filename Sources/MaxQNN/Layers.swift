@@ -83,6 +83,9 @@ public final class BatchNorm2d: Layer {
     public let eps: Float
     public let momentum: Float
     public var training = true
+    /// Training statistics over the batches of all these processes (`--sync-bn`); nil: this
+    /// process's batch alone.
+    public var synchronization: (any ProcessGroup)?
 
     public init(_ channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
         weight = Variable(Tensor(shape: [channels], repeating: 1), requiresGrad: true)
@@ -109,8 +112,15 @@ public final class BatchNorm2d: Layer {
             return try x.batchNormInference(
                 weight: weight, bias: bias, runningMean: runningMean.value, runningVar: runningVar.value, eps: eps)
         }
-        let (y, saved) = try x.batchNormTraining(weight: weight, bias: bias, eps: eps)
-        let count = Float(x.shape[0] * x.shape[2] * x.shape[3])
+        let (y, saved, count): (Variable, BatchNormSaved, Float)
+        if let group = synchronization {
+            let (output, statistics, values) = try x.batchNormTrainingSynchronized(
+                weight: weight, bias: bias, eps: eps, across: group)
+            (y, saved, count) = (output, statistics, Float(values))
+        } else {
+            (y, saved) = try x.batchNormTraining(weight: weight, bias: bias, eps: eps)
+            count = Float(x.shape[0] * x.shape[2] * x.shape[3])
+        }
         let backend = x.value.backend
         try backend.updateRunningAverage(&runningMean.value, toward: saved.mean, momentum: momentum, scale: 1)
         try backend.updateRunningAverage(

@@ -31,6 +31,46 @@ extension Variable {
         return (result, saved)
     }
 
+    /// Batch normalisation with statistics over the batches of all processes of `group`, as one
+    /// batch of their union (PyTorch's SyncBatchNorm). Returns the saved statistics and the number
+    /// of values per channel they cover. The weight's and bias's gradients are this process's
+    /// (data-parallel training averages them with every other gradient); the input's gradient
+    /// uses the sums over all processes.
+    public func batchNormTrainingSynchronized(
+        weight: Variable, bias: Variable, eps: Float, across group: any ProcessGroup
+    ) throws(TensorError) -> (Variable, BatchNormSaved, count: Double) {
+        let x = value
+        let backend = x.backend
+        let local = try backend.batchNormMoments(x)
+        // Combined through sums: N, sum of n * mean, sum of (squared deviations + n * mean^2).
+        var sums = [local.count] + local.mean.map { local.count * $0 }
+        sums += zip(local.mean, local.squaredDeviations).map { m, q in q + local.count * m * m }
+        try group.sum(&sums)
+        let c = local.mean.count, count = sums[0]
+        let means = (0..<c).map { sums[1 + $0] / count }
+        let variances = (0..<c).map { max(sums[1 + c + $0] / count - means[$0] * means[$0], 0) }
+        let saved = BatchNormSaved(
+            mean: try Tensor(shape: [c], scalars: means.map { Float($0) }),
+            invStd: try Tensor(shape: [c], scalars: variances.map { Float(1 / ($0 + Double(eps)).squareRoot()) }),
+            variance: try Tensor(shape: [c], scalars: variances.map { Float($0) }))
+        let (mean, variance) = (saved.mean, saved.variance)
+        let y = try backend.batchNormInference(
+            x, weight: weight.value, bias: bias.value, runningMean: mean, runningVar: variance, eps: eps)
+        let gamma = weight.value
+        let result = Variable.result(y, [self, weight, bias]) { (dy) throws(TensorError) in
+            let (sumDy, sumDyCentered) = try backend.batchNormGradientSums(dy, x, mean: saved.mean)
+            var total = sumDy + sumDyCentered
+            try group.sum(&total)
+            let dx = try backend.batchNormInputGradient(
+                dy, x, weight: gamma, saved: saved, sumDy: Array(total[..<c]), sumDyCentered: Array(total[c...]),
+                count: count)
+            let invStd = saved.invStd.scalars
+            let dGamma = try Tensor(shape: [c], scalars: (0..<c).map { Float(sumDyCentered[$0]) * invStd[$0] })
+            return [dx, dGamma, try Tensor(shape: [c], scalars: sumDy.map { Float($0) })]
+        }
+        return (result, saved, count)
+    }
+
     /// Batch normalisation with running statistics (evaluation mode).
     public func batchNormInference(
         weight: Variable, bias: Variable, runningMean: Tensor, runningVar: Tensor, eps: Float

@@ -26,8 +26,10 @@ public final class Variable {
     public func zeroGrad() { grad = nil }
 
     /// Back-propagates from this (scalar or seeded) variable; gradients accumulate (`+=`)
-    /// into every leaf that requires them.
-    public func backward(seed: Tensor? = nil) throws(TensorError) {
+    /// into every leaf that requires them. `observer` hears of each leaf once its gradient of this
+    /// pass is complete, and after every operation (data-parallel training starts and drives the
+    /// gradients' exchange from there, while backward goes on).
+    public func backward(seed: Tensor? = nil, observer: (any BackwardObserver)? = nil) throws(TensorError) {
         let start = seed ?? Tensor(shape: value.shape, repeating: 1)
         guard start.shape == value.shape else { throw .shapeMismatch(op: "backward seed", value.shape, start.shape) }
         guard requiresGrad else { return }
@@ -37,9 +39,11 @@ public final class Variable {
             guard let gradient = pending.removeValue(forKey: ObjectIdentifier(variable)) else { continue }
             guard let node = variable.node else {
                 try variable.accumulate(gradient)
+                try observer?.gradientCompleted(variable)
                 continue
             }
             let inputGradients = try node.backward(gradient)
+            try observer?.operationFinished()
             for (input, g) in zip(node.inputs, inputGradients) where input.requiresGrad {
                 guard let g else { continue }
                 let key = ObjectIdentifier(input)
@@ -74,6 +78,15 @@ public final class Variable {
         }
         return order
     }
+}
+
+/// Follows a backward pass (`Variable.backward(seed:observer:)`).
+public protocol BackwardObserver: AnyObject {
+    /// `leaf`'s gradient holds this pass's complete contribution: nothing later adds to it. Each
+    /// leaf is reported once per pass, in the order the pass reaches them.
+    func gradientCompleted(_ leaf: Variable) throws(TensorError)
+    /// One recorded operation has computed its inputs' gradients.
+    func operationFinished() throws(TensorError)
 }
 
 /// The recorded step of an operation: its inputs and the map from the output's gradient to

@@ -25,6 +25,23 @@ public struct BatchNormSaved: Sendable {
     public var invStd: Tensor  // (C)
     /// Biased batch variance (C), from which the running variance is updated.
     public var variance: Tensor
+
+    public init(mean: Tensor, invStd: Tensor, variance: Tensor) {
+        (self.mean, self.invStd, self.variance) = (mean, invStd, variance)
+    }
+}
+
+/// Per-channel moments of one process's batch over (N, H, W), in double precision.
+public struct BatchNormMoments: Sendable, Equatable {
+    /// Values per channel (N * H * W).
+    public var count: Double
+    public var mean: [Double]
+    /// Sum of (x - mean)^2 per channel.
+    public var squaredDeviations: [Double]
+
+    public init(count: Double, mean: [Double], squaredDeviations: [Double]) {
+        (self.count, self.mean, self.squaredDeviations) = (count, mean, squaredDeviations)
+    }
 }
 
 public protocol Backend: Sendable {
@@ -52,6 +69,19 @@ public protocol Backend: Sendable {
     func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved) throws(TensorError) -> (
         Tensor, Tensor, Tensor
     )
+
+    /// Synchronised batch norm (statistics over several processes' batches) in three parts: this
+    /// process's per-channel moments, to be combined across processes; the per-channel sums its
+    /// backward needs, to be summed across processes; the input gradient from the summed sums and
+    /// the count of all processes' values.
+    func batchNormMoments(_ x: Tensor) throws(TensorError) -> BatchNormMoments
+    func batchNormGradientSums(_ dy: Tensor, _ x: Tensor, mean: Tensor) throws(TensorError) -> (
+        sumDy: [Double], sumDyCentered: [Double]
+    )
+    func batchNormInputGradient(
+        _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, sumDy: [Double], sumDyCentered: [Double],
+        count: Double
+    ) throws(TensorError) -> Tensor
 
     /// Returns the output and, for backward, the flat input index of each output's maximum.
     func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> (Tensor, [Int32])

@@ -6,6 +6,12 @@ import Foundation
 public enum Threading {
     /// Worker count for our kernels, oneDNN (OpenMP) and OpenBLAS alike.
     public static let count = max(1, Int(maxq_max_threads()))
+
+    /// Sets the worker count; only before `count` is first read (a process's first kernel),
+    /// which then reports it. Data-parallel ranks sharing a machine divide its cores this way.
+    public static func limit(to threads: Int) {
+        maxq_set_threads(Int32(max(1, threads)))
+    }
 }
 
 /// Runs `body` on disjoint sub-ranges of `0..<total`, in parallel when the work is large enough.

@@ -119,6 +119,54 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
         return (dx, dWeight, dBias)
     }
 
+    public func batchNormMoments(_ x: Tensor) throws(TensorError) -> BatchNormMoments {
+        try CPUBackend.checkBatchNorm(x, [])
+        var moments = BatchNormMoments(count: 0, mean: [], squaredDeviations: [])
+        for c in 0..<x.shape[1] {
+            let values = channelIndices(x.shape, c).map { Double(x.pointer[$0]) }
+            let m = values.reduce(0, +) / Double(values.count)
+            moments.count = Double(values.count)
+            moments.mean.append(m)
+            moments.squaredDeviations.append(values.reduce(0) { $0 + ($1 - m) * ($1 - m) })
+        }
+        return moments
+    }
+
+    public func batchNormGradientSums(_ dy: Tensor, _ x: Tensor, mean: Tensor) throws(TensorError) -> (
+        sumDy: [Double], sumDyCentered: [Double]
+    ) {
+        try CPUBackend.checkBatchNorm(x, [mean])
+        guard dy.shape == x.shape else { throw .shapeMismatch(op: "batch_norm backward", dy.shape, x.shape) }
+        var sums: (sumDy: [Double], sumDyCentered: [Double]) = ([], [])
+        for c in 0..<x.shape[1] {
+            let indices = channelIndices(x.shape, c)
+            sums.sumDy.append(indices.reduce(0.0) { $0 + Double(dy.pointer[$1]) })
+            sums.sumDyCentered.append(
+                indices.reduce(0.0) { $0 + Double(dy.pointer[$1]) * (Double(x.pointer[$1]) - Double(mean.pointer[c])) })
+        }
+        return sums
+    }
+
+    public func batchNormInputGradient(
+        _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, sumDy: [Double], sumDyCentered: [Double],
+        count: Double
+    ) throws(TensorError) -> Tensor {
+        try CPUBackend.checkBatchNorm(x, [weight, saved.mean, saved.invStd])
+        guard dy.shape == x.shape, sumDy.count == x.shape[1], sumDyCentered.count == x.shape[1], count >= 1 else {
+            throw .invalidArgument(op: "batch_norm backward", reason: "sums or count do not fit input \(x.shape)")
+        }
+        let dx = output(x.shape)
+        for c in 0..<x.shape[1] {
+            let (m, istd) = (Double(saved.mean.pointer[c]), Double(saved.invStd.pointer[c]))
+            for i in channelIndices(x.shape, c) {
+                let xhat = (Double(x.pointer[i]) - m) * istd
+                let d = Double(dy.pointer[i]) - sumDy[c] / count - xhat * sumDyCentered[c] * istd / count
+                dx.mutablePointer[i] = Float(Double(weight.pointer[c]) * istd * d)
+            }
+        }
+        return dx
+    }
+
     // MARK: pooling
 
     public func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> (Tensor, [Int32])

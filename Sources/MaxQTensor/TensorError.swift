@@ -11,6 +11,8 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case backend(op: String, message: String)
     /// A named tensor holds NaN or an infinity where only finite values make sense (weights).
     case nonFinite(name: String)
+    /// The processes of a data-parallel run could not exchange data (the MPI library's message).
+    case communication(op: String, message: String)
 
     public var description: String {
         switch self {
@@ -25,6 +27,7 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         case let .invalidArgument(op, reason): "\(op): \(reason)"
         case let .backend(op, message): "\(op): oneDNN failed: \(message)"
         case let .nonFinite(name): "'\(name)' holds NaN or infinite values"
+        case let .communication(op, message): "\(op) across processes failed: \(message)"
         }
     }
 }

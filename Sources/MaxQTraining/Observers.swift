@@ -46,6 +46,11 @@ public final class ReferenceLogObserver: TrainingObserver {
                     r.top1.value, r.top1.average, r.top5.value, r.top5.average))
         case let .validationFinished(_, top1, top5):
             log.line(String(format: " * Prec@1 %.3f Prec@5 %.3f Error@1 %.3f", top1, top5, 100 - top1))
+        case let .exchangeFinished(r):
+            log.line(
+                String(
+                    format: "=> data parallel: %d processes; gradient sums %.1f MB per step, %.1f ms per step not hidden "
+                        + "behind backward", r.processes, Double(r.bytesPerStep) / 1e6, r.exposedSecondsPerStep * 1e3))
         case let .epochFinished(metrics, best):
             log.line(
                 String(
@@ -131,12 +136,14 @@ public final class ReportFilesObserver: TrainingObserver {
 }
 
 extension Trainer {
-    /// The log lines, the progress line and the report files: what `maxq train` attaches.
-    public static func standardObservers(config: TrainingConfig, log: RunLog) -> [any TrainingObserver] {
+    /// The log lines, the progress line (unless `progress` is false: under mpirun, whose output
+    /// forwarding would interleave it) and the report files: what `maxq train` attaches.
+    public static func standardObservers(config: TrainingConfig, log: RunLog, progress: Bool = true)
+        -> [any TrainingObserver]
+    {
         [
             ReferenceLogObserver(log: log, arch: config.arch.rawValue, printFrequency: config.printFreq),
-            ProgressObserver(log: log),
             ReportFilesObserver(config: config),
-        ]
+        ] + (progress ? [ProgressObserver(log: log)] : [])
     }
 }

@@ -4,7 +4,9 @@ import Foundation
 
 public final class RunLog: @unchecked Sendable {
     private let file: FileHandle?
-    public let isTerminal = isatty(STDOUT_FILENO) != 0
+    /// Whether lines go to stdout (all but the first process of a data-parallel run).
+    private let echo: Bool
+    public let isTerminal: Bool
     private var progressShown = false
     private let formatter = RunLog.makeFormatter()
 
@@ -15,8 +17,11 @@ public final class RunLog: @unchecked Sendable {
         return f
     }
 
-    /// Appends to `path` (a resumed run continues its log), creating it if needed.
-    public init(path: String?) throws(TrainingError) {
+    /// Appends to `path` (a resumed run continues its log), creating it if needed; `echo` false
+    /// keeps stdout silent.
+    public init(path: String?, echo: Bool = true) throws(TrainingError) {
+        self.echo = echo
+        isTerminal = echo && isatty(STDOUT_FILENO) != 0
         guard let path else {
             file = nil
             return
@@ -39,7 +44,7 @@ public final class RunLog: @unchecked Sendable {
     public func line(_ text: String) {
         clearProgress()
         let stamped = "[\(stamp())] \(text)\n"
-        FileHandle.standardOutput.write(Data(stamped.utf8))
+        if echo { FileHandle.standardOutput.write(Data(stamped.utf8)) }
         file?.write(Data(stamped.utf8))
     }
 

@@ -1,12 +1,18 @@
 // One optimisation step as the reference's training loop takes it: masks for this step,
-// forward, label-smoothed loss, backward, SR-STE decay, SGD.
+// forward, label-smoothed loss, backward, SR-STE decay, SGD; in a data-parallel run, with the
+// gradients averaged over all processes before SR-STE decay and SGD.
 import MaxQModels
 import MaxQNN
 import MaxQSparsity
 import MaxQTensor
 
 public struct StepResult: Sendable {
+    /// Mean loss over the step's images (of all processes in a data-parallel run).
     public var loss: Float
+    /// Top-1 and top-k accuracy in percent, over the same images.
+    public var top1: Float
+    public var topK: Float
+    public var images: Int
     public var logits: Tensor
 }
 
@@ -29,21 +35,31 @@ public enum TrainStep {
             ], learningRate: learningRate, momentum: momentum, nesterov: nesterov)
     }
 
+    /// `topK`: the second accuracy reported (5, or the class count when smaller). With `exchange`,
+    /// a non-finite loss on any process makes every process's result non-finite, before backward.
     public static func run(
-        _ model: any Model, _ optimizer: SGD, images: Tensor, labels: [Int], labelSmoothing: Float, srsteDecay: Float
+        _ model: any Model, _ optimizer: SGD, images: Tensor, labels: [Int], labelSmoothing: Float, srsteDecay: Float,
+        topK: Int = 5, exchange: GradientExchange? = nil
     ) throws(TensorError) -> StepResult {
         model.zeroGrad()
         // All masks at once, in parallel across layers; each unit then uses its fresh mask.
         try model.recomputeMasks()
         let logits = try model(Variable(images))
         let loss = try logits.crossEntropy(labels: labels, labelSmoothing: labelSmoothing)
-        let value = loss.value.scalarValue
-        guard value.isFinite else { return StepResult(loss: value, logits: logits.value) }
-        try loss.backward()
+        let accuracy = try logits.value.topKAccuracy(labels: labels, ks: [1, min(topK, logits.shape[1])])
+        var metrics = StepMetrics(
+            loss: loss.value.scalarValue, top1: accuracy[0], topK: accuracy[1], images: labels.count)
+        if let exchange { metrics = try exchange.agree(on: metrics) }
+        let result = StepResult(
+            loss: metrics.loss, top1: metrics.top1, topK: metrics.topK, images: metrics.images, logits: logits.value)
+        guard metrics.loss.isFinite else { return result }
+        exchange?.begin()
+        try loss.backward(observer: exchange)
+        try exchange?.finish()
         if srsteDecay != 0 {
             for (_, unit) in model.units { try unit.applySRSTEDecay(srsteDecay) }
         }
         try optimizer.step()
-        return StepResult(loss: value, logits: logits.value)
+        return result
     }
 }

@@ -1,6 +1,7 @@
 // The training run: epochs of SGD steps, validation, the stored masks' update and checkpoints;
 // evaluation alone for `--evaluate`. What it reports goes out as events to its observers
-// (TrainingEvents.swift); it prints nothing itself.
+// (TrainingEvents.swift); it prints nothing itself. In a data-parallel run (a process group) every
+// process runs it on its share of the data, with the same steps; rank 0 writes the files.
 import Foundation
 import MaxQData
 import MaxQFormats
@@ -23,10 +24,18 @@ public final class Trainer {
     /// Asked at every iteration boundary; true stops the run there (`TrainingError.interrupted`),
     /// leaving no partial file. The command line sets it from SIGINT.
     public var stopRequested: @Sendable () -> Bool = { false }
+    /// The processes of a data-parallel run; nil: this process alone.
+    public let exchange: GradientExchange?
+    var group: (any ProcessGroup)? { exchange?.group }
+    /// Whether this process writes checkpoints (rank 0, or the only process).
+    var writesFiles: Bool { (group?.rank ?? 0) == 0 }
 
+    /// `group`: train data-parallel with these processes (the loaders hold this process's shard);
+    /// `synchronizeBatchNorm`: batch statistics over all processes' batches.
     public init(
         config: TrainingConfig, model: any Model, train: DataLoader?, validation: DataLoader, classes: Int,
-        observers: [any TrainingObserver], prefix: String
+        observers: [any TrainingObserver], prefix: String, group: (any ProcessGroup)? = nil,
+        synchronizeBatchNorm: Bool = false
     ) {
         self.config = config
         self.model = model
@@ -40,13 +49,17 @@ public final class Trainer {
             for: model, learningRate: Float(config.lr), momentum: Float(config.momentum),
             weightDecay: Float(config.weightDecay),
             nesterov: config.nesterov, noBNDecay: config.noBNDecay)
+        exchange = group.map { GradientExchange(parameters: model.parameters, group: $0) }
+        if synchronizeBatchNorm, let group {
+            for norm in model.batchNorms { norm.synchronization = group }
+        }
     }
 
     /// Continues from a run checkpoint: the epoch after the saved one, its best top-1. Staging
     /// files that a killed process left for this run's checkpoints are removed.
     public func resume(from path: String) throws {
         for file in [checkpointPath, bestPath, Self.pthCopy(of: checkpointPath), Self.pthCopy(of: bestPath)]
-        where AtomicWrite.removeStale(for: file) {
+        where writesFiles && AtomicWrite.removeStale(for: file) {
             try emit(.removedPartialFile(AtomicWrite.partialPath(of: file)))
         }
         let state = try RunCheckpoint.load(path, into: model, optimizer: optimizer)
@@ -76,6 +89,8 @@ public final class Trainer {
         let sparsity = try config.sparsity()
         var last = 0.0
         var epochSeconds: [Double] = []
+        // All processes start from rank 0's weights (the same seed builds the same ones anyway).
+        try group?.broadcastState(of: model, parameters: true)
         for epoch in startEpoch..<min(config.epochs, until ?? config.epochs) {
             let started = Date()
             let need = (epochSeconds.reduce(0, +) / Double(max(epochSeconds.count, 1))) * Double(config.epochs - epoch)
@@ -92,14 +107,17 @@ public final class Trainer {
                         let (zeros, total) = unit.zeroCount
                         return MaskReport(layer: name, zeros: zeros, total: total)
                     }))
+            try group?.broadcastState(of: model, parameters: false)
             let (valLoss, top1, top5) = try evaluate()
             last = top1
             let isBest = top1 > bestAcc1
             bestAcc1 = max(bestAcc1, top1)
             let state = RunState(epoch: epoch, bestAcc1: bestAcc1, config: config)
             let pth = config.saveFormat == .pth ? Self.pthCopy(of: checkpointPath) : nil
-            try RunCheckpoint.save(model, optimizer: optimizer, state: state, path: checkpointPath, pthPath: pth)
-            if isBest {
+            if writesFiles {
+                try RunCheckpoint.save(model, optimizer: optimizer, state: state, path: checkpointPath, pthPath: pth)
+            }
+            if isBest && writesFiles {
                 try RunCheckpoint.save(
                     model, optimizer: optimizer, state: state, path: bestPath,
                     pthPath: pth.map { _ in Self.pthCopy(of: bestPath) })
@@ -141,7 +159,7 @@ public final class Trainer {
                 result = try TrainStep.run(
                     model, optimizer, images: batch.images, labels: batch.labels,
                     labelSmoothing: Float(config.labelSmoothing),
-                    srsteDecay: config.decayType == .v1 ? Float(config.decay) : 0)
+                    srsteDecay: config.decayType == .v1 ? Float(config.decay) : 0, topK: topK, exchange: exchange)
             } catch {
                 guard case .nonFinite(let name) = error else { throw error }
                 throw TrainingError.nonFiniteWeight(epoch: epoch, iteration: i, name: name)
@@ -149,23 +167,37 @@ public final class Trainer {
             guard result.loss.isFinite else {
                 throw TrainingError.nonFiniteLoss(epoch: epoch, iteration: i, loss: result.loss)
             }
-            let accuracy = try result.logits.topKAccuracy(labels: batch.labels, ks: [1, topK])
-            let n = Double(batch.labels.count)
+            let n = Double(result.images)
             losses.update(Double(result.loss), weight: n)
-            top1.update(Double(accuracy[0]), weight: n)
-            top5.update(Double(accuracy[1]), weight: n)
+            top1.update(Double(result.top1), weight: n)
+            top5.update(Double(result.topK), weight: n)
             batchTime.update(Date().timeIntervalSince(tick))
             try emit(
                 .trainingIteration(
                     IterationReport(
-                        epoch: epoch, epochs: config.epochs, iteration: i, iterations: total,
-                        images: batch.labels.count,
+                        epoch: epoch, epochs: config.epochs, iteration: i, iterations: total, images: result.images,
                         batchTime: batchTime, dataTime: dataTime, loss: losses, top1: top1, top5: top5)))
-            if stopRequested() { throw TrainingError.interrupted(epoch: epoch, iteration: i) }
+            if try anyProcessStops() { throw TrainingError.interrupted(epoch: epoch, iteration: i) }
             tick = Date()
         }
         if skipped > 0 { try emit(.epochSkippedFiles(epoch: epoch, count: skipped)) }
+        if let exchange {
+            try emit(
+                .exchangeFinished(
+                    ExchangeReport(
+                        epoch: epoch, processes: exchange.group.size, bytesPerStep: exchange.bytesPerStep,
+                        exposedSecondsPerStep: exchange.takeExposedSecondsPerStep())))
+        }
         return (losses.average, top1.average)
+    }
+
+    /// Whether a stop was requested here or, in a data-parallel run, in any process: all stop at
+    /// the same iteration.
+    private func anyProcessStops() throws -> Bool {
+        guard let group else { return stopRequested() }
+        var requests = [stopRequested() ? 1.0 : 0]
+        try group.sum(&requests)
+        return requests[0] > 0
     }
 
     /// Validation: the reference's Test lines and summary; returns (loss, top-1, top-5).
@@ -195,11 +227,20 @@ public final class Trainer {
                 .validationIteration(
                     ValidationReport(
                         iteration: i, iterations: total, batchTime: batchTime, loss: losses, top1: top1, top5: top5)))
-            if stopRequested() { throw TrainingError.interrupted(epoch: -1, iteration: i) }
+            if stopRequested() && group == nil { throw TrainingError.interrupted(epoch: -1, iteration: i) }
             tick = Date()
         }
-        try emit(.validationFinished(loss: losses.average, top1: top1.average, top5: top5.average))
-        return (losses.average, top1.average, top5.average)
+        var result = (loss: losses.average, top1: top1.average, top5: top5.average)
+        if let group {
+            // Each process validated its own share: the whole set's means, each image once.
+            var sums = [losses.sum, top1.sum, top5.sum, losses.count]
+            try group.sum(&sums)
+            let images = max(sums[3], 1)
+            result = (sums[0] / images, sums[1] / images, sums[2] / images)
+            if try anyProcessStops() { throw TrainingError.interrupted(epoch: -1, iteration: i) }
+        }
+        try emit(.validationFinished(loss: result.loss, top1: result.top1, top5: result.top5))
+        return result
     }
 
     private func emit(_ event: TrainingEvent) throws {

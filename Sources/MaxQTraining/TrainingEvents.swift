@@ -38,6 +38,17 @@ public enum TrainingEvent: Sendable {
     /// After the epoch's checkpoints are written.
     case epochFinished(EpochMetrics, bestTop1: Double)
     case runFinished(lastTop1: Double, bestTop1: Double)
+    /// A data-parallel epoch's gradient exchange (after its training iterations).
+    case exchangeFinished(ExchangeReport)
+}
+
+/// What a data-parallel epoch's gradient sums cost each process.
+public struct ExchangeReport: Sendable {
+    public var epoch: Int
+    public var processes: Int
+    public var bytesPerStep: Int
+    /// Mean seconds per step spent waiting for the sums after backward (communication not hidden).
+    public var exposedSecondsPerStep: Double
 }
 
 public protocol TrainingObserver: AnyObject {

@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import MaxQData
 import MaxQDeploy
+import MaxQDistributed
 import MaxQFormats
 import MaxQModels
 import MaxQSparsity
@@ -75,6 +76,10 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("synthetic-classes"), help: "Synthetic: classes.") var syntheticClasses = 10
     @Option(name: .customLong("synthetic-images"), help: "Synthetic: training images (validation: a fifth).")
     var syntheticImages = 5000
+    @Flag(
+        name: .customLong("sync-bn"),
+        help: "Under mpirun: batch-norm statistics over all processes' batches (as one batch of K x -b).")
+    var syncBN = false
 
     func validate() throws {
         do { try config.validate() } catch { throw ValidationError(error.description) }
@@ -89,11 +94,15 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        let group: MPIProcessGroup?
+        do { group = try DataParallel.join() } catch { throw Failure(error) }
         do {
-            try train()
+            try train(group: group)
         } catch {
-            throw Failure(error)
+            guard let group else { throw Failure(error) }
+            try DataParallel.fail(group, error)
         }
+        group?.finalize()
     }
 
     var config: TrainingConfig {
@@ -157,14 +166,22 @@ struct Train: ParsableCommand {
         return "\(RunLog.timestamp().prefix(10))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
     }
 
-    private func train() throws {
+    /// `group`: the processes of a data-parallel run; rank 0 alone writes the log and the files.
+    private func train(group: MPIProcessGroup?) throws {
+        let rank = group?.rank ?? 0, processes = group?.size ?? 1
         try checkSaveDirectory()
         let config = self.config
         let (trainSet, valSet, classes) = try datasets()
         let model = try arch.build(classes: classes, sparsity: try config.sparsity(), seed: seed)
         let prefix = runPrefix()
-        let log = try RunLog(path: "\(saveDir)/\(arch.rawValue).\(prefix).log")
+        let log = try RunLog(path: rank == 0 ? "\(saveDir)/\(arch.rawValue).\(prefix).log" : nil, echo: rank == 0)
         log.line("maxq \(CommandLine.arguments.dropFirst().joined(separator: " "))")
+        if group != nil {
+            log.line(
+                "data parallel: \(processes) processes x batch \(batchSize) (\(processes * batchSize) per step), "
+                    + "\(Threading.count) compute thread(s) each, batch norm "
+                    + (syncBN ? "synchronised" : "per process") + "; \(MPIProcessGroup.libraryVersion)")
+        }
         let parameterCount = model.parameters.map { $0.value.count }.reduce(0, +)
         let sparseUnits = model.units.filter { $0.1.mask != nil }.count
         log.line(
@@ -179,9 +196,15 @@ struct Train: ParsableCommand {
             config: config, model: model,
             train: evaluate
                 ? nil
-                : DataLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, seed: seed, workers: workers),
-            validation: DataLoader(dataset: valSet, batchSize: valBatch, shuffle: false, seed: seed, workers: workers),
-            classes: classes, observers: Trainer.standardObservers(config: config, log: log), prefix: prefix)
+                : DataLoader(
+                    dataset: trainSet, batchSize: batchSize, shuffle: true, seed: seed, workers: workers,
+                    shard: DataShard(rank: rank, count: processes, padded: true)),
+            validation: DataLoader(
+                dataset: valSet, batchSize: valBatch, shuffle: false, seed: seed, workers: workers,
+                shard: DataShard(rank: rank, count: processes, padded: false)),
+            classes: classes,
+            observers: rank == 0 ? Trainer.standardObservers(config: config, log: log, progress: group == nil) : [],
+            prefix: prefix, group: group, synchronizeBatchNorm: syncBN)
         // SIGINT stops the run at the next iteration boundary, leaving no partial file.
         signal(SIGINT) { _ in interruptRequested = 1 }
         defer { signal(SIGINT, SIG_DFL) }

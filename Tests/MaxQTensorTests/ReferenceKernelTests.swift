@@ -33,6 +33,39 @@ import Testing
             ) == nil)
     }
 
+    /// The three parts of synchronised batch norm against their naive twins, and composed with
+    /// this process's own sums and count they give plain batch norm's input gradient.
+    @Test(arguments: [[2, 3, 5, 5], [1, 7, 1, 1], [4, 16, 3, 9], [3, 1, 11, 2]])
+    func synchronisedBatchNormPartsMatchNaiveTwins(_ shape: [Int]) throws {
+        var generator = RandomGenerator(seed: UInt64(shape.reduce(0, +)))
+        let reference = ReferenceBackend.shared
+        // A large mean: the shifted sums must not cancel.
+        let x = try Tensor(shape: shape, scalars: Tensor(normal: shape, generator: &generator).scalars.map { $0 + 40 })
+        let moments = try cpu.batchNormMoments(x), expected = try reference.batchNormMoments(x)
+        #expect(moments.count == expected.count)
+        for (a, b) in zip(moments.mean + moments.squaredDeviations, expected.mean + expected.squaredDeviations) {
+            #expect(abs(a - b) <= 1e-5 * max(abs(b), 1))
+        }
+        let (weight, bias) = (Tensor(normal: [shape[1]], generator: &generator), Tensor(zeros: [shape[1]]))
+        let dy = Tensor(normal: shape, generator: &generator)
+        guard shape[0] * shape[2] * shape[3] > 1 else { return }
+        let (_, saved) = try cpu.batchNormTraining(x, weight: weight, bias: bias, eps: 1e-5)
+        let sums = try cpu.batchNormGradientSums(dy, x, mean: saved.mean)
+        let expectedSums = try reference.batchNormGradientSums(dy, x, mean: saved.mean)
+        for (a, b) in zip(sums.sumDy + sums.sumDyCentered, expectedSums.sumDy + expectedSums.sumDyCentered) {
+            #expect(abs(a - b) <= 1e-4 * max(abs(b), 1))
+        }
+        let dx = try cpu.batchNormInputGradient(
+            dy, x, weight: weight, saved: saved, sumDy: sums.sumDy, sumDyCentered: sums.sumDyCentered,
+            count: moments.count)
+        let naive = try reference.batchNormInputGradient(
+            dy, x, weight: weight, saved: saved, sumDy: sums.sumDy, sumDyCentered: sums.sumDyCentered,
+            count: moments.count)
+        #expect(toleranceFailure(dx, naive, rtol: 1e-4, atol: 1e-4) == nil)
+        let (plain, _, _) = try cpu.batchNormBackward(dy, x, weight: weight, saved: saved)
+        #expect(toleranceFailure(dx, plain, rtol: 1e-4, atol: 1e-4) == nil)
+    }
+
     /// Plans (oneDNN primitives) are cached per shape: a later call of the same shape must compute
     /// with its own tensors, not the memory the plan was first run on.
     @Test func aReusedPlanComputesWithTheNewCallsData() throws {

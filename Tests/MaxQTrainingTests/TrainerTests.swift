@@ -4,6 +4,7 @@ import Foundation
 import MaxQData
 import MaxQFormats
 import MaxQModels
+import MaxQNN
 import MaxQSparsity
 import MaxQTensor
 import MaxQTraining
@@ -19,8 +20,10 @@ func config(_ saveDir: String, epochs: Int = 3, type: ConvBNType = .softMaxQ) ->
         syntheticClasses: 4, syntheticImages: 32)
 }
 
+/// `group`, `synchronizeBatchNorm`, `shard`: one process of a data-parallel run.
 func trainer(
     _ c: TrainingConfig, prefix: String, train: (any Dataset)? = nil, observers: [any TrainingObserver]? = nil,
+    group: (any ProcessGroup)? = nil, synchronizeBatchNorm: Bool = false, shard: DataShard = .whole,
     prepare: (any Model) -> Void = { _ in }
 ) throws -> Trainer {
     let trainSet = try train ?? SyntheticDataset(classes: 4, images: 32, resolution: 32, seed: 7)
@@ -29,12 +32,15 @@ func trainer(
     prepare(model)
     return Trainer(
         config: c, model: model,
-        train: DataLoader(dataset: trainSet, batchSize: c.batchSize, shuffle: true, seed: c.seed, workers: 2),
-        validation: DataLoader(dataset: valSet, batchSize: c.batchSize, shuffle: false, seed: c.seed, workers: 2),
+        train: DataLoader(
+            dataset: trainSet, batchSize: c.batchSize, shuffle: true, seed: c.seed, workers: 2, shard: shard),
+        validation: DataLoader(
+            dataset: valSet, batchSize: c.batchSize, shuffle: false, seed: c.seed, workers: 2,
+            shard: DataShard(rank: shard.rank, count: shard.count, padded: false)),
         classes: 4,
         observers: try observers
             ?? Trainer.standardObservers(config: c, log: RunLog(path: "\(c.saveDir)/\(prefix).log")),
-        prefix: prefix)
+        prefix: prefix, group: group, synchronizeBatchNorm: synchronizeBatchNorm)
 }
 
 /// A dataset whose images are NaN: the loss cannot be finite.

@@ -16,7 +16,7 @@ public func maskedModel(_ arch: Architecture, n: Int, m: Int, increaseEnd: Int =
 /// Batch norm statistics and scales that make the folding matter: the units' and any other
 /// (ResNet's stem).
 public func randomizeBatchNorm(_ model: any Model, generator: inout RandomGenerator) {
-    for norm in model.units.map(\.1.scale) + model.descendants(of: BatchNorm2d.self).map(\.1) {
+    for norm in model.batchNorms {
         let c = norm.runningMean.value.count
         norm.runningMean.value = Tensor(normal: [c], std: 0.1, generator: &generator)
         norm.runningVar.value = Tensor(uniform: [c], low: 0.5, high: 1.5, generator: &generator)

@@ -14,4 +14,7 @@ void maxq_parallel_dynamic(long count, void *context, maxq_range_body body);
 /// Threads in OpenMP's pool.
 int maxq_max_threads(void);
 
+/// Sets the pool's size for the parallel regions that follow.
+void maxq_set_threads(int count);
+
 #endif
