@@ -17,6 +17,7 @@ extension Variable {
 
     /// Batch normalisation with batch statistics; returns the output and the statistics the
     /// caller uses to update running estimates.
+    /// Batch normalisation with this batch's statistics.
     public func batchNormTraining(
         weight: Variable, bias: Variable, eps: Float
     ) throws(TensorError) -> (Variable, BatchNormSaved) {
@@ -41,21 +42,22 @@ extension Variable {
     ) throws(TensorError) -> (Variable, BatchNormSaved, count: Double) {
         let x = value
         let backend = x.backend
-        let local = try backend.batchNormMoments(x)
-        // Combined through sums: N, sum of n * mean, sum of (squared deviations + n * mean^2).
-        var sums = [local.count] + local.mean.map { local.count * $0 }
-        sums += zip(local.mean, local.squaredDeviations).map { m, q in q + local.count * m * m }
-        try group.sum(&sums)
-        let c = local.mean.count, count = sums[0]
-        let means = (0..<c).map { sums[1 + $0] / count }
-        let variances = (0..<c).map { max(sums[1 + c + $0] / count - means[$0] * means[$0], 0) }
-        let saved = BatchNormSaved(
-            mean: try Tensor(shape: [c], scalars: means.map { Float($0) }),
-            invStd: try Tensor(shape: [c], scalars: variances.map { Float(1 / ($0 + Double(eps)).squareRoot()) }),
-            variance: try Tensor(shape: [c], scalars: variances.map { Float($0) }))
-        let (mean, variance) = (saved.mean, saved.variance)
-        let y = try backend.batchNormInference(
-            x, weight: weight.value, bias: bias.value, runningMean: mean, runningVar: variance, eps: eps)
+        // Every process shifts by rank 0's first values, which one process with the union batch
+        // (rank 0's samples first) shifts by: then the sums add up to that process's, and with
+        // one process this is plain batch norm, bit for bit.
+        let (c, plane) = (x.shape[1], x.shape[2] * x.shape[3])
+        guard x.rank == 4, x.count > 0 else {
+            throw .invalidShape(op: "batch_norm", shape: x.shape, reason: "input must be (N, C, H, W), N > 0")
+        }
+        var shift = x.withUnsafeBufferPointer { values in (0..<c).map { values[$0 * plane] } }
+        try shift.withUnsafeMutableBufferPointer { (buffer) throws(TensorError) in try group.broadcast(buffer) }
+        let local = try backend.batchNormSums(x, shift: try Tensor(shape: [shift.count], scalars: shift))
+        var packed = local.packed
+        try group.sum(&packed)
+        let all = local.replacing(with: packed)
+        let saved = try all.statistics(eps: eps)
+        let count = all.count
+        let y = try backend.batchNormNormalize(x, weight: weight.value, bias: bias.value, saved: saved)
         let gamma = weight.value
         let result = Variable.result(y, [self, weight, bias]) { (dy) throws(TensorError) in
             let (sumDy, sumDyCentered) = try backend.batchNormGradientSums(dy, x, mean: saved.mean)

@@ -31,16 +31,47 @@ public struct BatchNormSaved: Sendable {
     }
 }
 
-/// Per-channel moments of one process's batch over (N, H, W), in double precision.
-public struct BatchNormMoments: Sendable, Equatable {
+/// Per-channel sums of a batch over (N, H, W) in double precision, of x - shift: one pass without
+/// cancellation when the shift is near the mean. Batch norm's statistics come from them alone, so
+/// sums of several processes' batches taken with the same shift add up to those of their union.
+public struct BatchNormSums: Sendable, Equatable {
     /// Values per channel (N * H * W).
     public var count: Double
-    public var mean: [Double]
-    /// Sum of (x - mean)^2 per channel.
-    public var squaredDeviations: [Double]
+    public var shift: [Float]
+    public var sum: [Double]
+    public var squares: [Double]
 
-    public init(count: Double, mean: [Double], squaredDeviations: [Double]) {
-        (self.count, self.mean, self.squaredDeviations) = (count, mean, squaredDeviations)
+    public init(count: Double, shift: [Float], sum: [Double], squares: [Double]) {
+        (self.count, self.shift, self.sum, self.squares) = (count, shift, sum, squares)
+    }
+
+    /// [count, sums..., squares...]: what processes add up.
+    public var packed: [Double] { [count] + sum + squares }
+
+    /// The sums of `packed` (as `packed` lays them out) with this shift.
+    public func replacing(with packed: [Double]) -> BatchNormSums {
+        let c = shift.count
+        return BatchNormSums(
+            count: packed[0], shift: shift, sum: Array(packed[1...c]), squares: Array(packed[(c + 1)...]))
+    }
+
+    /// Mean, 1/sqrt(var + eps) and the biased variance per channel.
+    public func statistics(eps: Float) throws(TensorError) -> BatchNormSaved {
+        guard count > 1 else {
+            throw .invalidArgument(op: "batch_norm", reason: "training needs more than one value per channel")
+        }
+        var mean = [Float](), invStd = [Float](), variance = [Float]()
+        for ch in shift.indices {
+            let m = sum[ch] / count
+            let v = max(squares[ch] / count - m * m, 0)
+            mean.append(Float(m) + shift[ch])
+            variance.append(Float(v))
+            invStd.append(Float(1 / (v + Double(eps)).squareRoot()))
+        }
+        let c = shift.count
+        return BatchNormSaved(
+            mean: try Tensor(shape: [c], scalars: mean), invStd: try Tensor(shape: [c], scalars: invStd),
+            variance: try Tensor(shape: [c], scalars: variance))
     }
 }
 
@@ -58,10 +89,13 @@ public protocol Backend: Sendable {
     func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry)
         throws(TensorError) -> Tensor
 
-    /// Batch statistics over (N, H, W) per channel.
-    func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) throws(TensorError) -> (
-        Tensor, BatchNormSaved
-    )
+    /// Batch norm in training is `batchNormSums`, `BatchNormSums.statistics` and `batchNormNormalize`
+    /// (`batchNormTraining` below); synchronised batch norm adds the processes' sums in between.
+    /// `shift` nil: each channel's first value.
+    func batchNormSums(_ x: Tensor, shift: Tensor?) throws(TensorError) -> BatchNormSums
+    /// y = (x - mean) * invStd * weight + bias with the saved statistics.
+    func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved) throws(TensorError)
+        -> Tensor
     func batchNormInference(
         _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float
     ) throws(TensorError) -> Tensor
@@ -70,11 +104,9 @@ public protocol Backend: Sendable {
         Tensor, Tensor, Tensor
     )
 
-    /// Synchronised batch norm (statistics over several processes' batches) in three parts: this
-    /// process's per-channel moments, to be combined across processes; the per-channel sums its
-    /// backward needs, to be summed across processes; the input gradient from the summed sums and
-    /// the count of all processes' values.
-    func batchNormMoments(_ x: Tensor) throws(TensorError) -> BatchNormMoments
+    /// Backward of synchronised batch norm in two parts: the per-channel sums this process
+    /// contributes (to be summed across processes), and the input gradient from the summed sums
+    /// and the count of all processes' values (`batchNormBackward` computes both for one process).
     func batchNormGradientSums(_ dy: Tensor, _ x: Tensor, mean: Tensor) throws(TensorError) -> (
         sumDy: [Double], sumDyCentered: [Double]
     )
@@ -133,6 +165,16 @@ public protocol Backend: Sendable {
     /// Percentage of rows of logits (N, K) whose label is among the k largest, for each k; ties
     /// count towards the lower index.
     func topKAccuracy(_ logits: Tensor, labels: [Int], ks: [Int]) throws(TensorError) -> [Float]
+}
+
+extension Backend {
+    /// Batch statistics over (N, H, W) per channel and the normalised output.
+    public func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float, shift: Tensor? = nil)
+        throws(TensorError) -> (Tensor, BatchNormSaved)
+    {
+        let saved = try batchNormSums(x, shift: shift).statistics(eps: eps)
+        return (try batchNormNormalize(x, weight: weight, bias: bias, saved: saved), saved)
+    }
 }
 
 extension Tensor {

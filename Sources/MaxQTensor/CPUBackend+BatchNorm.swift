@@ -12,39 +12,48 @@ extension CPUBackend {
         }
     }
 
-    public func batchNormTraining(
-        _ x: Tensor, weight: Tensor, bias: Tensor, eps: Float
-    ) throws(TensorError) -> (Tensor, BatchNormSaved) {
-        try Self.checkBatchNorm(x, [weight, bias])
+    public func batchNormSums(_ x: Tensor, shift: Tensor?) throws(TensorError) -> BatchNormSums {
+        try Self.checkBatchNorm(x, shift.map { [$0] } ?? [])
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
-        guard n * plane > 1 else {
-            throw .invalidShape(
-                op: "batch_norm", shape: x.shape, reason: "training needs more than one value per channel")
-        }
-        let y = Tensor(uninitializedShape: x.shape)
-        let mean = Tensor(uninitializedShape: [c]), invStd = Tensor(uninitializedShape: [c])
-        let variance = Tensor(uninitializedShape: [c])
-        let (xp, yp, gp, bp) = (x.pointer, y.mutablePointer, weight.pointer, bias.pointer)
-        let count = Double(n * plane)
-        parallelRanges(c) { channels in
-            for ch in channels {
-                let (shift, sum, sumSquares) = Self.shiftedSums(xp, n: n, c: c, plane: plane, channel: ch)
-                let m = sum / count
-                let v = max(sumSquares / count - m * m, 0)
-                let istd = Float(1 / (v + Double(eps)).squareRoot())
-                mean.mutablePointer[ch] = Float(m) + shift
-                variance.mutablePointer[ch] = Float(v)
-                invStd.mutablePointer[ch] = istd
-                let a = gp[ch] * istd
-                let b = bp[ch] - (Float(m) + shift) * a
-                for i in 0..<n {
-                    let offset = (i * c + ch) * plane
-                    let (source, target) = (xp + offset, yp + offset)
-                    for j in 0..<plane { target[j] = source[j] * a + b }
+        var shifts = [Float](repeating: 0, count: c)
+        var sums = [Double](repeating: 0, count: c), squares = [Double](repeating: 0, count: c)
+        let xp = x.pointer
+        for ch in 0..<c { shifts[ch] = shift.map { $0.pointer[ch] } ?? (n * plane > 0 ? xp[ch * plane] : 0) }
+        shifts.withUnsafeBufferPointer { shiftBuffer in
+            sums.withUnsafeMutableBufferPointer { sumBuffer in
+                squares.withUnsafeMutableBufferPointer { squareBuffer in
+                    let (shiftAt, sumAt) = (UncheckedFloats(shiftBuffer), UncheckedDoubles(sumBuffer))
+                    let squareAt = UncheckedDoubles(squareBuffer)
+                    parallelRanges(c) { channels in
+                        for ch in channels {
+                            (sumAt.pointer[ch], squareAt.pointer[ch]) = Self.shiftedSums(
+                                xp, n: n, c: c, plane: plane, channel: ch, shift: shiftAt.pointer[ch])
+                        }
+                    }
                 }
             }
         }
-        return (y, BatchNormSaved(mean: mean, invStd: invStd, variance: variance))
+        return BatchNormSums(count: Double(n * plane), shift: shifts, sum: sums, squares: squares)
+    }
+
+    public func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved)
+        throws(TensorError) -> Tensor
+    {
+        try Self.checkBatchNorm(x, [weight, bias, saved.mean, saved.invStd])
+        let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        let y = Tensor(uninitializedShape: x.shape)
+        let (xp, yp, gp, bp) = (x.pointer, y.mutablePointer, weight.pointer, bias.pointer)
+        let (mean, invStd) = (saved.mean.pointer, saved.invStd.pointer)
+        parallelRanges(n * c, grain: max(1, 4096 / max(plane, 1))) { rows in
+            for r in rows {
+                let ch = r % c
+                let a = gp[ch] * invStd[ch]
+                let b = bp[ch] - mean[ch] * a
+                let (source, target) = (xp + r * plane, yp + r * plane)
+                for j in 0..<plane { target[j] = source[j] * a + b }
+            }
+        }
+        return y
     }
 
     public func batchNormInference(
@@ -90,29 +99,7 @@ extension CPUBackend {
         return (dx, dWeight, dBias)
     }
 
-    // MARK: statistics across processes (synchronised batch norm)
-
-    public func batchNormMoments(_ x: Tensor) throws(TensorError) -> BatchNormMoments {
-        try Self.checkBatchNorm(x, [])
-        let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
-        let count = Double(n * plane)
-        var mean = [Double](repeating: 0, count: c), squares = [Double](repeating: 0, count: c)
-        let xp = x.pointer
-        mean.withUnsafeMutableBufferPointer { meanBuffer in
-            squares.withUnsafeMutableBufferPointer { squaresBuffer in
-                let (means, deviations) = (UncheckedDoubles(meanBuffer), UncheckedDoubles(squaresBuffer))
-                parallelRanges(c) { channels in
-                    for ch in channels {
-                        let (shift, sum, sumSquares) = Self.shiftedSums(xp, n: n, c: c, plane: plane, channel: ch)
-                        let m = sum / count
-                        means.pointer[ch] = m + Double(shift)
-                        deviations.pointer[ch] = max(sumSquares - sum * m, 0)
-                    }
-                }
-            }
-        }
-        return BatchNormMoments(count: count, mean: mean, squaredDeviations: squares)
-    }
+    // MARK: backward across processes (synchronised batch norm)
 
     public func batchNormGradientSums(_ dy: Tensor, _ x: Tensor, mean: Tensor) throws(TensorError) -> (
         sumDy: [Double], sumDyCentered: [Double]
@@ -152,7 +139,7 @@ extension CPUBackend {
                 Self.writeInputGradient(
                     dxp, dyp, xp, n: n, c: c, plane: plane, channel: ch, mean: saved.mean.pointer[ch],
                     invStd: saved.invStd.pointer[ch], weight: weight.pointer[ch],
-                    meanDy: Float(sumDy[ch] / count), meanDyXc: Float(sumDyCentered[ch] / count))
+                    meanDy: Float(sumDy[ch]) / Float(count), meanDyXc: Float(sumDyCentered[ch]) / Float(count))
             }
         }
         return dx
@@ -160,13 +147,12 @@ extension CPUBackend {
 
     // MARK: one channel's loops
 
-    /// Sums of one channel in double precision, shifted by its first value (one pass, no
-    /// cancellation for large means): (shift, sum of x - shift, sum of its squares).
+    /// Sums of one channel's x - shift and of its squares: in float along each row (one sample),
+    /// in double across rows. The shift (the channel's first value) avoids cancellation.
     @inline(__always)
     static func shiftedSums(
-        _ xp: UnsafePointer<Float>, n: Int, c: Int, plane: Int, channel ch: Int
-    ) -> (shift: Float, sum: Double, squares: Double) {
-        let shift = xp[ch * plane]
+        _ xp: UnsafePointer<Float>, n: Int, c: Int, plane: Int, channel ch: Int, shift: Float
+    ) -> (sum: Double, squares: Double) {
         var sum = 0.0, sumSquares = 0.0
         for i in 0..<n {
             let row = xp + (i * c + ch) * plane
@@ -179,7 +165,7 @@ extension CPUBackend {
             sum += Double(s)
             sumSquares += Double(q)
         }
-        return (shift, sum, sumSquares)
+        return (sum, sumSquares)
     }
 
     /// (sum of dy, sum of dy * (x - mean)) of one channel.
@@ -224,4 +210,10 @@ extension CPUBackend {
 struct UncheckedDoubles: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Double>
     init(_ buffer: UnsafeMutableBufferPointer<Double>) { pointer = buffer.baseAddress! }
+}
+
+/// Floats that parallel workers read.
+struct UncheckedFloats: @unchecked Sendable {
+    let pointer: UnsafePointer<Float>
+    init(_ buffer: UnsafeBufferPointer<Float>) { pointer = buffer.baseAddress! }
 }

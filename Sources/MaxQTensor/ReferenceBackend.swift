@@ -57,28 +57,34 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
         return indices
     }
 
-    public func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float) throws(TensorError) -> (
-        Tensor, BatchNormSaved
-    ) {
-        try CPUBackend.checkBatchNorm(x, [weight, bias])
-        let channels = x.shape[1]
-        let y = output(x.shape)
-        let (mean, invStd, variance) = (output([channels]), output([channels]), output([channels]))
-        for c in 0..<channels {
+    public func batchNormSums(_ x: Tensor, shift: Tensor?) throws(TensorError) -> BatchNormSums {
+        try CPUBackend.checkBatchNorm(x, shift.map { [$0] } ?? [])
+        var sums = BatchNormSums(count: 0, shift: [], sum: [], squares: [])
+        for c in 0..<x.shape[1] {
             let indices = channelIndices(x.shape, c)
-            let m = indices.reduce(0.0) { $0 + Double(x.pointer[$1]) } / Double(indices.count)
-            let v =
-                indices.reduce(0.0) { $0 + (Double(x.pointer[$1]) - m) * (Double(x.pointer[$1]) - m) }
-                / Double(indices.count)
-            let istd = 1 / (v + Double(eps)).squareRoot()
-            (mean.mutablePointer[c], variance.mutablePointer[c], invStd.mutablePointer[c]) = (
-                Float(m), Float(v), Float(istd)
-            )
-            for i in indices {
-                y.mutablePointer[i] = Float((Double(x.pointer[i]) - m) * istd) * weight.pointer[c] + bias.pointer[c]
+            let s = shift.map { $0.pointer[c] } ?? indices.first.map { x.pointer[$0] } ?? 0
+            let d = indices.map { Double(x.pointer[$0]) - Double(s) }
+            sums.count = Double(indices.count)
+            sums.shift.append(s)
+            sums.sum.append(d.reduce(0, +))
+            sums.squares.append(d.reduce(0) { $0 + $1 * $1 })
+        }
+        return sums
+    }
+
+    public func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved)
+        throws(TensorError) -> Tensor
+    {
+        try CPUBackend.checkBatchNorm(x, [weight, bias, saved.mean, saved.invStd])
+        let y = output(x.shape)
+        for c in 0..<x.shape[1] {
+            for i in channelIndices(x.shape, c) {
+                y.mutablePointer[i] =
+                    (x.pointer[i] - saved.mean.pointer[c]) * saved.invStd.pointer[c] * weight.pointer[c]
+                    + bias.pointer[c]
             }
         }
-        return (y, BatchNormSaved(mean: mean, invStd: invStd, variance: variance))
+        return y
     }
 
     public func batchNormInference(
@@ -117,19 +123,6 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
             }
         }
         return (dx, dWeight, dBias)
-    }
-
-    public func batchNormMoments(_ x: Tensor) throws(TensorError) -> BatchNormMoments {
-        try CPUBackend.checkBatchNorm(x, [])
-        var moments = BatchNormMoments(count: 0, mean: [], squaredDeviations: [])
-        for c in 0..<x.shape[1] {
-            let values = channelIndices(x.shape, c).map { Double(x.pointer[$0]) }
-            let m = values.reduce(0, +) / Double(values.count)
-            moments.count = Double(values.count)
-            moments.mean.append(m)
-            moments.squaredDeviations.append(values.reduce(0) { $0 + ($1 - m) * ($1 - m) })
-        }
-        return moments
     }
 
     public func batchNormGradientSums(_ dy: Tensor, _ x: Tensor, mean: Tensor) throws(TensorError) -> (

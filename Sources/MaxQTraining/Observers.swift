@@ -49,7 +49,8 @@ public final class ReferenceLogObserver: TrainingObserver {
         case let .exchangeFinished(r):
             log.line(
                 String(
-                    format: "=> data parallel: %d processes; gradient sums %.1f MB per step, %.1f ms per step not hidden "
+                    format:
+                        "=> data parallel: %d processes; gradient sums %.1f MB per step, %.1f ms per step not hidden "
                         + "behind backward", r.processes, Double(r.bytesPerStep) / 1e6, r.exposedSecondsPerStep * 1e3))
         case let .epochFinished(metrics, best):
             log.line(

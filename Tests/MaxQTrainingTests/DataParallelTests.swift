@@ -16,12 +16,14 @@ import Testing
     static func rows(_ t: Tensor, _ rows: Range<Int>) throws -> Tensor {
         let size = t.count / t.shape[0]
         return try Tensor(
-            shape: [rows.count] + t.shape.dropFirst(), scalars: Array(t.scalars[(rows.lowerBound * size)..<(rows.upperBound * size)]))
+            shape: [rows.count] + t.shape.dropFirst(),
+            scalars: Array(t.scalars[(rows.lowerBound * size)..<(rows.upperBound * size)]))
     }
 
     @Test func synchronisedBatchNormEqualsOneBatchOfAllProcesses() throws {
         var generator = RandomGenerator(seed: 3)
-        let x = try Tensor(shape: [6, 4, 5, 3], scalars: Tensor(normal: [6, 4, 5, 3], generator: &generator).scalars.map { $0 + 3 })
+        let x = try Tensor(
+            shape: [6, 4, 5, 3], scalars: Tensor(normal: [6, 4, 5, 3], generator: &generator).scalars.map { $0 + 3 })
         let dy = Tensor(normal: x.shape, generator: &generator)
         let gamma = Tensor(uniform: [4], low: 0.5, high: 1.5, generator: &generator)
         let one = BatchNorm2d(4)

@@ -12,17 +12,29 @@ func maxq(_ arguments: [String]) throws -> (status: Int32, out: String, err: Str
     try runBuiltTool("maxq", arguments)
 }
 
-/// Runs one of the package's executables, built beside the test bundle.
-func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+/// The path of one of the package's executables, built beside the test bundle.
+func builtTool(_ name: String) -> URL {
     let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
         name)
-    let process = Process()
-    process.executableURL =
-        FileManager.default.fileExists(atPath: binary.path)
+    return FileManager.default.fileExists(atPath: binary.path)
         ? binary
         : URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../.build/debug/\(name)").standardizedFileURL
+}
+
+/// Runs one of the package's executables, built beside the test bundle.
+func runBuiltTool(_ name: String, _ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    try run(builtTool(name), arguments)
+}
+
+/// Runs `executable` with `arguments` (and `environment` added to this process's) to its end.
+func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws -> (
+    status: Int32, out: String, err: String
+) {
+    let process = Process()
+    process.executableURL = executable
     process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

@@ -22,7 +22,8 @@ public final class ThreadedProcessGroup: ProcessGroup, @unchecked Sendable {
     }
 
     /// Runs `body(member)` for every member on a thread of its own; returns their results in rank order.
-    public static func run<R>(_ size: Int, _ body: @escaping @Sendable (ThreadedProcessGroup) throws -> R) throws -> [R] {
+    public static func run<R>(_ size: Int, _ body: @escaping @Sendable (ThreadedProcessGroup) throws -> R) throws -> [R]
+    {
         let members = members(size)
         let results = Results<R>(count: size)
         let threads = members.map { member in
