@@ -1,7 +1,9 @@
-// `maxq doctor`: the native libraries, threads and CPU features this build runs with, and a
-// small forward and backward pass end to end.
+// `maxq doctor`: the native libraries, threads and CPU features this build runs with, MPI (under
+// mpirun: the process count and a 1 MB allreduce's time), and a small forward and backward pass
+// end to end.
 import ArgumentParser
 import Foundation
+import MaxQDistributed
 import MaxQNN
 import MaxQTensor
 
@@ -10,7 +12,24 @@ struct Doctor: ParsableCommand {
         abstract: "Print library versions, threads and CPU features, then train a tiny network for a few steps.")
 
     func run() throws {
-        print("maxq doctor")
+        let group: MPIProcessGroup?
+        do { group = try DataParallel.join() } catch { throw Failure(error) }
+        defer { group?.finalize() }
+        if let group {
+            // Every process times the sums together; rank 0 reports.
+            let seconds: Double
+            do { seconds = try group.timeSum(bytes: 1 << 20, repetitions: 20) } catch { throw Failure(error) }
+            guard group.rank == 0 else { return }
+            print("maxq doctor")
+            print("  MPI         \(MPIProcessGroup.libraryVersion)")
+            print(
+                "  processes   \(group.size) (\(group.localSize) on this machine), 1 MB allreduce "
+                    + String(format: "%.3f ms", seconds * 1000))
+        } else {
+            print("maxq doctor")
+            print(
+                "  MPI         \(MPIProcessGroup.libraryVersion); 1 process (mpirun -np K maxq doctor times allreduce)")
+        }
         print("  oneDNN      \(CPUBackend.oneDNNVersion)")
         print("  OpenBLAS    \(CPUBackend.openBLASVersion)")
         print("  threads     \(Threading.count)")
