@@ -118,7 +118,7 @@ struct DistributedTests {
         launcher.environment = ProcessInfo.processInfo.environment.merging(mpirunEnvironment) { $1 }
         let output = temporary.appendingPathComponent("mpirun.out")
         try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
         (launcher.standardOutput, launcher.standardError) = (handle, handle)
         try launcher.run()
