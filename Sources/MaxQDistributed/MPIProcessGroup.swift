@@ -49,7 +49,7 @@ public final class MPIProcessGroup: ProcessGroup {
         var text = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING) + 1)
         var length: Int32 = 0
         guard MPI_Get_library_version(&text, &length) == MPI_SUCCESS else { return "unknown MPI library" }
-        let version = String(decoding: text.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let version = string(text, length: length)
         return version.split(whereSeparator: \.isNewline).first.map(String.init) ?? version
     }
 
@@ -135,7 +135,12 @@ public final class MPIProcessGroup: ProcessGroup {
         var text = [CChar](repeating: 0, count: Int(maxq_mpi_max_error_string()) + 1)
         var length: Int32 = 0
         _ = MPI_Error_string(code, &text, &length)
-        let message = String(decoding: text.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let message = string(text, length: length)
         throw .communication(op: call, message: message.isEmpty ? "MPI error \(code)" : message)
+    }
+
+    /// The first `length` characters MPI wrote into `text`.
+    private static func string(_ text: [CChar], length: Int32) -> String {
+        String(decoding: text.prefix(max(0, Int(length))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -31,9 +31,10 @@ public struct BatchNormSaved: Sendable {
     }
 }
 
-/// Per-channel sums of a batch over (N, H, W) in double precision, of x - shift: one pass without
-/// cancellation when the shift is near the mean. Batch norm's statistics come from them alone, so
-/// sums of several processes' batches taken with the same shift add up to those of their union.
+/// Per-channel sums over (N, H, W) of x - shift and of its squares (float within a sample's row,
+/// double across rows): one pass without cancellation when the shift is near the mean. Batch
+/// norm's statistics come from them alone, so sums of several processes' batches taken with the
+/// same shift add up to those of their union.
 public struct BatchNormSums: Sendable, Equatable {
     /// Values per channel (N * H * W).
     public var count: Double

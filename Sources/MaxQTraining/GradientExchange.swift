@@ -121,9 +121,9 @@ public final class GradientExchange: BackwardObserver {
     }
 
     /// Sums (loss x images, top-1 x images, top-k x images, images, processes with a non-finite
-    /// loss) over all processes; returns the means over all their images, the loss NaN when any
-    /// process's was not finite.
-    func agree(on step: StepMetrics) throws(TensorError) -> StepMetrics {
+    /// loss) over all processes; returns `step` with the means over all their images, the loss
+    /// NaN when any process's was not finite.
+    func agree(on step: StepResult) throws(TensorError) -> StepResult {
         let n = Double(step.images)
         let finite = step.loss.isFinite
         var sums = [
@@ -131,9 +131,12 @@ public final class GradientExchange: BackwardObserver {
         ]
         try group.sum(&sums)
         let images = max(sums[3], 1)
-        return StepMetrics(
-            loss: sums[4] > 0 ? .nan : Float(sums[0] / images), top1: Float(sums[1] / images),
-            topK: Float(sums[2] / images), images: Int(sums[3]))
+        var result = step
+        (result.loss, result.top1, result.topK, result.images) = (
+            sums[4] > 0 ? .nan : Float(sums[0] / images), Float(sums[1] / images), Float(sums[2] / images),
+            Int(sums[3])
+        )
+        return result
     }
 
     /// A buffer of one bucket's gradients, allocated once for the run.
@@ -159,36 +162,22 @@ public final class GradientExchange: BackwardObserver {
     }
 }
 
-/// One step's loss and accuracy (percent) over its images.
-struct StepMetrics {
-    var loss: Float
-    var top1: Float
-    var topK: Float
-    var images: Int
-}
-
 extension ProcessGroup {
     /// Every process takes rank 0's parameters and buffers (running statistics, masks): at the
     /// start, so that all begin from the same weights, and before validation, so that all
     /// validate with rank 0's running statistics (PyTorch DDP broadcasts them likewise).
     public func broadcastState(of model: any Model, parameters: Bool) throws(TensorError) {
-        var tensors: [(get: () -> Tensor, set: (Tensor) -> Void)] = model.namedBuffers(prefix: "").map { _, buffer in
-            ({ buffer.value }, { buffer.value = $0 })
+        for (_, buffer) in model.namedBuffers(prefix: "") { try broadcast(&buffer.value) }
+        guard parameters else { return }
+        for (_, variable) in model.namedParameters(prefix: "") { try broadcast(&variable.value) }
+    }
+
+    /// Rank 0's values of `tensor` in every process, written in place.
+    func broadcast(_ tensor: inout Tensor) throws(TensorError) {
+        var failure: TensorError?
+        tensor.withUnsafeMutableBufferPointer { buffer in
+            do throws(TensorError) { try broadcast(buffer) } catch { failure = error }
         }
-        if parameters {
-            tensors += model.namedParameters(prefix: "").map { _, variable in
-                ({ variable.value }, { variable.value = $0 })
-            }
-        }
-        for (get, set) in tensors {
-            var value = get()
-            set(Tensor(zeros: []))  // unique storage: overwritten in place
-            var failure: TensorError?
-            value.withUnsafeMutableBufferPointer { buffer in
-                do throws(TensorError) { try broadcast(buffer) } catch { failure = error }
-            }
-            set(value)
-            if let failure { throw failure }
-        }
+        if let failure { throw failure }
     }
 }

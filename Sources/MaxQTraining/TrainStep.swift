@@ -47,12 +47,11 @@ public enum TrainStep {
         let logits = try model(Variable(images))
         let loss = try logits.crossEntropy(labels: labels, labelSmoothing: labelSmoothing)
         let accuracy = try logits.value.topKAccuracy(labels: labels, ks: [1, min(topK, logits.shape[1])])
-        var metrics = StepMetrics(
-            loss: loss.value.scalarValue, top1: accuracy[0], topK: accuracy[1], images: labels.count)
-        if let exchange { metrics = try exchange.agree(on: metrics) }
-        let result = StepResult(
-            loss: metrics.loss, top1: metrics.top1, topK: metrics.topK, images: metrics.images, logits: logits.value)
-        guard metrics.loss.isFinite else { return result }
+        var result = StepResult(
+            loss: loss.value.scalarValue, top1: accuracy[0], topK: accuracy[1], images: labels.count,
+            logits: logits.value)
+        if let exchange { result = try exchange.agree(on: result) }
+        guard result.loss.isFinite else { return result }
         exchange?.begin()
         try loss.backward(observer: exchange)
         try exchange?.finish()

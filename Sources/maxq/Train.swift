@@ -176,6 +176,9 @@ struct Train: ParsableCommand {
         let prefix = runPrefix()
         let log = try RunLog(path: rank == 0 ? "\(saveDir)/\(arch.rawValue).\(prefix).log" : nil, echo: rank == 0)
         log.line("maxq \(CommandLine.arguments.dropFirst().joined(separator: " "))")
+        if group == nil && syncBN {
+            log.line("note: --sync-bn applies to runs started by mpirun; this one process uses its own batch")
+        }
         if group != nil {
             log.line(
                 "data parallel: \(processes) processes x batch \(batchSize) (\(processes * batchSize) per step), "
