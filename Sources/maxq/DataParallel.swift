@@ -18,6 +18,20 @@ enum DataParallel {
         return group
     }
 
+    /// Every process must read the same data (the same folder on every machine): their training
+    /// and validation sizes and class counts are compared, and a process that differs fails, which
+    /// ends them all.
+    static func checkSameData(_ group: MPIProcessGroup, sizes: [Int]) throws {
+        var sums = sizes.map(Double.init)
+        try group.sum(&sums)
+        for (name, (own, sum)) in zip(["training images", "validation images", "classes"], zip(sizes, sums))
+        where Double(own * group.size) != sum {
+            throw Failure(
+                "\(own) \(name) here, \(sum / Double(group.size)) on average over the \(group.size) processes: "
+                    + "every process must read the same dataset")
+        }
+    }
+
     /// Ends this process after `error`. A stop that every process reached at the same step (a NaN
     /// loss or weight, an interrupt: they agree on these) leaves MPI in order and rank 0 reports it;
     /// any other error is this process's alone, so it is reported with its rank and every process

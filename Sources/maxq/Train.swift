@@ -172,6 +172,7 @@ struct Train: ParsableCommand {
         try checkSaveDirectory()
         let config = self.config
         let (trainSet, valSet, classes) = try datasets()
+        if let group { try DataParallel.checkSameData(group, sizes: [trainSet.count, valSet.count, classes]) }
         let model = try arch.build(classes: classes, sparsity: try config.sparsity(), seed: seed)
         let prefix = runPrefix()
         let log = try RunLog(path: rank == 0 ? "\(saveDir)/\(arch.rawValue).\(prefix).log" : nil, echo: rank == 0)

@@ -109,6 +109,21 @@ struct DistributedTests {
         }
     }
 
+    /// Two processes that read different data (here: Synthetic sets of different sizes) stop with
+    /// a message naming it, instead of training on mismatched shares.
+    @Test func processesWithDifferentDataAreRefused() throws {
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let tool = builtTool("maxq").path
+        var other = trainArguments("two", batch: 4, epochs: 1)
+        other[other.firstIndex(of: "--synthetic-images")! + 1] = "20"
+        let two = try run(
+            mpirun!,
+            ["-np", "1", tool] + trainArguments("two", batch: 4, epochs: 1) + [":", "-np", "1", tool] + other,
+            environment: mpirunEnvironment)
+        #expect(two.status != 0)
+        #expect(two.err.contains("every process must read the same dataset"), "\(two.err)")
+    }
+
     @Test func aKilledRankEndsTheRunAndItsCheckpointResumesWithOneProcess() throws {
         defer { try? FileManager.default.removeItem(at: temporary) }
         let tool = builtTool("maxq")
