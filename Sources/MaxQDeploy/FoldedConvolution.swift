@@ -14,12 +14,15 @@ public final class FoldedConvolution: ResidualFusing {
     }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        Variable(try x.value.backend.conv2dInference(x.value, weight, bias: bias, geometry, activation: activation))
+        Variable(
+            try x.value.backend.conv2dInference(
+                x.value, weight, bias: bias, geometry, activation: activation, precision: .current))
     }
 
     public func fusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
         guard activation == nil else { return try unfusedOutput(x, adding: residual, relu: relu) }
-        var y = try x.value.backend.conv2dInference(x.value, weight, bias: bias, geometry, activation: nil)
+        var y = try x.value.backend.conv2dInference(
+            x.value, weight, bias: bias, geometry, activation: nil, precision: .current)
         guard y.shape == residual.value.shape else {
             throw .shapeMismatch(op: "residual", y.shape, residual.value.shape)
         }

@@ -3,14 +3,19 @@
 import MaxQTensor
 
 extension Variable {
+    /// In the precision of the scope it is called in (`Precision.run`), backward included.
     public func conv2d(_ weight: Variable, _ geometry: Conv2dGeometry) throws(TensorError) -> Variable {
         let (x, w) = (value, weight.value)
         let backend = x.backend
-        let y = try backend.conv2d(x, w, geometry)
+        let precision = Precision.current
+        let y = try backend.conv2d(x, w, geometry, precision: precision)
         return .result(y, [self, weight]) { (dy) throws(TensorError) in
             [
-                self.requiresGrad ? try backend.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry) : nil,
-                weight.requiresGrad ? try backend.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry) : nil,
+                self.requiresGrad
+                    ? try backend.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry, precision: precision) : nil,
+                weight.requiresGrad
+                    ? try backend.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry, precision: precision)
+                    : nil,
             ]
         }
     }
@@ -113,13 +118,16 @@ extension Variable {
         return .result(y, [self]) { dy in [backend.globalAveragePoolBackward(dy, inputShape: shape)] }
     }
 
-    /// x (N, in) -> x w^T + b (N, out)
+    /// x (N, in) -> x w^T + b (N, out). In bf16 (`Precision.run`) the products' inputs are
+    /// rounded to bfloat16 and summed in float32: the arithmetic of a bf16 matrix product, run
+    /// by the float32 one (a classifier is a thousandth of a ResNet's work, not worth a kernel).
     public func linear(_ weight: Variable, _ bias: Variable?) throws(TensorError) -> Variable {
-        let (x, w) = (value, weight.value)
+        let precision = Precision.current
+        let (x, w) = (value.rounded(to: precision), weight.value.rounded(to: precision))
         let backend = x.backend
         let y = try backend.linear(x, w, bias?.value)
         return .result(y, [self, weight] + (bias.map { [$0] } ?? [])) { dy in
-            let (dx, dw, db) = backend.linearBackward(dy, x, w)
+            let (dx, dw, db) = backend.linearBackward(dy.rounded(to: precision), x, w)
             return [dx, dw, db]
         }
     }

@@ -120,7 +120,8 @@ public final class ConvBNUnit: UnaryLayer {
     private func folded(_ x: Variable, activation: Activation?) throws(TensorError) -> Variable {
         let (weight, bias) = try foldedWeights()
         return Variable(
-            try x.value.backend.conv2dInference(x.value, weight, bias: bias, conv.geometry, activation: activation))
+            try x.value.backend.conv2dInference(
+                x.value, weight, bias: bias, conv.geometry, activation: activation, precision: .current))
     }
 
     /// The unit's inference form, batch norm and mask folded into the convolution:

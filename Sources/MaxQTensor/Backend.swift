@@ -79,16 +79,23 @@ public struct BatchNormSums: Sendable, Equatable {
 public protocol Backend: Sendable {
     var name: String { get }
 
-    /// x (N, C, H, W), w (O, C/groups, k, k) -> (N, O, H', W'); no bias.
-    func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor
+    /// x (N, C, H, W), w (O, C/groups, k, k) -> (N, O, H', W'); no bias. In `bf16` the inputs
+    /// are rounded to bfloat16 and the products accumulated in float32 (`Precision`); so are
+    /// the inputs of both gradients below.
+    func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry, precision: Precision) throws(TensorError)
+        -> Tensor
     /// Inference only: convolution plus a per-output-channel bias and an optional activation,
     /// fused where the library can (a folded conv-bn unit in evaluation).
-    func conv2dInference(_ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?)
-        throws(TensorError) -> Tensor
-    func conv2dBackwardInput(_ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry)
-        throws(TensorError) -> Tensor
-    func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry)
-        throws(TensorError) -> Tensor
+    func conv2dInference(
+        _ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?,
+        precision: Precision
+    ) throws(TensorError) -> Tensor
+    func conv2dBackwardInput(
+        _ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry, precision: Precision
+    ) throws(TensorError) -> Tensor
+    func conv2dBackwardWeight(
+        _ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry, precision: Precision
+    ) throws(TensorError) -> Tensor
 
     /// Batch norm in training is `batchNormSums`, `BatchNormSums.statistics` and `batchNormNormalize`
     /// (`batchNormTraining` below); synchronised batch norm adds the processes' sums in between.
@@ -169,6 +176,29 @@ public protocol Backend: Sendable {
 }
 
 extension Backend {
+    /// The convolutions in float32.
+    public func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor {
+        try conv2d(x, w, geometry, precision: .fp32)
+    }
+
+    public func conv2dInference(
+        _ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?
+    ) throws(TensorError) -> Tensor {
+        try conv2dInference(x, w, bias: bias, geometry, activation: activation, precision: .fp32)
+    }
+
+    public func conv2dBackwardInput(_ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry)
+        throws(TensorError) -> Tensor
+    {
+        try conv2dBackwardInput(dy, w, inputShape: inputShape, geometry, precision: .fp32)
+    }
+
+    public func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry)
+        throws(TensorError) -> Tensor
+    {
+        try conv2dBackwardWeight(dy, x, weightShape: weightShape, geometry, precision: .fp32)
+    }
+
     /// Batch statistics over (N, H, W) per channel and the normalised output.
     public func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float, shift: Tensor? = nil)
         throws(TensorError) -> (Tensor, BatchNormSaved)

@@ -1,6 +1,8 @@
 // 2-D convolution (forward, gradient to input, gradient to weight) through oneDNN primitives.
 // oneDNN picks its own blocked layouts (format `any`); our NCHW/OIHW tensors are reordered in
-// and out, as PyTorch does. Primitives are built once per shape and reused.
+// and out, as PyTorch does. Primitives are built once per shape and precision and reused. In
+// bf16 the primitives read bfloat16 inputs and write float32 outputs: the reorders into their
+// layouts round our float32 tensors on the way, so bf16 costs no pass of its own.
 import CDNNL
 import Foundation
 
@@ -10,6 +12,10 @@ struct ConvolutionKey: Hashable {
     var geometry: Conv2dGeometry
     /// Inference with a bias and this activation fused in (oneDNN post-op); no backward.
     var inference: InferenceEpilogue?
+    var precision: Precision
+
+    /// oneDNN's type for what the primitives read (outputs are always float32).
+    var inputType: dnnl_data_type_t { precision == .bf16 ? dnnl_bf16 : dnnl_f32 }
 
     var output: [Int] {
         let k = weight[2]
@@ -45,8 +51,8 @@ final class ConvolutionPlan: @unchecked Sendable {
         self.key = key
         let op = "conv2d \(key.input) * \(key.weight)"
         let plain = try Self.plainDescs(key)
-        var src = try DNNL.memoryDesc(key.input, dnnl_format_tag_any)
-        var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any)
+        var src = try DNNL.memoryDesc(key.input, dnnl_format_tag_any, key.inputType)
+        var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any, key.inputType)
         var dst = try DNNL.memoryDesc(key.output, dnnl_format_tag_any)
         var desc = dnnl_convolution_desc_t()
         var biasMD = key.inference == nil ? nil : try DNNL.memoryDesc([key.weight[0]], dnnl_a)
@@ -103,18 +109,21 @@ final class ConvolutionPlan: @unchecked Sendable {
         if let backward { return backward }
         let op = "conv2d backward \(key.input) * \(key.weight)"
         let plain = try Self.plainDescs(key)
-        var src = try DNNL.memoryDesc(key.input, dnnl_format_tag_any)
-        var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any)
-        var dst = try DNNL.memoryDesc(key.output, dnnl_format_tag_any)
+        // Gradients are written in float32; what they are computed from is read in the key's type.
+        var src = try DNNL.memoryDesc(key.input, dnnl_format_tag_any, key.inputType)
+        var diffSrc = try DNNL.memoryDesc(key.input, dnnl_format_tag_any)
+        var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any, key.inputType)
+        var diffWei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any)
+        var diffDst = try DNNL.memoryDesc(key.output, dnnl_format_tag_any, key.inputType)
         var dataDesc = dnnl_convolution_desc_t()
         var weightDesc = dnnl_convolution_desc_t()
         try Self.withGeometry(key.geometry) { (s, p) throws(TensorError) in
             try DNNL.check(
-                dnnl_convolution_backward_data_desc_init(&dataDesc, dnnl_convolution_direct, &src, &wei, &dst, s, p, p),
-                op)
+                dnnl_convolution_backward_data_desc_init(
+                    &dataDesc, dnnl_convolution_direct, &diffSrc, &wei, &diffDst, s, p, p), op)
             try DNNL.check(
                 dnnl_convolution_backward_weights_desc_init(
-                    &weightDesc, dnnl_convolution_direct, &src, &wei, nil, &dst, s, p, p), op)
+                    &weightDesc, dnnl_convolution_direct, &src, &diffWei, nil, &diffDst, s, p, p), op)
         }
         var dataPD: dnnl_primitive_desc_t?
         var weightPD: dnnl_primitive_desc_t?
@@ -193,7 +202,8 @@ final class ConvolutionPlan: @unchecked Sendable {
 extension CPUBackend {
     /// Validates shapes and returns the plan's key; every error names both shapes.
     static func convolutionKey(
-        _ input: [Int], _ weight: [Int], _ g: Conv2dGeometry, inference: InferenceEpilogue? = nil
+        _ input: [Int], _ weight: [Int], _ g: Conv2dGeometry, inference: InferenceEpilogue? = nil,
+        precision: Precision = .fp32
     ) throws(TensorError) -> ConvolutionKey {
         guard input.count == 4 else {
             throw .invalidShape(op: "conv2d", shape: input, reason: "input must be (N, C, H, W)")
@@ -207,24 +217,27 @@ extension CPUBackend {
         guard input[1] == weight[1] * g.groups, weight[0] % g.groups == 0 else {
             throw .shapeMismatch(op: "conv2d (groups \(g.groups))", input, weight)
         }
-        let key = ConvolutionKey(input: input, weight: weight, geometry: g, inference: inference)
+        let key = ConvolutionKey(input: input, weight: weight, geometry: g, inference: inference, precision: precision)
         guard key.output[2] > 0, key.output[3] > 0 else {
             throw .shapeMismatch(op: "conv2d: kernel larger than padded input", input, weight)
         }
         return key
     }
 
-    public func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor {
-        let key = try Self.convolutionKey(x.shape, w.shape, geometry)
+    public func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry, precision: Precision)
+        throws(TensorError) -> Tensor
+    {
+        let key = try Self.convolutionKey(x.shape, w.shape, geometry, precision: precision)
         return try convolutionPlan(key).runForward(x, w)
     }
 
     public func conv2dInference(
-        _ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?
+        _ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?,
+        precision: Precision
     ) throws(TensorError) -> Tensor {
         let fused = activation.flatMap(InferenceEpilogue.init(fusing:))
         let key = try Self.convolutionKey(
-            x.shape, w.shape, geometry, inference: fused ?? InferenceEpilogue(activation: nil))
+            x.shape, w.shape, geometry, inference: fused ?? InferenceEpilogue(activation: nil), precision: precision)
         guard bias.shape == [w.shape[0]] else { throw .shapeMismatch(op: "conv2d bias", w.shape, bias.shape) }
         let y = try convolutionPlan(key).runForward(x, w, bias: bias)
         // Activations oneDNN cannot fuse here run as a separate pass.
@@ -233,17 +246,17 @@ extension CPUBackend {
     }
 
     public func conv2dBackwardInput(
-        _ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry
+        _ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry, precision: Precision
     ) throws(TensorError) -> Tensor {
-        let key = try Self.convolutionKey(inputShape, w.shape, geometry)
+        let key = try Self.convolutionKey(inputShape, w.shape, geometry, precision: precision)
         guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
         return try convolutionPlan(key).runBackwardInput(dy, w)
     }
 
     public func conv2dBackwardWeight(
-        _ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry
+        _ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry, precision: Precision
     ) throws(TensorError) -> Tensor {
-        let key = try Self.convolutionKey(x.shape, weightShape, geometry)
+        let key = try Self.convolutionKey(x.shape, weightShape, geometry, precision: precision)
         guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
         return try convolutionPlan(key).runBackwardWeight(dy, x)
     }

@@ -40,13 +40,16 @@ final class DNNL: @unchecked Sendable {
         }
     }
 
-    /// A memory descriptor for float32 data of `dims` in the plain (or `any`) layout `tag`.
-    static func memoryDesc(_ dims: [Int], _ tag: dnnl_format_tag_t) throws(TensorError) -> dnnl_memory_desc_t {
+    /// A memory descriptor for data of `dims` in the plain (or `any`) layout `tag`, float32 unless
+    /// `type` says otherwise.
+    static func memoryDesc(_ dims: [Int], _ tag: dnnl_format_tag_t, _ type: dnnl_data_type_t = dnnl_f32)
+        throws(TensorError) -> dnnl_memory_desc_t
+    {
         var md = dnnl_memory_desc_t()
         var d = dimsTuple(dims)
         let status = withUnsafePointer(to: &d) {
             $0.withMemoryRebound(to: dnnl_dim_t.self, capacity: 12) {
-                dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), $0, dnnl_f32, tag)
+                dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), $0, type, tag)
             }
         }
         try check(status, "memory descriptor \(dims)")

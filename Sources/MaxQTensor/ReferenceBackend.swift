@@ -18,30 +18,36 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
 
     // MARK: convolution
 
-    public func conv2d(_ x: Tensor, _ w: Tensor, _ g: Conv2dGeometry) throws(TensorError) -> Tensor {
-        try ReferenceKernels.conv2d(x, w, g).on(.reference)
+    public func conv2d(_ x: Tensor, _ w: Tensor, _ g: Conv2dGeometry, precision: Precision) throws(TensorError)
+        -> Tensor
+    {
+        try ReferenceKernels.conv2d(x.rounded(to: precision), w.rounded(to: precision), g).on(.reference)
     }
 
     public func conv2dInference(
-        _ x: Tensor, _ w: Tensor, bias: Tensor, _ g: Conv2dGeometry, activation: Activation?
+        _ x: Tensor, _ w: Tensor, bias: Tensor, _ g: Conv2dGeometry, activation: Activation?, precision: Precision
     ) throws(TensorError) -> Tensor {
-        let y = try conv2d(x, w, g)
+        let y = try conv2d(x, w, g, precision: precision)
         guard bias.count == y.shape[1] else { throw .shapeMismatch(op: "conv2d bias", y.shape, bias.shape) }
         let plane = y.shape[2] * y.shape[3]
         for i in 0..<y.count { y.mutablePointer[i] += bias.pointer[i / plane % y.shape[1]] }
         return activation.map { self.activation($0, y) } ?? y
     }
 
-    public func conv2dBackwardInput(_ dy: Tensor, _ w: Tensor, inputShape: [Int], _ g: Conv2dGeometry)
-        throws(TensorError) -> Tensor
-    {
-        try ReferenceKernels.conv2dBackwardInput(dy, w, inputShape: inputShape, g).on(.reference)
+    public func conv2dBackwardInput(
+        _ dy: Tensor, _ w: Tensor, inputShape: [Int], _ g: Conv2dGeometry, precision: Precision
+    ) throws(TensorError) -> Tensor {
+        try ReferenceKernels.conv2dBackwardInput(
+            dy.rounded(to: precision), w.rounded(to: precision), inputShape: inputShape, g
+        ).on(.reference)
     }
 
-    public func conv2dBackwardWeight(_ dy: Tensor, _ x: Tensor, weightShape: [Int], _ g: Conv2dGeometry)
-        throws(TensorError) -> Tensor
-    {
-        try ReferenceKernels.conv2dBackwardWeight(dy, x, weightShape: weightShape, g).on(.reference)
+    public func conv2dBackwardWeight(
+        _ dy: Tensor, _ x: Tensor, weightShape: [Int], _ g: Conv2dGeometry, precision: Precision
+    ) throws(TensorError) -> Tensor {
+        try ReferenceKernels.conv2dBackwardWeight(
+            dy.rounded(to: precision), x.rounded(to: precision), weightShape: weightShape, g
+        ).on(.reference)
     }
 
     // MARK: batch norm

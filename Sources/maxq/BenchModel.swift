@@ -12,6 +12,7 @@ struct ModelBenchOptions: ParsableArguments {
     @Option(help: "Classes of the classifier.") var classes = 1000
     @Option(help: "Timed iterations (median reported, after one warm-up).") var iterations = 5
     @OptionGroup var sparsity: SparsityOptions
+    @OptionGroup var amp: AmpOption
 
     func validate() throws {
         guard batchSize >= 1, iterations >= 1, classes >= 1 else {
@@ -32,7 +33,7 @@ struct ModelBenchOptions: ParsableArguments {
     func report(_ what: String, milliseconds: Double) {
         print(
             "\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) batch=\(batchSize) "
-                + "res=\(arch.resolution) threads=\(Threading.count) \(what)_img_s="
+                + "res=\(arch.resolution) threads=\(Threading.count) amp=\(amp.amp.rawValue) \(what)_img_s="
                 + String(format: "%.2f", Double(batchSize) / milliseconds * 1000))
     }
 }
@@ -46,14 +47,17 @@ struct BenchTrainStep: ParsableCommand {
 
     func run() throws {
         do {
+            let precision = try options.amp.amp.precision()
             let model = try options.model()
             let (images, labels) = options.batch()
             let optimizer = TrainStep.optimizer(
                 for: model, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: false, noBNDecay: false)
             let decay: Float = options.sparsity.convBNType.hasMask ? 2e-4 : 0
             let ms = try medianMilliseconds(iterations: options.iterations) {
-                _ = try TrainStep.run(
-                    model, optimizer, images: images, labels: labels, labelSmoothing: 0.1, srsteDecay: decay)
+                _ = try Precision.run(precision) {
+                    try TrainStep.run(
+                        model, optimizer, images: images, labels: labels, labelSmoothing: 0.1, srsteDecay: decay)
+                }
             }
             options.report("train", milliseconds: ms)
         } catch {
@@ -70,12 +74,13 @@ struct BenchEval: ParsableCommand {
 
     func run() throws {
         do {
+            let precision = try options.amp.amp.precision()
             let model = try options.model()
             let (images, _) = options.batch()
             try model.recomputeMasks()
             model.setTraining(false)
             let ms = try medianMilliseconds(iterations: options.iterations) {
-                _ = try GradientMode.withoutGradients { try model(Variable(images)) }
+                _ = try Precision.run(precision) { try GradientMode.withoutGradients { try model(Variable(images)) } }
             }
             options.report("eval", milliseconds: ms)
         } catch {

@@ -6,6 +6,7 @@ import Foundation
 import MaxQDistributed
 import MaxQNN
 import MaxQTensor
+import Synchronization
 
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,11 +37,26 @@ struct Doctor: ParsableCommand {
         print("  CPU         \(cpuModel())")
         print("  features    \(cpuFeatures().joined(separator: " "))")
         print("  kernels     \(KernelLevel.active)")
+        print("  bf16        \(bfloat16Line())")
         do {
             try smokeTest()
         } catch {
             throw Failure(error)
         }
+    }
+
+    /// Whether `--amp bf16` runs here, and the bf16 peak: every thread in a vdpbf16ps loop at once.
+    private func bfloat16Line() -> String {
+        guard Precision.cpuHasBFloat16 else { return "no AVX512_BF16: --amp bf16 is refused on this CPU" }
+        let threads = Threading.count
+        let rates = Mutex([Double](repeating: 0, count: threads))
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            let rate = Precision.bfloat16PeakGFLOPS() ?? 0
+            rates.withLock { $0[thread] = rate }
+        }
+        let total = rates.withLock { $0.reduce(0, +) }
+        return "AVX512_BF16: --amp bf16 available; vdpbf16ps peak "
+            + String(format: "%.0f GFLOP/s on %d thread(s)", total, threads)
     }
 
     private func cpuInfoLines() -> [Substring] {

@@ -17,6 +17,7 @@ struct Predict: ParsableCommand {
     var pretrained: String
     @Option(name: .customLong("num-classes"), help: "Classes of the checkpoint's classifier.") var numClasses = 1000
     @OptionGroup var sparsity: SparsityOptions
+    @OptionGroup var amp: AmpOption
     @Option(
         help: "Inference engine: sparse (N:M kernels where they measure faster; the default for N:M models) or dense.")
     var engine: Engine?
@@ -30,7 +31,8 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         do {
-            try predict()
+            let precision = try amp.amp.precision()
+            try Precision.run(precision) { try predict() }
         } catch {
             throw Failure(error)
         }

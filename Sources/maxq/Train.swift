@@ -61,6 +61,7 @@ struct Train: ParsableCommand {
         help: "Default 0.1 (ImageNet, ImageFolder), 0 (CIFAR, Synthetic).")
     var labelSmoothing: Double?
     @OptionGroup var sparsity: SparsityOptions
+    @OptionGroup var amp: AmpOption
     @Option(parsing: .unconditional, help: "SR-STE decay lambda.") var decay = 2e-4
     @Option(name: .customLong("decay-type"), help: "SR-STE decay type (v1).") var decayType: DecayType = .v1
     @Option(help: "Checkpoint to start from (any format).") var pretrained: String?
@@ -169,6 +170,7 @@ struct Train: ParsableCommand {
     /// `group`: the processes of a data-parallel run; rank 0 alone writes the log and the files.
     private func train(group: MPIProcessGroup?) throws {
         let rank = group?.rank ?? 0, processes = group?.size ?? 1
+        let precision = try amp.amp.precision()
         try checkSaveDirectory()
         let config = self.config
         let (trainSet, valSet, classes) = try datasets()
@@ -188,6 +190,11 @@ struct Train: ParsableCommand {
         }
         let parameterCount = model.parameters.map { $0.value.count }.reduce(0, +)
         let sparseUnits = model.units.filter { $0.1.mask != nil }.count
+        if precision == .bf16 {
+            log.line(
+                "mixed precision: bf16 convolutions and classifier (float32 accumulation), float32 weights, "
+                    + "optimizer state, batch norm and loss")
+        }
         log.line(
             "\(arch.rawValue): \(parameterCount) parameters, \(sparseUnits) N:M layers "
                 + "(\(config.convBNType.rawValue) \(config.n):\(config.m)), \(classes) classes, "
@@ -222,22 +229,28 @@ struct Train: ParsableCommand {
         }
         if let resume { try trainer.resume(from: resume) }
         if evaluate {
-            if engine == .sparse {
-                let deployment = try deploySparse(model, batch: valBatch, resolution: arch.resolution) {
-                    log.line("note: \($0)")
-                }
-                let tunedDense = deployment.dense.filter { $0.cause == .measuredFaster }.count
-                log.line(
-                    "=> sparse engine: \(deployment.sparse.count) N:M layers on the sparse kernel, "
-                        + "\(tunedDense) measured faster dense")
-            }
-            try trainer.evaluate()
+            try Precision.run(precision) { try evaluateOnly(model, trainer: trainer, batch: valBatch, log: log) }
             return
         }
-        let (last, best) = try trainer.run()
+        let (last, best) = try Precision.run(precision) { try trainer.run() }
         log.line(
             String(
                 format: "done: last top-1 %.2f%%, best top-1 %.2f%%; checkpoints, metrics.csv and curves.svg in %@",
                 last, best, saveDir))
+    }
+
+    /// `--evaluate`: the reference's validation, on the sparse engine if asked (its layers chosen
+    /// by timing in the precision of the caller's scope).
+    private func evaluateOnly(_ model: any Model, trainer: Trainer, batch: Int, log: RunLog) throws {
+        if engine == .sparse {
+            let deployment = try deploySparse(model, batch: batch, resolution: arch.resolution) {
+                log.line("note: \($0)")
+            }
+            let tunedDense = deployment.dense.filter { $0.cause == .measuredFaster }.count
+            log.line(
+                "=> sparse engine: \(deployment.sparse.count) N:M layers on the sparse kernel, "
+                    + "\(tunedDense) measured faster dense")
+        }
+        try trainer.evaluate()
     }
 }

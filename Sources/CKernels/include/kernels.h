@@ -64,4 +64,11 @@ void maxq_resample_row_horizontal(const uint8_t *row, int64_t first_column, int6
 void maxq_resample_row_vertical(const uint8_t *rows, int64_t row_length, int64_t count, const int32_t *weights,
                                 int32_t *sums, uint8_t *out);
 
+/// 1 when the CPU has AVX512_BF16 (bfloat16 multiply-adds), else 0.
+int maxq_cpu_has_avx512_bf16(void);
+
+/// One thread's peak bfloat16 rate in GFLOP/s (a multiply-add counts as 2) from about `seconds`
+/// of independent vdpbf16ps instructions; 0 without AVX512_BF16.
+double maxq_bf16_peak_gflops(double seconds);
+
 #endif

@@ -1,0 +1,54 @@
+// `--amp bf16|off` on the command line: a bf16 training run and its evaluation, the benchmarks,
+// and the refusal on a CPU without AVX512_BF16.
+import Foundation
+import MaxQTensor
+import Testing
+
+@testable import maxq
+
+@Suite struct MixedPrecisionCLITests {
+    let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("maxq-amp-\(UUID().uuidString)")
+
+    @Test(.enabled(if: Precision.cpuHasBFloat16, "this CPU has no AVX512_BF16"))
+    func aBFloat16RunTrainsSavesAndEvaluates() throws {
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let common = [
+            "--set", "Synthetic", "-a", "c_resnet18", "-b", "16", "--synthetic-images", "32", "--synthetic-classes",
+            "4", "--save_dir", temporary.path, "-j", "2", "--amp", "bf16",
+        ]
+        let run = try maxq(["train", "--epochs", "1"] + common)
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.out.contains("] mixed precision: bf16 convolutions and classifier"))
+        #expect(run.out.contains(" * Prec@1 ") && run.out.contains("done: last top-1"))
+        let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
+        let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") && $0.hasSuffix(".safetensors") })
+        // The checkpoint is an ordinary float32 one: it evaluates with and without --amp.
+        for amp in ["bf16", "off"] {
+            let arguments =
+                ["train", "-e", "--pretrained", "\(temporary.path)/\(checkpoint)"] + common.dropLast() + [amp]
+            let evaluation = try maxq(arguments)
+            #expect(evaluation.status == 0, "\(evaluation.err)")
+            #expect(evaluation.out.contains(" * Prec@1 ") && evaluation.out.contains("missing keys: none"))
+            #expect(evaluation.out.contains("mixed precision: bf16") == (amp == "bf16"))
+        }
+    }
+
+    @Test(.enabled(if: Precision.cpuHasBFloat16, "this CPU has no AVX512_BF16"), arguments: ["train-step", "eval"])
+    func theModelBenchmarksRunInBFloat16(_ which: String) throws {
+        let run = try maxq([
+            "bench", which, "-a", "c_resnet18", "-b", "4", "--classes", "10", "--iterations", "1",
+            "--amp", "bf16",
+        ])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.out.contains(" amp=bf16 ") && run.out.contains("_img_s="), "\(run.out)")
+    }
+
+    @Test func bf16IsRefusedOnACPUWithoutAVX512BF16() throws {
+        #expect(try Amp.off.precision(cpuHasBFloat16: false) == .fp32)
+        let error = #expect(throws: Failure.self) { try Amp.bf16.precision(cpuHasBFloat16: false) }
+        #expect(error?.description.contains("AVX512_BF16") == true)
+        let run = try maxq(["train", "--set", "Synthetic", "--amp", "fp16"])
+        #expect(run.status != 0 && run.err.contains("--amp"), "\(run.err)")
+    }
+}
