@@ -108,25 +108,35 @@ public final class BatchNorm2d: Layer {
     }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
+        try callAsFunction(x, activation: nil)
+    }
+
+    /// Batch norm followed by `activation`: ReLU in training is fused into batch norm's passes
+    /// (unless synchronised); anything else runs as its own operation.
+    public func callAsFunction(_ x: Variable, activation: Activation?) throws(TensorError) -> Variable {
         guard training else {
-            return try x.batchNormInference(
+            let y = try x.batchNormInference(
                 weight: weight, bias: bias, runningMean: runningMean.value, runningVar: runningVar.value, eps: eps)
+            return activation.map { y.activation($0) } ?? y
         }
         let (y, saved, count): (Variable, BatchNormSaved, Float)
+        var pending = activation
         if let group = synchronization {
             let (output, statistics, values) = try x.batchNormTrainingSynchronized(
                 weight: weight, bias: bias, eps: eps, across: group)
             (y, saved, count) = (output, statistics, Float(values))
         } else {
-            (y, saved) = try x.batchNormTraining(weight: weight, bias: bias, eps: eps)
+            let fused = activation == .relu
+            (y, saved) = try x.batchNormTraining(weight: weight, bias: bias, eps: eps, relu: fused)
             count = Float(x.shape[0] * x.shape[2] * x.shape[3])
+            if fused { pending = nil }
         }
         let backend = x.value.backend
         try backend.updateRunningAverage(&runningMean.value, toward: saved.mean, momentum: momentum, scale: 1)
         try backend.updateRunningAverage(
             &runningVar.value, toward: saved.variance, momentum: momentum, scale: count / (count - 1))
         numBatchesTracked.value = try backend.add(numBatchesTracked.value, Tensor(scalar: 1))
-        return y
+        return pending.map { y.activation($0) } ?? y
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] {

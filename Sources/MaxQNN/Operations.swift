@@ -10,28 +10,26 @@ extension Variable {
         let precision = Precision.current
         let y = try backend.conv2d(x, w, geometry, precision: precision)
         return .result(y, [self, weight]) { (dy) throws(TensorError) in
-            [
-                self.requiresGrad
-                    ? try backend.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry, precision: precision) : nil,
-                weight.requiresGrad
-                    ? try backend.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry, precision: precision)
-                    : nil,
-            ]
+            let (dx, dw) = try backend.conv2dBackward(
+                dy, input: x, weight: w, geometry, inputGradient: self.requiresGrad,
+                weightGradient: weight.requiresGrad, precision: precision)
+            return [dx, dw]
         }
     }
 
-    /// Batch normalisation with batch statistics; returns the output and the statistics the
-    /// caller uses to update running estimates.
-    /// Batch normalisation with this batch's statistics.
+    /// Batch normalisation with this batch's statistics; returns the output and the statistics the
+    /// caller uses to update running estimates. With `relu`, ReLU of the output, forward and
+    /// backward fused into batch norm's own passes (the same numbers as a separate ReLU).
     public func batchNormTraining(
-        weight: Variable, bias: Variable, eps: Float
+        weight: Variable, bias: Variable, eps: Float, relu: Bool = false
     ) throws(TensorError) -> (Variable, BatchNormSaved) {
         let x = value
         let backend = x.backend
-        let (y, saved) = try backend.batchNormTraining(x, weight: weight.value, bias: bias.value, eps: eps)
+        let (y, saved) = try backend.batchNormTraining(x, weight: weight.value, bias: bias.value, eps: eps, relu: relu)
         let gamma = weight.value
         let result = Variable.result(y, [self, weight, bias]) { (dy) throws(TensorError) in
-            let (dx, dGamma, dBeta) = try backend.batchNormBackward(dy, x, weight: gamma, saved: saved)
+            let (dx, dGamma, dBeta) = try backend.batchNormBackward(
+                dy, x, weight: gamma, saved: saved, reluOutput: relu ? y : nil)
             return [dx, dGamma, dBeta]
         }
         return (result, saved)

@@ -104,17 +104,17 @@ public final class ConvBNUnit: UnaryLayer {
     /// into the convolution and the activation fused: one pass over the output, not three.
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         if !training && !GradientMode.isRecording { return try folded(x, activation: activation) }
-        let y: Variable
+        let y: Variable  // the convolution's output
         if let mask {
             if training && !maskIsFresh { try recomputeMask() }
             maskIsFresh = false
             let weight = try conv.weight.masked(
                 by: mask.value, straightThrough: config.type.method?.straightThrough ?? true)
-            y = try scale(x.conv2d(weight, conv.geometry))
+            y = try x.conv2d(weight, conv.geometry)
         } else {
-            y = try scale(conv(x))
+            y = try conv(x)
         }
-        return activation.map { y.activation($0) } ?? y
+        return try scale(y, activation: activation)
     }
 
     private func folded(_ x: Variable, activation: Activation?) throws(TensorError) -> Variable {

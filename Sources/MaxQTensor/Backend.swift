@@ -96,21 +96,28 @@ public protocol Backend: Sendable {
     func conv2dBackwardWeight(
         _ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry, precision: Precision
     ) throws(TensorError) -> Tensor
+    /// Both gradients (each only if asked for) in one call, so a backend can share work between them.
+    func conv2dBackward(
+        _ dy: Tensor, input x: Tensor, weight w: Tensor, _ geometry: Conv2dGeometry, inputGradient: Bool,
+        weightGradient: Bool, precision: Precision
+    ) throws(TensorError) -> (input: Tensor?, weight: Tensor?)
 
     /// Batch norm in training is `batchNormSums`, `BatchNormSums.statistics` and `batchNormNormalize`
     /// (`batchNormTraining` below); synchronised batch norm adds the processes' sums in between.
     /// `shift` nil: each channel's first value.
     func batchNormSums(_ x: Tensor, shift: Tensor?) throws(TensorError) -> BatchNormSums
-    /// y = (x - mean) * invStd * weight + bias with the saved statistics.
-    func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved) throws(TensorError)
-        -> Tensor
+    /// y = (x - mean) * invStd * weight + bias with the saved statistics; with `relu`, max(y, 0)
+    /// in the same pass.
+    func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, relu: Bool)
+        throws(TensorError) -> Tensor
     func batchNormInference(
         _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float
     ) throws(TensorError) -> Tensor
-    /// Returns (dx, dweight, dbias).
-    func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved) throws(TensorError) -> (
-        Tensor, Tensor, Tensor
-    )
+    /// Returns (dx, dweight, dbias). With `reluOutput` (the output of a normalisation with `relu`)
+    /// the gradient reaching batch norm is dy where that output is positive and 0 elsewhere: the
+    /// backward of ReLU after batch norm, in the same passes.
+    func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?)
+        throws(TensorError) -> (Tensor, Tensor, Tensor)
 
     /// Backward of synchronised batch norm in two parts: the per-channel sums this process
     /// contributes (to be summed across processes), and the input gradient from the summed sums
@@ -199,12 +206,36 @@ extension Backend {
         try conv2dBackwardWeight(dy, x, weightShape: weightShape, geometry, precision: .fp32)
     }
 
-    /// Batch statistics over (N, H, W) per channel and the normalised output.
-    public func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Float, shift: Tensor? = nil)
-        throws(TensorError) -> (Tensor, BatchNormSaved)
+    public func conv2dBackward(
+        _ dy: Tensor, input x: Tensor, weight w: Tensor, _ geometry: Conv2dGeometry, inputGradient: Bool,
+        weightGradient: Bool, precision: Precision
+    ) throws(TensorError) -> (input: Tensor?, weight: Tensor?) {
+        (
+            inputGradient
+                ? try conv2dBackwardInput(dy, w, inputShape: x.shape, geometry, precision: precision) : nil,
+            weightGradient
+                ? try conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry, precision: precision) : nil
+        )
+    }
+
+    public func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved)
+        throws(TensorError) -> Tensor
     {
+        try batchNormNormalize(x, weight: weight, bias: bias, saved: saved, relu: false)
+    }
+
+    public func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved)
+        throws(TensorError) -> (Tensor, Tensor, Tensor)
+    {
+        try batchNormBackward(dy, x, weight: weight, saved: saved, reluOutput: nil)
+    }
+
+    /// Batch statistics over (N, H, W) per channel and the normalised output.
+    public func batchNormTraining(
+        _ x: Tensor, weight: Tensor, bias: Tensor, eps: Float, shift: Tensor? = nil, relu: Bool = false
+    ) throws(TensorError) -> (Tensor, BatchNormSaved) {
         let saved = try batchNormSums(x, shift: shift).statistics(eps: eps)
-        return (try batchNormNormalize(x, weight: weight, bias: bias, saved: saved), saved)
+        return (try batchNormNormalize(x, weight: weight, bias: bias, saved: saved, relu: relu), saved)
     }
 }
 

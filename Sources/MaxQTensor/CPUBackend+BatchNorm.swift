@@ -36,7 +36,7 @@ extension CPUBackend {
         return BatchNormSums(count: Double(n * plane), shift: shifts, sum: sums, squares: squares)
     }
 
-    public func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved)
+    public func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, relu: Bool)
         throws(TensorError) -> Tensor
     {
         try Self.checkBatchNorm(x, [weight, bias, saved.mean, saved.invStd])
@@ -50,7 +50,11 @@ extension CPUBackend {
                 let a = gp[ch] * invStd[ch]
                 let b = bp[ch] - mean[ch] * a
                 let (source, target) = (xp + r * plane, yp + r * plane)
-                for j in 0..<plane { target[j] = source[j] * a + b }
+                if relu {
+                    for j in 0..<plane { target[j] = max(source[j] * a + b, 0) }
+                } else {
+                    for j in 0..<plane { target[j] = source[j] * a + b }
+                }
             }
         }
         return y
@@ -76,10 +80,14 @@ extension CPUBackend {
     }
 
     public func batchNormBackward(
-        _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved
+        _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
     ) throws(TensorError) -> (Tensor, Tensor, Tensor) {
         try Self.checkBatchNorm(x, [weight, saved.mean, saved.invStd])
         guard dy.shape == x.shape else { throw .shapeMismatch(op: "batch_norm backward", dy.shape, x.shape) }
+        if let reluOutput, reluOutput.shape != x.shape {
+            throw .shapeMismatch(op: "batch_norm backward", reluOutput.shape, x.shape)
+        }
+        let gate = reluOutput?.pointer
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         let dx = Tensor(uninitializedShape: x.shape)
         let dWeight = Tensor(uninitializedShape: [c]), dBias = Tensor(uninitializedShape: [c])
@@ -88,12 +96,14 @@ extension CPUBackend {
         parallelRanges(c) { channels in
             for ch in channels {
                 let m = saved.mean.pointer[ch], istd = saved.invStd.pointer[ch]
-                let (sumDy, sumDyXc) = Self.gradientSums(dyp, xp, n: n, c: c, plane: plane, channel: ch, mean: m)
+                let (sumDy, sumDyXc) = Self.gradientSums(
+                    dyp, xp, n: n, c: c, plane: plane, channel: ch, mean: m, gate: gate)
                 dBias.mutablePointer[ch] = Float(sumDy)
                 dWeight.mutablePointer[ch] = Float(sumDyXc) * istd
                 Self.writeInputGradient(
                     dxp, dyp, xp, n: n, c: c, plane: plane, channel: ch, mean: m, invStd: istd,
-                    weight: weight.pointer[ch], meanDy: Float(sumDy) / count, meanDyXc: Float(sumDyXc) / count)
+                    weight: weight.pointer[ch], meanDy: Float(sumDy) / count, meanDyXc: Float(sumDyXc) / count,
+                    gate: gate)
             }
         }
         return (dx, dWeight, dBias)
@@ -155,53 +165,106 @@ extension CPUBackend {
     ) -> (sum: Double, squares: Double) {
         var sum = 0.0, sumSquares = 0.0
         for i in 0..<n {
-            let row = xp + (i * c + ch) * plane
-            var s: Float = 0, q: Float = 0
-            for j in 0..<plane {
-                let d = row[j] - shift
-                s += d
-                q += d * d
-            }
+            let (s, q) = rowSums(xp + (i * c + ch) * plane, nil, count: plane, offset: shift)
             sum += Double(s)
             sumSquares += Double(q)
         }
         return (sum, sumSquares)
     }
 
-    /// (sum of dy, sum of dy * (x - mean)) of one channel.
+    /// (sum of g, sum of g * (x - mean)) of one channel, g = dy, or with `gate` (a ReLU's output)
+    /// dy where the gate is positive and 0 elsewhere.
     @inline(__always)
     static func gradientSums(
         _ dyp: UnsafePointer<Float>, _ xp: UnsafePointer<Float>, n: Int, c: Int, plane: Int, channel ch: Int,
-        mean m: Float
+        mean m: Float, gate: UnsafePointer<Float>? = nil
     ) -> (Double, Double) {
         var sumDy = 0.0, sumDyXc = 0.0
         for i in 0..<n {
             let offset = (i * c + ch) * plane
-            let (gradient, input) = (dyp + offset, xp + offset)
-            var s: Float = 0, q: Float = 0
-            for j in 0..<plane {
-                let g = gradient[j]
-                s += g
-                q += g * (input[j] - m)
-            }
+            let (s, q) = rowSums(dyp + offset, xp + offset, gate: gate.map { $0 + offset }, count: plane, offset: m)
             sumDy += Double(s)
             sumDyXc += Double(q)
         }
         return (sumDy, sumDyXc)
     }
 
+    /// Over one row: without `other`, (sum of d, sum of d * d) for d = a - offset; with it,
+    /// (sum of g, sum of g * (other - offset)) for g = a, or with `gate`, a where the gate is
+    /// positive and 0 elsewhere (ReLU's gradient). Sixteen partial sums: a single float
+    /// accumulator would wait on each addition's latency (Swift does not reassociate).
+    @inline(__always)
+    static func rowSums(
+        _ a: UnsafePointer<Float>, _ other: UnsafePointer<Float>?, gate: UnsafePointer<Float>? = nil, count: Int,
+        offset: Float
+    ) -> (Float, Float) {
+        typealias Lanes = SIMD16<Float>
+        let width = Lanes.scalarCount
+        @inline(__always) func load(_ p: UnsafePointer<Float>, _ j: Int) -> Lanes {
+            UnsafeRawPointer(p + j).loadUnaligned(as: Lanes.self)
+        }
+        var first = Lanes(), second = Lanes()
+        var j = 0
+        switch (other, gate) {
+        case (let other?, let gate?):
+            while j + width <= count {
+                let g = load(a, j).replacing(with: 0, where: .!(load(gate, j) .> 0))
+                first += g
+                second += g * (load(other, j) - offset)
+                j += width
+            }
+        case (let other?, nil):
+            while j + width <= count {
+                let g = load(a, j)
+                first += g
+                second += g * (load(other, j) - offset)
+                j += width
+            }
+        default:
+            while j + width <= count {
+                let d = load(a, j) - offset
+                first += d
+                second += d * d
+                j += width
+            }
+        }
+        var (s, q) = (first.sum(), second.sum())
+        while j < count {
+            if let other {
+                let g = gate.map { $0[j] > 0 ? a[j] : 0 } ?? a[j]
+                s += g
+                q += g * (other[j] - offset)
+            } else {
+                let d = a[j] - offset
+                s += d
+                q += d * d
+            }
+            j += 1
+        }
+        return (s, q)
+    }
+
     /// dx = gamma * istd * (dy - mean(dy) - xhat * mean(dy * xhat)) for one channel.
+    /// With `gate`, dy is taken as 0 where the gate is not positive (as in `gradientSums`).
     @inline(__always)
     static func writeInputGradient(
         _ dxp: UnsafeMutablePointer<Float>, _ dyp: UnsafePointer<Float>, _ xp: UnsafePointer<Float>, n: Int, c: Int,
-        plane: Int, channel ch: Int, mean m: Float, invStd istd: Float, weight: Float, meanDy: Float, meanDyXc: Float
+        plane: Int, channel ch: Int, mean m: Float, invStd istd: Float, weight: Float, meanDy: Float, meanDyXc: Float,
+        gate: UnsafePointer<Float>? = nil
     ) {
         let a = weight * istd
         let k = meanDyXc * istd * istd
         for i in 0..<n {
             let offset = (i * c + ch) * plane
             let (gradient, input, target) = (dyp + offset, xp + offset, dxp + offset)
-            for j in 0..<plane { target[j] = a * (gradient[j] - meanDy - (input[j] - m) * k) }
+            if let gate = gate.map({ $0 + offset }) {
+                for j in 0..<plane {
+                    let g = gate[j] > 0 ? gradient[j] : 0
+                    target[j] = a * (g - meanDy - (input[j] - m) * k)
+                }
+            } else {
+                for j in 0..<plane { target[j] = a * (gradient[j] - meanDy - (input[j] - m) * k) }
+            }
         }
     }
 }

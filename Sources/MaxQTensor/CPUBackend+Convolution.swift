@@ -153,41 +153,60 @@ final class ConvolutionPlan: @unchecked Sendable {
         var extra: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)] = []
         if let b, let bias { extra.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(mutating: b.pointer), bias)) }
         try run(
-            forward, "conv2d", [(DNNL_ARG_SRC, source, x), (DNNL_ARG_WEIGHTS, weights, w)],
+            forward, "conv2d \(key.input) * \(key.weight)",
+            [(DNNL_ARG_SRC, source, try stage(x, source)), (DNNL_ARG_WEIGHTS, weights, try stage(w, weights))],
             (DNNL_ARG_DST, destination, y), extra: extra)
         return y
     }
 
-    func runBackwardInput(_ dy: Tensor, _ w: Tensor) throws(TensorError) -> Tensor {
+    /// The gradient to the input (given the weights `w`) and to the weights (given the input `x`);
+    /// dy is staged once for both when the two primitives read it in the same layout.
+    func runBackward(_ dy: Tensor, weights w: Tensor?, input x: Tensor?) throws(TensorError) -> (
+        input: Tensor?, weight: Tensor?
+    ) {
         let b = try makeBackward()
-        let dx = Tensor(uninitializedShape: key.input)
-        try run(
-            b.data, "conv2d backward input",
-            [(DNNL_ARG_DIFF_DST, b.dataDiffDst, dy), (DNNL_ARG_WEIGHTS, b.dataWeights, w)],
-            (DNNL_ARG_DIFF_SRC, b.dataDiffSrc, dx))
-        return dx
+        let op = "conv2d backward \(key.input) * \(key.weight)"
+        var stagedDy: StagedBuffer?
+        var dx: Tensor?, dw: Tensor?
+        if let w {
+            let staged = try b.dataDiffDst.staged(from: dy.pointer, op)
+            dx = Tensor(uninitializedShape: key.input)
+            try run(
+                b.data, op,
+                [
+                    (DNNL_ARG_DIFF_DST, b.dataDiffDst, staged),
+                    (DNNL_ARG_WEIGHTS, b.dataWeights, try stage(w, b.dataWeights)),
+                ],
+                (DNNL_ARG_DIFF_SRC, b.dataDiffSrc, dx!))
+            stagedDy = staged
+        }
+        if let x {
+            let staged: StagedBuffer
+            if let stagedDy, b.dataDiffDst.wants(as: b.weightDiffDst) {
+                staged = stagedDy
+            } else {
+                staged = try b.weightDiffDst.staged(from: dy.pointer, op)
+            }
+            dw = Tensor(uninitializedShape: key.weight)
+            try run(
+                b.weight, op,
+                [(DNNL_ARG_DIFF_DST, b.weightDiffDst, staged), (DNNL_ARG_SRC, b.weightSrc, try stage(x, b.weightSrc))],
+                (DNNL_ARG_DIFF_WEIGHTS, b.weightDiffWeights, dw!))
+        }
+        return (dx, dw)
     }
 
-    func runBackwardWeight(_ dy: Tensor, _ x: Tensor) throws(TensorError) -> Tensor {
-        let b = try makeBackward()
-        let dw = Tensor(uninitializedShape: key.weight)
-        try run(
-            b.weight, "conv2d backward weight",
-            [(DNNL_ARG_DIFF_DST, b.weightDiffDst, dy), (DNNL_ARG_SRC, b.weightSrc, x)],
-            (DNNL_ARG_DIFF_WEIGHTS, b.weightDiffWeights, dw))
-        return dw
+    private func stage(_ tensor: Tensor, _ bridge: LayoutBridge) throws(TensorError) -> StagedBuffer {
+        try bridge.staged(from: tensor.pointer, "conv2d \(key.input) * \(key.weight)")
     }
 
-    /// Stages each input in the primitive's layout, runs it, and drains the output into `output`'s tensor.
+    /// Runs a primitive on inputs already in its layouts and drains the output into `output`'s tensor.
     private func run(
-        _ primitive: DNNLPrimitive, _ name: String, _ inputs: [(Int32, LayoutBridge, Tensor)],
+        _ primitive: DNNLPrimitive, _ op: String, _ inputs: [(Int32, LayoutBridge, StagedBuffer)],
         _ output: (Int32, LayoutBridge, Tensor), extra: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)] = []
     ) throws(TensorError) {
-        let op = "\(name) \(key.input) * \(key.weight)"
-        var staged: [StagedBuffer] = []
-        for (_, bridge, tensor) in inputs { staged.append(try bridge.staged(from: tensor.pointer, op)) }
         let out = output.1.stagedOutput(output.2.mutablePointer)
-        var args = zip(inputs, staged).map { ($0.0.0, $0.1.pointer, $0.0.1.wanted) }
+        var args = inputs.map { ($0.0, $0.2.pointer, $0.1.wanted) }
         args.append((output.0, out.pointer, output.1.wanted))
         try DNNL.shared.execute(primitive, args + extra, op)
         try output.1.drain(out, into: output.2.mutablePointer, op)
@@ -250,7 +269,7 @@ extension CPUBackend {
     ) throws(TensorError) -> Tensor {
         let key = try Self.convolutionKey(inputShape, w.shape, geometry, precision: precision)
         guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
-        return try convolutionPlan(key).runBackwardInput(dy, w)
+        return try convolutionPlan(key).runBackward(dy, weights: w, input: nil).input!
     }
 
     public func conv2dBackwardWeight(
@@ -258,7 +277,20 @@ extension CPUBackend {
     ) throws(TensorError) -> Tensor {
         let key = try Self.convolutionKey(x.shape, weightShape, geometry, precision: precision)
         guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
-        return try convolutionPlan(key).runBackwardWeight(dy, x)
+        return try convolutionPlan(key).runBackward(dy, weights: nil, input: x).weight!
+    }
+}
+
+extension CPUBackend {
+    public func conv2dBackward(
+        _ dy: Tensor, input x: Tensor, weight w: Tensor, _ geometry: Conv2dGeometry, inputGradient: Bool,
+        weightGradient: Bool, precision: Precision
+    ) throws(TensorError) -> (input: Tensor?, weight: Tensor?) {
+        let key = try Self.convolutionKey(x.shape, w.shape, geometry, precision: precision)
+        guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
+        guard inputGradient || weightGradient else { return (nil, nil) }
+        return try convolutionPlan(key).runBackward(
+            dy, weights: inputGradient ? w : nil, input: weightGradient ? x : nil)
     }
 }
 

@@ -160,6 +160,12 @@ final class LayoutBridge: @unchecked Sendable {
 
     var isIdentity: Bool { toWanted == nil }
 
+    /// Whether `other` stages data in the same layout, so that one staged copy serves both.
+    func wants(as other: LayoutBridge) -> Bool {
+        var (a, b) = (wanted, other.wanted)
+        return dnnl_memory_desc_equal(&a, &b) != 0
+    }
+
     /// The data of `source` in the wanted layout: `source` itself, or a reordered copy.
     func staged(from source: UnsafeRawPointer, _ op: String) throws(TensorError) -> StagedBuffer {
         let mutableSource = UnsafeMutableRawPointer(mutating: source)

@@ -78,7 +78,7 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
         return sums
     }
 
-    public func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved)
+    public func batchNormNormalize(_ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, relu: Bool)
         throws(TensorError) -> Tensor
     {
         try CPUBackend.checkBatchNorm(x, [weight, bias, saved.mean, saved.invStd])
@@ -90,7 +90,7 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
                     + bias.pointer[c]
             }
         }
-        return y
+        return relu ? activation(.relu, y) : y
     }
 
     public func batchNormInference(
@@ -108,10 +108,11 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
         return y
     }
 
-    public func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved)
-        throws(TensorError) -> (Tensor, Tensor, Tensor)
-    {
+    public func batchNormBackward(
+        _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
+    ) throws(TensorError) -> (Tensor, Tensor, Tensor) {
         try CPUBackend.checkBatchNorm(x, [weight, saved.mean, saved.invStd])
+        let dy = reluOutput.map { activationBackward(.relu, dy, x: $0, y: $0) } ?? dy
         let channels = x.shape[1]
         let (dx, dWeight, dBias) = (output(x.shape), output([channels]), output([channels]))
         for c in 0..<channels {

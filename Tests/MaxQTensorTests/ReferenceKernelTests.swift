@@ -71,6 +71,32 @@ import Testing
         #expect(dx.scalars == plain.scalars)
     }
 
+    /// Batch norm with ReLU fused into its passes gives batch norm then ReLU bit for bit, forward
+    /// and backward, and its naive twin's numbers.
+    @Test(arguments: [[3, 5, 7, 9], [2, 4, 4, 4], [1, 3, 1, 17]])
+    func batchNormWithFusedReLUIsBatchNormThenReLU(_ shape: [Int]) throws {
+        var generator = RandomGenerator(seed: 9)
+        let x = Tensor(normal: shape, generator: &generator), dy = Tensor(normal: shape, generator: &generator)
+        let (weight, bias) = (
+            Tensor(normal: [shape[1]], generator: &generator), Tensor(normal: [shape[1]], generator: &generator)
+        )
+        let (plain, saved) = try cpu.batchNormTraining(x, weight: weight, bias: bias, eps: 1e-5)
+        let relu = cpu.activation(.relu, plain)
+        let (fused, _) = try cpu.batchNormTraining(x, weight: weight, bias: bias, eps: 1e-5, relu: true)
+        #expect(fused.scalars == relu.scalars && fused.scalars.contains(0))
+        let separate = try cpu.batchNormBackward(
+            cpu.activationBackward(.relu, dy, x: plain, y: relu), x, weight: weight, saved: saved)
+        let together = try cpu.batchNormBackward(dy, x, weight: weight, saved: saved, reluOutput: fused)
+        #expect(together.0.scalars == separate.0.scalars)
+        #expect(together.1.scalars == separate.1.scalars && together.2.scalars == separate.2.scalars)
+        let reference = ReferenceBackend.shared
+        let naiveY = try reference.batchNormNormalize(x, weight: weight, bias: bias, saved: saved, relu: true)
+        #expect(toleranceFailure(fused, naiveY, rtol: 1e-4, atol: 1e-4) == nil)
+        let naive = try reference.batchNormBackward(dy, x, weight: weight, saved: saved, reluOutput: naiveY)
+        #expect(toleranceFailure(together.0, naive.0, rtol: 1e-4, atol: 1e-4) == nil)
+        #expect(toleranceFailure(together.1, naive.1, rtol: 1e-4, atol: 1e-4) == nil)
+    }
+
     /// Plans (oneDNN primitives) are cached per shape: a later call of the same shape must compute
     /// with its own tensors, not the memory the plan was first run on.
     @Test func aReusedPlanComputesWithTheNewCallsData() throws {
