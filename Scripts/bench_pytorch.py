@@ -3,11 +3,13 @@
     pip install torch torchvision          # a development tool; the toolkit never needs Python
     python3 Scripts/bench_pytorch.py ops                      # as `maxq bench ops`
     python3 Scripts/bench_pytorch.py model resnet50 -b 16     # as `maxq bench train-step` and `maxq bench eval`
+    python3 Scripts/bench_pytorch.py model resnet50 -b 16 --amp bf16   # as the same with `--amp bf16`
 
 `ops` times the layer shapes `maxq bench ops` times (batch 32, forward and forward+backward);
 `model` times whole training steps (forward, cross-entropy with label smoothing 0.1, backward,
 SGD with momentum 0.9 and weight decay 1e-4) and evaluation of a torchvision model on random
-input. Every figure is the median of the timed repetitions after one untimed warm-up.
+input; `--amp bf16` runs forward and loss under `torch.autocast("cpu", dtype=torch.bfloat16)`, as
+`maxq ... --amp bf16` does. Every figure is the median of the timed repetitions after one untimed warm-up.
 """
 import argparse, statistics, time
 import torch
@@ -61,16 +63,22 @@ def bench_model(args):
     labels = torch.randint(0, args.classes, (args.batch_size,))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
 
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp == "bf16")
+
     def train_step():
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), labels, label_smoothing=0.1).backward()
+        with autocast():
+            loss = F.cross_entropy(model(x), labels, label_smoothing=0.1)
+        loss.backward()
         optimizer.step()
     model.train()
     train = median_seconds(train_step, args.repeats)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         evaluate = median_seconds(lambda: model(x), args.repeats)
-    print(f"{args.arch} batch {args.batch_size} threads {torch.get_num_threads()} torch {torch.__version__}: "
+    print(f"{args.arch} batch {args.batch_size} threads {torch.get_num_threads()} torch {torch.__version__} "
+          f"amp {args.amp}: "
           f"train {args.batch_size / train:.2f} img/s, eval {args.batch_size / evaluate:.2f} img/s")
 
 
@@ -86,6 +94,7 @@ def main():
     model.add_argument("-b", "--batch-size", type=int, default=32)
     model.add_argument("--resolution", type=int, default=224)
     model.add_argument("--classes", type=int, default=1000)
+    model.add_argument("--amp", choices=["off", "bf16"], default="off")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

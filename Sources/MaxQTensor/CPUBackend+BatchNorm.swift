@@ -258,9 +258,20 @@ extension CPUBackend {
             let offset = (i * c + ch) * plane
             let (gradient, input, target) = (dyp + offset, xp + offset, dxp + offset)
             if let gate = gate.map({ $0 + offset }) {
-                for j in 0..<plane {
-                    let g = gate[j] > 0 ? gradient[j] : 0
-                    target[j] = a * (g - meanDy - (input[j] - m) * k)
+                // In vectors: a per-element branch on the gate's sign mispredicts half the time.
+                typealias Lanes = SIMD16<Float>
+                var j = 0
+                while j + Lanes.scalarCount <= plane {
+                    let g = UnsafeRawPointer(gradient + j).loadUnaligned(as: Lanes.self)
+                        .replacing(with: 0, where: .!(UnsafeRawPointer(gate + j).loadUnaligned(as: Lanes.self) .> 0))
+                    let centered = UnsafeRawPointer(input + j).loadUnaligned(as: Lanes.self) - m
+                    UnsafeMutableRawPointer(target + j).storeBytes(
+                        of: a * (g - meanDy - centered * k), as: Lanes.self)
+                    j += Lanes.scalarCount
+                }
+                for t in j..<plane {
+                    let g = gate[t] > 0 ? gradient[t] : 0
+                    target[t] = a * (g - meanDy - (input[t] - m) * k)
                 }
             } else {
                 for j in 0..<plane { target[j] = a * (gradient[j] - meanDy - (input[j] - m) * k) }
