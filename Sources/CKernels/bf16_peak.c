@@ -21,7 +21,7 @@ static double now_seconds(void) {
 
 // `rounds` rounds of ACCUMULATORS independent vdpbf16ps, written as assembly so that the compiler
 // can neither fold nor drop them; returns a value that depends on every accumulator.
-__attribute__((target("avx512f,avx512bf16"), noinline)) static float dot_rounds(long rounds) {
+__attribute__((target("avx512f,avx512bf16"), noinline)) static float dot_rounds_avx512(long rounds) {
     const __m512i a = _mm512_set1_epi16(0x3f80);  // 1.0 in every bf16 lane
     const __m512i b = _mm512_set1_epi16(0x3c00);  // 2^-7, so the sums stay finite
     __m512 acc[ACCUMULATORS];
@@ -45,13 +45,13 @@ double maxq_bf16_peak_gflops(double seconds) {
     // Grow the loop until it runs long enough to time, then time it once more.
     for (;;) {
         const double start = now_seconds();
-        sink += dot_rounds(rounds);
+        sink += dot_rounds_avx512(rounds);
         elapsed = now_seconds() - start;
         if (elapsed >= seconds / 4 || rounds > (1L << 40)) break;
         rounds *= 2;
     }
     const double start = now_seconds();
-    sink += dot_rounds(rounds);
+    sink += dot_rounds_avx512(rounds);
     elapsed = now_seconds() - start;
     (void)sink;
     // Each instruction: 16 lanes x 2 bf16 pairs x (multiply + add).
