@@ -17,7 +17,7 @@ static double now_seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-#define ACCUMULATORS 12
+#define ACCUMULATORS 24
 
 // `rounds` rounds of ACCUMULATORS independent vdpbf16ps, written as assembly so that the compiler
 // can neither fold nor drop them; returns a value that depends on every accumulator.
@@ -28,8 +28,9 @@ __attribute__((target("avx512f,avx512bf16"), noinline)) static float dot_rounds_
     for (int k = 0; k < ACCUMULATORS; k++) acc[k] = _mm512_setzero_ps();
     for (long r = 0; r < rounds; r++) {
 #define DOT(k) __asm__ volatile("vdpbf16ps %2, %1, %0" : "+v"(acc[k]) : "v"(a), "v"(b))
-        DOT(0); DOT(1); DOT(2); DOT(3); DOT(4); DOT(5);
-        DOT(6); DOT(7); DOT(8); DOT(9); DOT(10); DOT(11);
+        DOT(0); DOT(1); DOT(2); DOT(3); DOT(4); DOT(5); DOT(6); DOT(7);
+        DOT(8); DOT(9); DOT(10); DOT(11); DOT(12); DOT(13); DOT(14); DOT(15);
+        DOT(16); DOT(17); DOT(18); DOT(19); DOT(20); DOT(21); DOT(22); DOT(23);
 #undef DOT
     }
     __m512 total = acc[0];
