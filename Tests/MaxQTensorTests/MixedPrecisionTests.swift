@@ -76,3 +76,23 @@ import Testing
         #expect(fast.scalars.contains(0) && fast.scalars.contains { $0 > 1 })
     }
 }
+
+/// Long reductions: a weight gradient summed over 32 x 32 x 32 positions. oneDNN's bf16 kernel
+/// must sum in float32 throughout: against the float32 kernel on the same rounded inputs it may
+/// differ by summation order only.
+@Test(.enabled(if: Precision.cpuHasBFloat16, "oneDNN's bf16 kernels need AVX512_BF16"))
+func longReductionsInBFloat16SumInFloat32() throws {
+    var generator = RandomGenerator(seed: 21)
+    let x = Tensor(normal: [32, 16, 32, 32], generator: &generator).roundedToBFloat16()
+    let dy = Tensor(normal: [32, 32, 32, 32], generator: &generator).roundedToBFloat16()
+    let w = Tensor(normal: [32, 16, 3, 3], generator: &generator).roundedToBFloat16()
+    let geometry = Conv2dGeometry(stride: 1, padding: 1)
+    let bf16 = try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry, precision: .bf16)
+    let fp32 = try cpu.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry, precision: .fp32)
+    let magnitude = try cpu.conv2dBackwardWeight(absolute(dy), absolute(x), weightShape: w.shape, geometry)
+    #expect(boundFailure(bf16, fp32, bound: combine(magnitude, 1e-5)) == nil, "weight gradient")
+    let dxBF16 = try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry, precision: .bf16)
+    let dxFP32 = try cpu.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry, precision: .fp32)
+    let dxMagnitude = try cpu.conv2dBackwardInput(absolute(dy), absolute(w), inputShape: x.shape, geometry)
+    #expect(boundFailure(dxBF16, dxFP32, bound: combine(dxMagnitude, 1e-5)) == nil, "input gradient")
+}
