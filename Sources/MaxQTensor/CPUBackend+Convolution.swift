@@ -45,6 +45,9 @@ final class ConvolutionPlan: @unchecked Sendable {
         var pds: [dnnl_primitive_desc_t]
         var dataDiffDst, dataWeights, dataDiffSrc: LayoutBridge
         var weightSrc, weightDiffDst, weightDiffWeights: LayoutBridge
+
+        /// Both primitives read dy in the same layout: one staged copy serves both.
+        var sharesDiffDst: Bool { dataDiffDst.wants(as: weightDiffDst) }
     }
 
     init(_ key: ConvolutionKey) throws(TensorError) {
@@ -182,7 +185,7 @@ final class ConvolutionPlan: @unchecked Sendable {
         }
         if let x {
             let staged: StagedBuffer
-            if let stagedDy, b.dataDiffDst.wants(as: b.weightDiffDst) {
+            if let stagedDy, b.sharesDiffDst {
                 staged = stagedDy
             } else {
                 staged = try b.weightDiffDst.staged(from: dy.pointer, op)

@@ -47,7 +47,7 @@ struct BenchTrainStep: ParsableCommand {
 
     func run() throws {
         do {
-            let precision = try options.amp.amp.precision()
+            let precision = try options.amp.precision()
             let model = try options.model()
             let (images, labels) = options.batch()
             let optimizer = TrainStep.optimizer(
@@ -74,7 +74,7 @@ struct BenchEval: ParsableCommand {
 
     func run() throws {
         do {
-            let precision = try options.amp.amp.precision()
+            let precision = try options.amp.precision()
             let model = try options.model()
             let (images, _) = options.batch()
             try model.recomputeMasks()

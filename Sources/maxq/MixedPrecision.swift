@@ -25,4 +25,7 @@ enum Amp: String, ExpressibleByArgument, CaseIterable {
 struct AmpOption: ParsableArguments {
     @Option(help: "Mixed precision: bf16 (convolutions and classifier in bfloat16, CPUs with AVX512_BF16) or off.")
     var amp: Amp = .off
+
+    /// The precision `--amp` asks for, refused where the CPU lacks it.
+    func precision() throws -> Precision { try amp.precision() }
 }

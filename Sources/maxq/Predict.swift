@@ -31,7 +31,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         do {
-            let precision = try amp.amp.precision()
+            let precision = try amp.precision()
             try Precision.run(precision) { try predict() }
         } catch {
             throw Failure(error)

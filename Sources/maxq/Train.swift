@@ -170,7 +170,7 @@ struct Train: ParsableCommand {
     /// `group`: the processes of a data-parallel run; rank 0 alone writes the log and the files.
     private func train(group: MPIProcessGroup?) throws {
         let rank = group?.rank ?? 0, processes = group?.size ?? 1
-        let precision = try amp.amp.precision()
+        let precision = try amp.precision()
         try checkSaveDirectory()
         let config = self.config
         let (trainSet, valSet, classes) = try datasets()
