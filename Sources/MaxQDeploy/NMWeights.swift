@@ -30,23 +30,20 @@ public struct NMWeights: Sendable, Equatable {
             throw .unsupportedShape(layer: layer, shape: shape, m: m)
         }
         let (outputs, inputs, positions) = (shape[0], shape[1], shape[2] * shape[3])
+        let overfull = Self.overfullGroups(weight, n: n, m: m)
+        guard overfull == 0 else {
+            throw .notNM(layer: layer, overfull: overfull, groups: outputs * positions * inputs / m, n: n, m: m)
+        }
         var values: [Float] = [], indices: [Int] = []
         values.reserveCapacity(weight.count / m * n)
         indices.reserveCapacity(weight.count / m * n)
-        var overfull = 0
         weight.withUnsafeBufferPointer { w in
             for o in 0..<outputs {
                 for p in 0..<positions {
                     for chunk in 0..<(inputs / m) {
-                        let first = (o * inputs + chunk * m) * positions + p
-                        var nonZeros = 0
-                        for j in 0..<m where w[first + j * positions] != 0 { nonZeros += 1 }
-                        guard nonZeros <= n else {
-                            overfull += 1
-                            continue
-                        }
                         // The non-zeros and, if there are fewer than N, the first zeros, in ascending order.
-                        var zerosToKeep = n - nonZeros
+                        let first = (o * inputs + chunk * m) * positions + p
+                        var zerosToKeep = n - (0..<m).filter { w[first + $0 * positions] != 0 }.count
                         for j in 0..<m {
                             let value = w[first + j * positions]
                             if value == 0 {
@@ -60,13 +57,30 @@ public struct NMWeights: Sendable, Equatable {
                 }
             }
         }
-        guard overfull == 0 else {
-            throw .notNM(layer: layer, overfull: overfull, groups: outputs * positions * inputs / m, n: n, m: m)
-        }
         self.shape = shape
         (self.n, self.m) = (n, m)
         self.values = values
         packedIndices = Self.pack(indices, bits: Self.bits(m))
+    }
+
+    /// The groups of an (O, I, kh, kw) `weight` (M consecutive input channels at one output
+    /// channel and kernel position; M divides I) that hold more than N non-zeros.
+    public static func overfullGroups(_ weight: Tensor, n: Int, m: Int) -> Int {
+        let (outputs, inputs, positions) = (weight.shape[0], weight.shape[1], weight.shape[2] * weight.shape[3])
+        var overfull = 0
+        weight.withUnsafeBufferPointer { w in
+            for o in 0..<outputs {
+                for chunk in 0..<(inputs / m) {
+                    let first = (o * inputs + chunk * m) * positions
+                    for p in 0..<positions {
+                        var nonZeros = 0
+                        for j in 0..<m where w[first + j * positions + p] != 0 { nonZeros += 1 }
+                        if nonZeros > n { overfull += 1 }
+                    }
+                }
+            }
+        }
+        return overfull
     }
 
     /// Compressed weights as a file holds them, checked: counts that match the shape, N <= M with

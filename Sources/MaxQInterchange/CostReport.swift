@@ -1,48 +1,58 @@
 // The FLOPs and parameter counts of the paper's tables, from the model's operator graph and its
 // shapes (no forward pass), in two forms (docs/flops.md):
-// - reference: the convention of the original's compute_flops.py. A convolution costs
-//   (kh * kw * in / groups + 1) * out * H' * W' (one operation per multiply-add, plus one for the
-//   bias that folding batch norm leaves), a linear layer weights + biases; batch norm, activations
-//   and pooling are not counted. A convolution counts at N/M unless it is depthwise, 7x7 or reads
-//   the 3 image channels; a 1x1 stride-2 convolution (a downsample) counts at N/M only in
-//   resnet50. Parameters: every one, the weights of the same convolutions at N/M (downsamples
-//   dense outside resnet50).
-// - this model: the same formulas, each convolution at the fraction of its folded weight (mask
-//   included) that is not zero; parameters all counted, a unit's weight by its non-zeros with
-//   the mask (a checkpoint's exact count).
+// - reference: the convention of the original's compute_flops.py, checked against that script's
+//   own output (Tests/Fixtures/flops.json). A convolution costs (kh * kw * in / groups + 1) * out
+//   * H' * W' (one operation per multiply-add, plus one for the bias that folding batch norm
+//   leaves), all of it at N/M unless the convolution is depthwise or 7x7; a linear layer costs its
+//   weights plus biases; each ReLU one per input element; batch norm, other activations, pooling
+//   and additions nothing. Parameters: every one, each 4-D weight at N/M unless its kernel is 7
+//   wide or it has one input channel per group.
+// - this model: the same operations, each convolution with only its folded weight's non-zeros
+//   (mask included) multiplied, plus its biases; parameters all counted, a unit's weight by its
+//   non-zeros with the mask (a checkpoint's exact count).
+import MaxQDeploy
 import MaxQModels
 import MaxQNN
 import MaxQSparsity
 import MaxQTensor
 
 public struct CostReport: Sendable {
+    /// One convolution or linear layer of the inference graph.
+    public struct Layer: Sendable {
+        public let name: String
+        /// The folded weight's shape: (out, in / groups, kh, kw) or (out, in).
+        public let shape: [Int]
+        /// "2:4" for an exactly N:M unit, otherwise "dense: " and why.
+        public let status: String
+        /// Non-zero weights plus biases, as this model runs it.
+        public let parameters: Int
+        public let flops: Double
+        /// The FLOPs the original's convention gives it.
+        public let referenceFLOPs: Double
+    }
+
+    public let layers: [Layer]
+    /// One per element entering a ReLU (both conventions count these).
+    public let reluFLOPs: Double
     public let referenceFLOPs: Double, referenceParameters: Double
     public let flops: Double, parameters: Double
 
-    /// Counts `model` (built for `architecture` with `pattern`, weights loaded if any) at a
-    /// `resolution` x `resolution` input, batch 1.
-    public init(_ model: any Model, architecture: Architecture, pattern: NMPattern, resolution: Int)
-        throws(InterchangeError)
-    {
+    /// Counts `model` (built with `pattern`, weights loaded if any) at a `resolution` x
+    /// `resolution` input, batch 1.
+    public init(_ model: any Model, pattern: NMPattern, resolution: Int) throws(InterchangeError) {
         let kept = Double(pattern.n) / Double(pattern.m)
-        let isResNet50 = architecture == .resnet50
-        // Parameters, by the reference's rule on each 4-D weight.
-        var referenceParameters = 0.0
-        for (name, parameter) in model.namedParameters(prefix: "") {
-            let shape = parameter.shape, count = Double(parameter.value.count)
-            let dense =
-                shape.count != 4 || shape[3] == 7 || [1, 3].contains(shape[1])
-                || (Self.isDownsample(name) && !isResNet50)
-            referenceParameters += dense ? count : count * kept
+        referenceParameters = model.namedParameters(prefix: "").reduce(0.0) { sum, named in
+            let shape = named.1.shape, count = Double(named.1.value.count)
+            let pruned = shape.count == 4 && shape[3] != 7 && shape[1] != 1
+            return sum + (pruned ? count * kept : count)
         }
         // This model's: every parameter, each unit's weight by the non-zeros it has with its mask.
-        var parameters = 0.0
         let masked = Dictionary(
             model.units.filter { $0.1.mask != nil }.map { name, unit in (unit.weightKey(prefix: name), unit) }
         ) { first, _ in first }
-        for (name, parameter) in model.namedParameters(prefix: "") {
-            let (zeros, total) = masked[name]?.zeroCount ?? (0, parameter.value.count)
-            parameters += Double(total - zeros)
+        parameters = model.namedParameters(prefix: "").reduce(0.0) { sum, named in
+            let (zeros, total) = masked[named.0]?.zeroCount ?? (0, named.1.value.count)
+            return sum + Double(total - zeros)
         }
         // The model as it is (units folded as they describe themselves): its shapes and weights.
         let (graph, _) = try InferenceGraph.describe(model)
@@ -51,37 +61,77 @@ public struct CostReport: Sendable {
             throw .deployment(.tensor(error))
         }
         let weights = Dictionary(graph.initializers.map { ($0.name, $0.tensor) }) { first, _ in first }
-        var (referenceFLOPs, flops) = (0.0, 0.0)
+        let status = Self.statuses(model, weights: weights, pattern: pattern)
+        var layers: [Layer] = []
+        var reluFLOPs = 0.0
         for node in graph.nodes {
             switch node.op {
             case "Conv":
                 guard let w = weights[node.inputs[1]], let y = shapes[node.name], let x = shapes[node.inputs[0]] else {
                     continue
                 }
-                let dense = Double(w.shape[1] * w.shape[2] * w.shape[3] + 1) * Double(y.dropFirst().reduce(1, *))
-                let nonZero = Double(w.count - w.backend.countZeros(w)) / Double(max(w.count, 1))
-                let depthwise = w.shape[1] == 1 && x[1] > 1, stem = w.shape[3] == 7 || x[1] == 3
-                let downsample = w.shape[3] == 1 && Self.stride(node) == 2
-                let referenceKept = depthwise || stem || (downsample && !isResNet50) ? 1 : kept
-                referenceFLOPs += dense * referenceKept
-                flops += dense * nonZero
+                let pixels = Double(y[2] * y[3]), outputs = w.shape[0]
+                let nonZero = w.count - w.backend.countZeros(w)
+                let dense = Double(w.shape[1] * w.shape[2] * w.shape[3] + 1) * Double(outputs) * pixels
+                let depthwise = w.shape[1] == 1, wide = w.shape[2] == 7
+                let name = Self.layerName(node)
+                layers.append(
+                    Layer(
+                        name: name, shape: w.shape,
+                        status: status[name] ?? Self.denseReason(name, weight: w, inputChannels: x[1]),
+                        parameters: nonZero + outputs, flops: Double(nonZero + outputs) * pixels,
+                        referenceFLOPs: depthwise || wide ? dense : dense * kept))
             case "Gemm":
-                let count = node.inputs.dropFirst().compactMap { weights[$0]?.count }.reduce(0, +)
-                referenceFLOPs += Double(count)
-                flops += Double(count)
+                guard let w = weights[node.inputs[1]] else { continue }
+                let bias = node.inputs.dropFirst(2).compactMap { weights[$0]?.count }.reduce(0, +)
+                let nonZero = w.count - w.backend.countZeros(w)
+                layers.append(
+                    Layer(
+                        name: Self.layerName(node), shape: w.shape, status: "dense: classifier",
+                        parameters: nonZero + bias,
+                        flops: Double(nonZero + bias), referenceFLOPs: Double(w.count + bias)))
+            case "Relu":
+                reluFLOPs += Double(shapes[node.inputs[0]]?.reduce(1, *) ?? 0)
             default: break
             }
         }
-        (self.referenceFLOPs, self.flops) = (referenceFLOPs, flops)
-        self.referenceParameters = referenceParameters
-        self.parameters = parameters
+        self.layers = layers
+        self.reluFLOPs = reluFLOPs
+        referenceFLOPs = layers.reduce(reluFLOPs) { $0 + $1.referenceFLOPs }
+        flops = layers.reduce(reluFLOPs) { $0 + $1.flops }
     }
 
-    private static func isDownsample(_ name: String) -> Bool {
-        name.contains(".downsample.") || name.contains(".shortcut.")
+    /// A layer's name as the state dict has it: its weight's name without `.weight`.
+    private static func layerName(_ node: OperatorGraph.Node) -> String {
+        let weight = node.inputs[1]
+        return weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : node.name
     }
 
-    private static func stride(_ node: OperatorGraph.Node) -> Int {
-        if case .ints(let strides)? = node.attributes["strides"] { strides.first ?? 1 } else { 1 }
+    /// The status of every unit that trains N:M: exactly N:M as folded, or dense and why.
+    private static func statuses(_ model: any Model, weights: [String: Tensor], pattern: NMPattern) -> [String: String]
+    {
+        let (n, m) = (pattern.n, pattern.m)
+        var status: [String: String] = [:]
+        for (name, unit) in model.units where unit.mask != nil && !unit.config.pattern.isDense {
+            guard let w = weights["\(name).weight"], w.rank == 4 else { continue }
+            guard w.shape[1] % m == 0 else {
+                status[name] = "dense: \(w.shape[1]) input channels, not a multiple of \(m)"
+                continue
+            }
+            let overfull = NMWeights.overfullGroups(w, n: n, m: m), groups = w.count / m
+            status[name] =
+                overfull == 0
+                ? "\(n):\(m)" : "dense: not \(n):\(m), \(overfull) of \(groups) groups keep more than \(n)"
+        }
+        return status
+    }
+
+    /// Why the architecture keeps a convolution dense, from where it sits and its shape.
+    private static func denseReason(_ name: String, weight w: Tensor, inputChannels: Int) -> String {
+        if inputChannels == 3 { return "dense: stem (reads the image)" }
+        if w.shape[1] == 1 && inputChannels > 1 { return "dense: depthwise" }
+        if name.hasSuffix(".fc1") || name.hasSuffix(".fc2") { return "dense: squeeze-excitation" }
+        if name == "fc" { return "dense: classifier" }
+        return "dense: no N:M mask"
     }
 }

@@ -54,3 +54,23 @@ extension Model {
         return report
     }
 }
+
+extension Architecture {
+    /// The architecture a state dict belongs to, with its class count: the first whose every
+    /// parameter and buffer the entries hold with its shape, and nothing else (masks and batch
+    /// counters aside). Nil when none fits.
+    public static func matching(_ entries: [(name: String, tensor: Tensor)]) -> (Architecture, classes: Int)? {
+        let weights = entries.filter { !$0.name.hasSuffix(".mask") }
+        let counter = { (name: String) in name.hasSuffix("num_batches_tracked") }
+        for architecture in allCases {
+            guard
+                let classes = weights.first(where: { $0.name == architecture.classifierWeight })?.tensor.shape.first,
+                let model = try? architecture.build(classes: classes, sparsity: .dense),
+                let report = try? model.load(weights),
+                report.missing.allSatisfy(counter), report.unexpected.allSatisfy(counter)
+            else { continue }
+            return (architecture, classes)
+        }
+        return nil
+    }
+}

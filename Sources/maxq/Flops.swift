@@ -16,14 +16,18 @@ struct Flops: ParsableCommand {
     @OptionGroup var sparsity: SparsityOptions
     @Option(help: "A checkpoint to count (its masks and zeros); without one, every N:M unit is exactly N:M.")
     var pretrained: String?
-    @Option(name: .customLong("input-size"), help: "Input resolution (default: the architecture's).") var inputSize:
-        Int?
+    @Option(
+        name: [.customLong("resolution"), .customLong("input-size")],
+        help: "Input resolution (default: the architecture's).")
+    var resolution: Int?
+    @Flag(help: "Also list every convolution and linear layer: shape, N:M or dense and why, params, FLOPs.")
+    var layers = false
     @Flag(help: "One JSON object instead of lines.") var json = false
 
     func validate() throws {
         guard numClasses >= 1 else { throw ValidationError("--num-classes must be at least 1") }
-        if let inputSize, !(8...4096).contains(inputSize) {
-            throw ValidationError("--input-size must be within 8 to 4096")
+        if let resolution, !(8...4096).contains(resolution) {
+            throw ValidationError("--resolution must be within 8 to 4096")
         }
     }
 
@@ -39,15 +43,16 @@ struct Flops: ParsableCommand {
             } else {
                 try ConvBNUnit.recomputeMasks(of: model.units, forNextForward: false)
             }
-            let resolution = inputSize ?? arch.resolution
-            let report = try CostReport(model, architecture: arch, pattern: config.pattern, resolution: resolution)
+            let resolution = resolution ?? arch.resolution
+            let report = try CostReport(model, pattern: config.pattern, resolution: resolution)
             let pattern = "\(config.pattern.n):\(config.pattern.m)"
             if json {
-                let object: [String: Any] = [
+                var object: [String: Any] = [
                     "arch": arch.rawValue, "N": config.pattern.n, "M": config.pattern.m, "resolution": resolution,
                     "flops_reference": report.referenceFLOPs, "params_reference": report.referenceParameters,
                     "flops": report.flops, "params": report.parameters,
                 ]
+                if layers { object["layers"] = report.layers.map(\.json) }
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
                 return
@@ -55,6 +60,7 @@ struct Flops: ParsableCommand {
             let counted =
                 pretrained.map { "the checkpoint \(URL(fileURLWithPath: $0).lastPathComponent)" }
                 ?? "this model, every N:M unit exactly \(pattern)"
+            if layers { printLayers(report) }
             print("\(arch.rawValue) \(pattern), \(resolution)x\(resolution) input, \(numClasses) classes")
             print(
                 String(
@@ -66,5 +72,37 @@ struct Flops: ParsableCommand {
         } catch {
             throw Failure(error)
         }
+    }
+
+    private func printLayers(_ report: CostReport) {
+        print(
+            "layer".padding(toLength: 32, withPad: " ", startingAt: 0)
+                + "shape".padding(toLength: 20, withPad: " ", startingAt: 0)
+                + "params".leftPadded(10) + "MFLOPs".leftPadded(12) + "reference".leftPadded(12) + "  N:M or dense")
+        for layer in report.layers {
+            print(
+                layer.name.padding(toLength: 32, withPad: " ", startingAt: 0)
+                    + "\(layer.shape)".padding(toLength: 20, withPad: " ", startingAt: 0)
+                    + "\(layer.parameters)".leftPadded(10)
+                    + String(format: "%12.4f%12.4f  ", layer.flops / 1e6, layer.referenceFLOPs / 1e6) + layer.status)
+        }
+        print(
+            "ReLU inputs".padding(toLength: 62, withPad: " ", startingAt: 0)
+                + String(format: "%12.4f%12.4f", report.reluFLOPs / 1e6, report.reluFLOPs / 1e6))
+    }
+}
+
+extension CostReport.Layer {
+    fileprivate var json: [String: Any] {
+        [
+            "name": name, "shape": shape, "status": status, "params": parameters, "flops": flops,
+            "flops_reference": referenceFLOPs,
+        ]
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
     }
 }

@@ -1,8 +1,10 @@
 // `maxq inspect`: is this checkpoint really sparse? A row per layer: shape, unit type, zeros,
-// sparsity, the N:M pattern the zeros satisfy, the soft mask's value range; then a total.
+// sparsity, the N:M pattern the zeros satisfy, the soft mask's value range; then a total, and the
+// FLOPs the checkpoint costs with its zeros skipped (architecture given or recognised).
 import ArgumentParser
 import Foundation
 import MaxQFormats
+import MaxQInterchange
 import MaxQModels
 import MaxQSparsity
 import MaxQTensor
@@ -13,7 +15,8 @@ struct Inspect: ParsableCommand {
 
     @Argument(help: "Checkpoint.") var checkpoint: String
     @Option(
-        name: [.customShort("a"), .long], help: "Also check the checkpoint against this architecture's state dict.")
+        name: [.customShort("a"), .long],
+        help: "Also check the checkpoint against this architecture's state dict (default: the one it fits, if any).")
     var arch: Architecture?
     @Flag(help: "One JSON object for machines instead of the table.") var json = false
     @Option(help: "Also draw the layers as bars (zeros, kept weights, N:M valid or not) into this SVG file.")
@@ -22,7 +25,8 @@ struct Inspect: ParsableCommand {
     func run() throws {
         let state: [(name: String, tensor: Tensor)]
         do { state = try CheckpointFile.readStateDict(path: checkpoint) } catch { throw Failure(error) }
-        if let arch { try check(state, against: arch) }
+        let architecture = try arch.map { ($0, classes: try check(state, against: $0)) } ?? Architecture.matching(state)
+        let cost = try architecture.map { try CheckpointCost(state, architecture: $0.0, classes: $0.classes) }
         let rows = InspectRow.rows(state)
         if let svg {
             let title = "\(URL(fileURLWithPath: checkpoint).lastPathComponent): sparsity per convolution layer"
@@ -31,15 +35,16 @@ struct Inspect: ParsableCommand {
             }
         }
         if json {
-            printJSON(rows)
+            printJSON(rows, cost)
         } else {
             printTable(rows)
+            print(cost?.line ?? "FLOPs: not counted (the checkpoint fits no architecture as it is; -a names one)")
         }
     }
 
     /// Loads the state into the architecture (classes from its classifier) and reports what
-    /// does not fit; a shape mismatch is an error naming the key.
-    private func check(_ state: [(name: String, tensor: Tensor)], against arch: Architecture) throws {
+    /// does not fit; a shape mismatch is an error naming the key. Returns the class count.
+    private func check(_ state: [(name: String, tensor: Tensor)], against arch: Architecture) throws -> Int {
         guard let classes = state.first(where: { $0.name == arch.classifierWeight })?.tensor.shape.first else {
             throw Failure("\(checkpoint): no \(arch.classifierWeight) to take \(arch.rawValue)'s class count from")
         }
@@ -56,6 +61,7 @@ struct Inspect: ParsableCommand {
                 Data(
                     ("\(arch.rawValue) with \(classes) classes: \(note("missing", report.missing)), "
                         + "\(note("unexpected", report.unexpected))\n").utf8))
+            return classes
         } catch {
             throw Failure(error)
         }
@@ -86,7 +92,7 @@ struct Inspect: ParsableCommand {
                 total, rows.count, zeros, 100 * Double(zeros) / Double(max(total, 1)), nm.count, rows.count))
     }
 
-    private func printJSON(_ rows: [InspectRow]) {
+    private func printJSON(_ rows: [InspectRow], _ cost: CheckpointCost?) {
         let layers: [[String: Any]] = rows.map { r in
             var o: [String: Any] = [
                 "name": r.name, "shape": r.shape, "type": r.kind, "zeros": r.sparsity.zeros,
@@ -97,9 +103,15 @@ struct Inspect: ParsableCommand {
             return o
         }
         let zeros = rows.map(\.sparsity.zeros).reduce(0, +), total = rows.map(\.sparsity.total).reduce(0, +)
-        let object: [String: Any] = [
+        var object: [String: Any] = [
             "layers": layers, "total": total, "zeros": zeros, "sparsity": Double(zeros) / Double(max(total, 1)),
         ]
+        if let cost {
+            object["arch"] = cost.architecture.rawValue
+            object["resolution"] = cost.resolution
+            object["flops"] = cost.flops
+            object["flops_dense"] = cost.denseFLOPs
+        }
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
@@ -114,6 +126,59 @@ struct InspectRow {
     var maskRange: (Float, Float)?
 
     static func rows(_ state: [(name: String, tensor: Tensor)]) -> [InspectRow] {
+        MaskedWeight.all(in: state).map { w in
+            guard let mask = w.mask else {
+                return InspectRow(
+                    name: w.name, shape: w.weight.shape, kind: "dense",
+                    sparsity: LayerSparsity(effectiveWeight: w.weight))
+            }
+            let kept = mask.scalars.filter { $0 != 0 }
+            let soft = kept.contains { $0 != 1 }
+            return InspectRow(
+                name: w.unit, shape: w.weight.shape, kind: soft ? "MaxQ soft" : "N:M 0/1",
+                sparsity: LayerSparsity(effectiveWeight: w.effective),
+                maskRange: soft ? (kept.min() ?? 0, kept.max() ?? 0) : nil)
+        }
+    }
+}
+
+/// What a checkpoint costs to run once at its architecture's resolution: its FLOPs with its zero
+/// weights skipped (masks applied) and those of the same network dense (docs/flops.md).
+struct CheckpointCost {
+    var architecture: Architecture, resolution: Int
+    var flops: Double, denseFLOPs: Double
+
+    init(_ state: [(name: String, tensor: Tensor)], architecture: Architecture, classes: Int) throws {
+        do {
+            let model = try architecture.build(classes: classes, sparsity: .dense)
+            try model.load(MaskedWeight.folded(state))
+            resolution = architecture.resolution
+            // A dense pattern makes the reference count the dense network's.
+            let report = try CostReport(model, pattern: try NMPattern(n: 1, m: 1), resolution: resolution)
+            (self.architecture, flops, denseFLOPs) = (architecture, report.flops, report.referenceFLOPs)
+        } catch {
+            throw Failure(error)
+        }
+    }
+
+    var line: String {
+        String(
+            format: "FLOPs as %@ at %dx%d: %.4f G with its zeros skipped, %.4f G dense (%.2fx fewer)",
+            architecture.rawValue, resolution, resolution, flops / 1e9, denseFLOPs / 1e9,
+            denseFLOPs / max(flops, 1))
+    }
+}
+
+/// A convolution weight of a state dict with its mask, if it has one.
+struct MaskedWeight {
+    /// The weight's key, and the unit the mask belongs to (the key without `.weight` otherwise).
+    var name: String, unit: String
+    var weight: Tensor, mask: Tensor?
+
+    /// The weight as the network computes with it: times its mask.
+    var effective: Tensor { mask.map { try! CPUBackend.shared.multiply(weight, $0) } ?? weight }
+
+    static func all(in state: [(name: String, tensor: Tensor)]) -> [MaskedWeight] {
         let byName = Dictionary(state.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
         return state.filter { $0.tensor.rank == 4 && $0.name.hasSuffix("weight") }.map { name, weight in
             // The mask sits beside the unit's conv (`<unit>.mask`) or, in torchvision's layout,
@@ -123,17 +188,17 @@ struct InspectRow {
             let (unit, maskKey) =
                 reference.flatMap { byName["\($0).mask"] != nil ? ($0, "\($0).mask") : nil }
                 ?? (beside, "\(beside).mask")
-            guard let mask = byName[maskKey], mask.shape == weight.shape else {
-                return InspectRow(
-                    name: name, shape: weight.shape, kind: "dense", sparsity: LayerSparsity(effectiveWeight: weight))
-            }
-            let effective = try! CPUBackend.shared.multiply(weight, mask)
-            let kept = mask.scalars.filter { $0 != 0 }
-            let soft = kept.contains { $0 != 1 }
-            return InspectRow(
-                name: unit, shape: weight.shape, kind: soft ? "MaxQ soft" : "N:M 0/1",
-                sparsity: LayerSparsity(effectiveWeight: effective),
-                maskRange: soft ? (kept.min() ?? 0, kept.max() ?? 0) : nil)
+            let mask = byName[maskKey].flatMap { $0.shape == weight.shape ? $0 : nil }
+            return MaskedWeight(name: name, unit: mask == nil ? name : unit, weight: weight, mask: mask)
         }
+    }
+
+    /// `state` with every masked weight replaced by its effective weight and the masks left out:
+    /// what a dense model of the architecture computes the same with.
+    static func folded(_ state: [(name: String, tensor: Tensor)]) -> [(name: String, tensor: Tensor)] {
+        let effective = Dictionary(all(in: state).filter { $0.mask != nil }.map { ($0.name, $0.effective) }) { a, _ in
+            a
+        }
+        return state.filter { !$0.name.hasSuffix(".mask") }.map { ($0.name, effective[$0.name] ?? $0.tensor) }
     }
 }

@@ -128,6 +128,22 @@ func dense(_ arch: Architecture, classes: Int = 10) throws -> any Model {
         }
     }
 
+    /// A state dict names its architecture and class count (masks and batch counters aside);
+    /// one that fits none, or another's layer renamed, gets none.
+    @Test(arguments: [Architecture.resnet18, .resnet50, .cResnet34, .mobilenetV2, .mobilenetV3Large])
+    func aStateDictIsMatchedToItsArchitecture(_ arch: Architecture) throws {
+        let state = try arch.build(classes: 7, sparsity: try softMaxQ(n: 2, m: 4)).stateDict().map {
+            (name: $0.0, tensor: $0.1)
+        }
+        #expect(state.contains { $0.name.hasSuffix(".mask") })
+        let match = try #require(Architecture.matching(state))
+        #expect(match.0 == arch && match.classes == 7)
+        let renamed = state.map { ($0.name == arch.classifierWeight ? "head.weight" : $0.name, $0.tensor) }
+        #expect(Architecture.matching(renamed) == nil)
+        let firstConvolution = try #require(state.first { $0.tensor.rank == 4 }).name
+        #expect(Architecture.matching(state.filter { $0.name != firstConvolution }) == nil)
+    }
+
     @Test func loadingRefusesAShapeMismatchNamingTheKey() throws {
         let model = try dense(.resnet18)
         #expect { try model.load([("fc.weight", Tensor(zeros: [7, 512]))]) } throws: {

@@ -396,6 +396,18 @@ func jsonLogits(_ run: (status: Int32, out: String, err: String)) throws -> [Dou
         let object = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
         let layers = try #require(object?["layers"] as? [[String: Any]])
         #expect(layers.filter { $0["n"] as? Int == 2 && $0["m"] as? Int == 4 }.count == 19)
+        // Its FLOPs (architecture recognised without -a) are those `maxq flops` counts for the checkpoint.
+        #expect(object?["arch"] as? String == "c_resnet18")
+        #expect(table.out.contains("FLOPs as c_resnet18 at 32x32: "))
+        let counted = try maxq([
+            "flops", "-a", "c_resnet18", "--num-classes", "4", "--pretrained", checkpoint, "--layers", "--json",
+        ])
+        #expect(counted.status == 0, "\(counted.err)")
+        let flops = try #require(JSONSerialization.jsonObject(with: Data(counted.out.utf8)) as? [String: Any])
+        let inspected = try #require(object?["flops"] as? Double)
+        #expect(flops["flops"] as? Double == inspected && inspected < object?["flops_dense"] as? Double ?? 0)
+        let statuses = try #require(flops["layers"] as? [[String: Any]]).compactMap { $0["status"] as? String }
+        #expect(statuses.filter { $0 == "2:4" }.count == 19 && statuses.count == 21, "\(statuses)")
         let wrong = try maxq(["inspect", checkpoint, "-a", "resnet50"])
         #expect(wrong.status != 0 && wrong.err.contains("load 'conv1.weight': shapes [64, 3, 7, 7] and [64, 3, 3, 3]"))
         // The picture: a bar per layer, 19 of them N:M (green), the stem and classifier dense (blue).
