@@ -3,17 +3,27 @@
 import MaxQTensor
 
 extension Variable {
-    /// In the precision of the scope it is called in (`Precision.run`), backward included.
+    /// In the precisions of the scope it is called in (`Precision.run`), backward included.
     public func conv2d(_ weight: Variable, _ geometry: Conv2dGeometry) throws(TensorError) -> Variable {
         let (x, w) = (value, weight.value)
         let backend = x.backend
-        let precision = Precision.current
+        let (precision, inputPrecision) = (Precision.current, Precision.currentInputGradients)
         let y = try backend.conv2d(x, w, geometry, precision: precision)
         return .result(y, [self, weight]) { (dy) throws(TensorError) in
-            let (dx, dw) = try backend.conv2dBackward(
-                dy, input: x, weight: w, geometry, inputGradient: self.requiresGrad,
-                weightGradient: weight.requiresGrad, precision: precision)
-            return [dx, dw]
+            guard inputPrecision != precision else {
+                let (dx, dw) = try backend.conv2dBackward(
+                    dy, input: x, weight: w, geometry, inputGradient: self.requiresGrad,
+                    weightGradient: weight.requiresGrad, precision: precision)
+                return [dx, dw]
+            }
+            return [
+                self.requiresGrad
+                    ? try backend.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry, precision: inputPrecision)
+                    : nil,
+                weight.requiresGrad
+                    ? try backend.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry, precision: precision)
+                    : nil,
+            ]
         }
     }
 
@@ -119,14 +129,19 @@ extension Variable {
     /// x (N, in) -> x w^T + b (N, out). In bf16 (`Precision.run`) the products' inputs are
     /// rounded to bfloat16 and summed in float32: the arithmetic of a bf16 matrix product, run
     /// by the float32 one (a classifier is a thousandth of a ResNet's work, not worth a kernel).
+    /// The input gradient follows the scope's input-gradient precision.
     public func linear(_ weight: Variable, _ bias: Variable?) throws(TensorError) -> Variable {
-        let precision = Precision.current
+        let (precision, inputPrecision) = (Precision.current, Precision.currentInputGradients)
         let (x, w) = (value.rounded(to: precision), weight.value.rounded(to: precision))
+        let weightForInputGradient = weight.value.rounded(to: inputPrecision)
         let backend = x.backend
         let y = try backend.linear(x, w, bias?.value)
         return .result(y, [self, weight] + (bias.map { [$0] } ?? [])) { dy in
             let (dx, dw, db) = backend.linearBackward(dy.rounded(to: precision), x, w)
-            return [dx, dw, db]
+            guard inputPrecision != precision else { return [dx, dw, db] }
+            let (dxInPrecision, _, _) = backend.linearBackward(
+                dy.rounded(to: inputPrecision), x, weightForInputGradient)
+            return [dxInPrecision, dw, db]
         }
     }
 

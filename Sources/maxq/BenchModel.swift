@@ -47,14 +47,14 @@ struct BenchTrainStep: ParsableCommand {
 
     func run() throws {
         do {
-            let precision = try options.amp.precision()
+            let precision = try options.amp.scope()
             let model = try options.model()
             let (images, labels) = options.batch()
             let optimizer = TrainStep.optimizer(
                 for: model, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: false, noBNDecay: false)
             let decay: Float = options.sparsity.convBNType.hasMask ? 2e-4 : 0
             let ms = try medianMilliseconds(iterations: options.iterations) {
-                _ = try Precision.run(precision) {
+                _ = try precision.run {
                     try TrainStep.run(
                         model, optimizer, images: images, labels: labels, labelSmoothing: 0.1, srsteDecay: decay)
                 }
@@ -74,13 +74,13 @@ struct BenchEval: ParsableCommand {
 
     func run() throws {
         do {
-            let precision = try options.amp.precision()
+            let precision = try options.amp.scope()
             let model = try options.model()
             let (images, _) = options.batch()
             try model.recomputeMasks()
             model.setTraining(false)
             let ms = try medianMilliseconds(iterations: options.iterations) {
-                _ = try Precision.run(precision) { try GradientMode.withoutGradients { try model(Variable(images)) } }
+                _ = try precision.run { try GradientMode.withoutGradients { try model(Variable(images)) } }
             }
             options.report("eval", milliseconds: ms)
         } catch {

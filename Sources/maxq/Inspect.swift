@@ -171,7 +171,7 @@ struct CheckpointCost {
 
 /// A convolution weight of a state dict with its mask, if it has one.
 struct MaskedWeight {
-    /// The weight's key, and the unit the mask belongs to (the key without `.weight` otherwise).
+    /// The weight's key, and the unit its mask belongs to (the weight's key again when it has none).
     var name: String, unit: String
     var weight: Tensor, mask: Tensor?
 

@@ -1,31 +1,47 @@
-// `--amp bf16|off`: mixed precision for training, evaluation, prediction and the model
-// benchmarks (docs/mixed-precision.md). bf16 needs a CPU that multiplies bfloat16 natively:
-// without AVX512_BF16 it would be slower than float32, so it is refused rather than run.
+// `--amp bf16|bf16-autocast|off`: mixed precision for training, evaluation, prediction and the
+// model benchmarks (docs/mixed-precision.md). bf16 keeps input gradients in float32; bf16-autocast
+// computes them in bf16 too, as PyTorch's autocast does. Both need a CPU that multiplies bfloat16
+// natively: without AVX512_BF16 they would be slower than float32, so they are refused rather than run.
 import ArgumentParser
 import MaxQTensor
 
 enum Amp: String, ExpressibleByArgument, CaseIterable {
     case off, bf16
+    case bf16Autocast = "bf16-autocast"
 
-    /// The precision this mode computes in, after checking that the CPU has it.
-    func precision(cpuHasBFloat16: Bool = Precision.cpuHasBFloat16) throws -> Precision {
+    /// The precisions this mode computes in, after checking that the CPU has them.
+    func scope(cpuHasBFloat16: Bool = Precision.cpuHasBFloat16) throws -> AmpScope {
+        guard self == .off || cpuHasBFloat16 else {
+            throw Failure(
+                "--amp \(rawValue) needs a CPU with AVX512_BF16 (this one has none: `maxq doctor` lists its features); "
+                    + "use --amp off")
+        }
         switch self {
-        case .off: return .fp32
-        case .bf16:
-            guard cpuHasBFloat16 else {
-                throw Failure(
-                    "--amp bf16 needs a CPU with AVX512_BF16 (this one has none: `maxq doctor` lists its features); "
-                        + "use --amp off")
-            }
-            return .bf16
+        case .off: return AmpScope(precision: .fp32, inputGradients: .fp32)
+        case .bf16: return AmpScope(precision: .bf16, inputGradients: .fp32)
+        case .bf16Autocast: return AmpScope(precision: .bf16, inputGradients: .bf16)
         }
     }
 }
 
+/// The precision scope (`Precision.run`) of an `--amp` mode.
+struct AmpScope {
+    var precision: Precision, inputGradients: Precision
+
+    func run<R>(_ body: () throws -> R) throws -> R {
+        try Precision.run(precision, inputGradients: inputGradients, body)
+    }
+}
+
 struct AmpOption: ParsableArguments {
-    @Option(help: "Mixed precision: bf16 (convolutions and classifier in bfloat16, CPUs with AVX512_BF16) or off.")
+    @Option(
+        help: """
+            Mixed precision: bf16 (convolutions and classifier in bfloat16, input gradients in float32), \
+            bf16-autocast (input gradients in bfloat16 too, as PyTorch's autocast: faster, less accurate) or off. \
+            bf16 needs a CPU with AVX512_BF16.
+            """)
     var amp: Amp = .off
 
-    /// The precision `--amp` asks for, refused where the CPU lacks it.
-    func precision() throws -> Precision { try amp.precision() }
+    /// The precisions `--amp` asks for, refused where the CPU lacks them.
+    func scope() throws -> AmpScope { try amp.scope() }
 }

@@ -31,8 +31,8 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         do {
-            let precision = try amp.precision()
-            try Precision.run(precision) { try predict() }
+            let precision = try amp.scope()
+            try precision.run { try predict() }
         } catch {
             throw Failure(error)
         }

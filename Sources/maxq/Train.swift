@@ -170,7 +170,7 @@ struct Train: ParsableCommand {
     /// `group`: the processes of a data-parallel run; rank 0 alone writes the log and the files.
     private func train(group: MPIProcessGroup?) throws {
         let rank = group?.rank ?? 0, processes = group?.size ?? 1
-        let precision = try amp.precision()
+        let precision = try amp.scope()
         try checkSaveDirectory()
         let config = self.config
         let (trainSet, valSet, classes) = try datasets()
@@ -190,10 +190,10 @@ struct Train: ParsableCommand {
         }
         let parameterCount = model.parameters.map { $0.value.count }.reduce(0, +)
         let sparseUnits = model.units.filter { $0.1.mask != nil }.count
-        if precision == .bf16 {
+        if precision.precision == .bf16 {
             log.line(
-                "mixed precision: bf16 convolutions and classifier (float32 accumulation), float32 weights, "
-                    + "optimizer state, batch norm and loss")
+                "mixed precision: bf16 convolutions and classifier (float32 accumulation), \(precision.inputGradients) "
+                    + "input gradients, float32 weights, optimizer state, batch norm and loss")
         }
         log.line(
             "\(arch.rawValue): \(parameterCount) parameters, \(sparseUnits) N:M layers "
@@ -229,10 +229,10 @@ struct Train: ParsableCommand {
         }
         if let resume { try trainer.resume(from: resume) }
         if evaluate {
-            try Precision.run(precision) { try evaluateOnly(model, trainer: trainer, batch: valBatch, log: log) }
+            try precision.run { try evaluateOnly(model, trainer: trainer, batch: valBatch, log: log) }
             return
         }
-        let (last, best) = try Precision.run(precision) { try trainer.run() }
+        let (last, best) = try precision.run { try trainer.run() }
         log.line(
             String(
                 format: "done: last top-1 %.2f%%, best top-1 %.2f%%; checkpoints, metrics.csv and curves.svg in %@",

@@ -1,6 +1,7 @@
-// Operations recorded inside `Precision.run(.bf16)`: they run backward in bf16 wherever backward
-// is called, the classifier's bf16 arithmetic against PyTorch's CPU autocast, and the scope ends
-// with its body, even when the body throws.
+// Operations recorded inside `Precision.run(.bf16)`: they run backward in the scope's precisions
+// wherever backward is called (input gradients float32 unless asked for in bf16 too), the
+// classifier's bf16 arithmetic against PyTorch's CPU autocast, and the scope ends with its body,
+// even when the body throws.
 import MaxQFormats
 import MaxQNN
 import MaxQTensor
@@ -9,28 +10,38 @@ import Testing
 
 @Suite struct MixedPrecisionOpsTests {
     @Test(.enabled(if: Precision.cpuHasBFloat16, "oneDNN's bf16 kernels need AVX512_BF16"))
-    func aConvolutionRecordedInBFloat16RunsItsBackwardInBFloat16() throws {
+    func aConvolutionRecordedInBFloat16RunsItsBackwardInTheScopesPrecisions() throws {
         let f = try Fixtures.op("autocast_conv_3x3")
         let (xValue, wValue, dy) = (try f.tensor("x"), try f.tensor("w"), try f.tensor("dy"))
         let geometry = Conv2dGeometry(stride: 1, padding: 1)
         let backend = CPUBackend.shared
-        for precision in Precision.allCases {
+        let scopes: [(Precision, inputGradients: Precision)] = [(.fp32, .fp32), (.bf16, .fp32), (.bf16, .bf16)]
+        for (precision, inputGradients) in scopes {
             let (x, w) = (Variable(xValue, requiresGrad: true), Variable(wValue, requiresGrad: true))
-            let y = try Precision.run(precision) { () throws(TensorError) in try x.conv2d(w, geometry) }
-            #expect(Precision.current == .fp32)
+            let y = try Precision.run(precision, inputGradients: inputGradients) { () throws(TensorError) in
+                try x.conv2d(w, geometry)
+            }
+            #expect(Precision.current == .fp32 && Precision.currentInputGradients == .fp32)
             try y.backward(seed: dy)  // outside the scope
             let expectedY = try backend.conv2d(xValue, wValue, geometry, precision: precision)
             let dx = try backend.conv2dBackwardInput(
-                dy, wValue, inputShape: xValue.shape, geometry, precision: precision)
+                dy, wValue, inputShape: xValue.shape, geometry, precision: inputGradients)
             let dw = try backend.conv2dBackwardWeight(
                 dy, xValue, weightShape: wValue.shape, geometry, precision: precision)
             #expect(y.value.scalars == expectedY.scalars, "\(precision)")
-            #expect(x.grad?.scalars == dx.scalars, "\(precision)")
+            #expect(x.grad?.scalars == dx.scalars, "\(precision), input gradients \(inputGradients)")
             #expect(w.grad?.scalars == dw.scalars, "\(precision)")
         }
-        let fp32 = try backend.conv2dBackwardWeight(dy, xValue, weightShape: wValue.shape, geometry, precision: .fp32)
-        let bf16 = try backend.conv2dBackwardWeight(dy, xValue, weightShape: wValue.shape, geometry, precision: .bf16)
-        #expect(fp32.scalars != bf16.scalars)
+        for gradient in ["input", "weight"] {
+            let (fp32, bf16) = try [Precision.fp32, .bf16].map { (precision) throws(TensorError) in
+                gradient == "input"
+                    ? try backend.conv2dBackwardInput(
+                        dy, wValue, inputShape: xValue.shape, geometry, precision: precision)
+                    : try backend.conv2dBackwardWeight(
+                        dy, xValue, weightShape: wValue.shape, geometry, precision: precision)
+            }.pair
+            #expect(fp32.scalars != bf16.scalars, "\(gradient)")
+        }
     }
 
     /// y = x w^T + b with x, w (and dy for the gradients) rounded to bf16 and float32 sums, against
@@ -42,7 +53,7 @@ import Testing
             Variable(xValue, requiresGrad: true), Variable(wValue, requiresGrad: true),
             Variable(bValue, requiresGrad: true)
         )
-        let y = try Precision.run(.bf16) { () throws(TensorError) in try x.linear(w, b) }
+        let y = try Precision.run(.bf16, inputGradients: .bf16) { () throws(TensorError) in try x.linear(w, b) }
         try y.backward(seed: dy)
         let backend = CPUBackend.shared
         let u = bf16Roundoff, factor = 2 * (2 * u + u * u) + 1e-5
@@ -58,15 +69,27 @@ import Testing
         // Exactly the float32 product of the rounded inputs.
         let rounded = try backend.linear(xValue.roundedToBFloat16(), wValue.roundedToBFloat16(), bValue)
         #expect(y.value.scalars == rounded.scalars)
+        // With float32 input gradients (bf16's default) the input gradient is float32's, the rest as above.
+        let (x32, w32) = (Variable(xValue, requiresGrad: true), Variable(wValue, requiresGrad: true))
+        try Precision.run(.bf16) { () throws(TensorError) in try x32.linear(w32, nil) }.backward(seed: dy)
+        #expect(x32.grad?.scalars == backend.linearBackward(dy, xValue, wValue).0.scalars)
+        #expect(w32.grad?.scalars == w.grad?.scalars)
     }
 
     @Test func theScopeEndsWithItsBodyEvenWhenItThrows() {
         #expect(throws: TensorError.self) {
             try Precision.run(.bf16) { () throws(TensorError) in
-                #expect(Precision.current == .bf16)
+                #expect(Precision.current == .bf16 && Precision.currentInputGradients == .fp32)
+                Precision.run(.bf16, inputGradients: .bf16) { #expect(Precision.currentInputGradients == .bf16) }
+                Precision.run(.fp32, inputGradients: .bf16) { #expect(Precision.currentInputGradients == .fp32) }
                 throw TensorError.invalidArgument(op: "test", reason: "thrown inside the scope")
             }
         }
         #expect(Precision.current == .fp32)
     }
+}
+
+extension Array {
+    /// The two elements of a two-element array.
+    fileprivate var pair: (Element, Element) { (self[0], self[1]) }
 }

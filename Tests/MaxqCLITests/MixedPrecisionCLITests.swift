@@ -1,5 +1,5 @@
-// `--amp bf16|off` on the command line: a bf16 training run and its evaluation, the benchmarks,
-// and the refusal on a CPU without AVX512_BF16.
+// `--amp bf16|bf16-autocast|off` on the command line: a bf16 training run and its evaluation,
+// the benchmarks, and the refusal on a CPU without AVX512_BF16.
 import Foundation
 import MaxQTensor
 import Testing
@@ -19,7 +19,8 @@ import Testing
         ]
         let run = try maxq(["train", "--epochs", "1"] + common)
         #expect(run.status == 0, "\(run.err)")
-        #expect(run.out.contains("] mixed precision: bf16 convolutions and classifier"))
+        #expect(
+            run.out.contains("] mixed precision: bf16 convolutions and classifier (float32 accumulation), fp32 input"))
         #expect(run.out.contains(" * Prec@1 ") && run.out.contains("done: last top-1"))
         let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
         let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") && $0.hasSuffix(".safetensors") })
@@ -34,19 +35,23 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: Precision.cpuHasBFloat16, "this CPU has no AVX512_BF16"), arguments: ["train-step", "eval"])
-    func theModelBenchmarksRunInBFloat16(_ which: String) throws {
+    @Test(
+        .enabled(if: Precision.cpuHasBFloat16, "this CPU has no AVX512_BF16"),
+        arguments: [("train-step", "bf16"), ("train-step", "bf16-autocast"), ("eval", "bf16")])
+    func theModelBenchmarksRunInBFloat16(_ which: String, _ amp: String) throws {
         let run = try maxq([
-            "bench", which, "-a", "c_resnet18", "-b", "4", "--classes", "10", "--iterations", "1",
-            "--amp", "bf16",
+            "bench", which, "-a", "c_resnet18", "-b", "4", "--classes", "10", "--iterations", "1", "--amp", amp,
         ])
         #expect(run.status == 0, "\(run.err)")
-        #expect(run.out.contains(" amp=bf16 ") && run.out.contains("_img_s="), "\(run.out)")
+        #expect(run.out.contains(" amp=\(amp) ") && run.out.contains("_img_s="), "\(run.out)")
     }
 
     @Test func bf16IsRefusedOnACPUWithoutAVX512BF16() throws {
-        #expect(try Amp.off.precision(cpuHasBFloat16: false) == .fp32)
-        let error = #expect(throws: Failure.self) { try Amp.bf16.precision(cpuHasBFloat16: false) }
+        #expect(try Amp.off.scope(cpuHasBFloat16: false).precision == .fp32)
+        let autocast = try Amp.bf16Autocast.scope(cpuHasBFloat16: true)
+        #expect(autocast.precision == .bf16 && autocast.inputGradients == .bf16)
+        #expect(try Amp.bf16.scope(cpuHasBFloat16: true).inputGradients == .fp32)
+        let error = #expect(throws: Failure.self) { try Amp.bf16.scope(cpuHasBFloat16: false) }
         #expect(error?.description.contains("AVX512_BF16") == true)
         let run = try maxq(["train", "--set", "Synthetic", "--amp", "fp16"])
         #expect(run.status != 0 && run.err.contains("--amp"), "\(run.err)")
