@@ -192,7 +192,8 @@ struct Train: ParsableCommand {
         let sparseUnits = model.units.filter { $0.1.mask != nil }.count
         if precision.precision == .bf16 {
             log.line(
-                "mixed precision: bf16 convolutions and classifier (float32 accumulation), \(precision.inputGradients) "
+                "mixed precision: bf16 convolutions and classifier (float32 accumulation), "
+                    + "\(precision.inputGradients == .bf16 ? "bf16" : "float32") "
                     + "input gradients, float32 weights, optimizer state, batch norm and loss")
         }
         log.line(

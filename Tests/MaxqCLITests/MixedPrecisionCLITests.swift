@@ -20,7 +20,8 @@ import Testing
         let run = try maxq(["train", "--epochs", "1"] + common)
         #expect(run.status == 0, "\(run.err)")
         #expect(
-            run.out.contains("] mixed precision: bf16 convolutions and classifier (float32 accumulation), fp32 input"))
+            run.out.contains(
+                "] mixed precision: bf16 convolutions and classifier (float32 accumulation), float32 input"))
         #expect(run.out.contains(" * Prec@1 ") && run.out.contains("done: last top-1"))
         let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
         let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") && $0.hasSuffix(".safetensors") })
