@@ -56,10 +56,12 @@ extension Model {
 }
 
 extension Architecture {
-    /// The architecture a state dict belongs to, with its class count: the first whose every
-    /// parameter and buffer the entries hold with its shape, and nothing else (masks and batch
-    /// counters aside). Nil when none fits.
-    public static func matching(_ entries: [(name: String, tensor: Tensor)]) -> (Architecture, classes: Int)? {
+    /// The architecture a state dict belongs to, with its class count and a dense model of it
+    /// holding the entries: the first whose every parameter and buffer the entries hold with its
+    /// shape, and nothing else (masks and batch counters aside). Nil when none fits.
+    public static func matching(_ entries: [(name: String, tensor: Tensor)]) -> (
+        Architecture, classes: Int, model: any Model
+    )? {
         let weights = entries.filter { !$0.name.hasSuffix(".mask") }
         let counter = { (name: String) in name.hasSuffix("num_batches_tracked") }
         for architecture in allCases {
@@ -69,7 +71,7 @@ extension Architecture {
                 let report = try? model.load(weights),
                 report.missing.allSatisfy(counter), report.unexpected.allSatisfy(counter)
             else { continue }
-            return (architecture, classes)
+            return (architecture, classes, model)
         }
         return nil
     }

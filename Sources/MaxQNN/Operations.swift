@@ -132,16 +132,15 @@ extension Variable {
     /// The input gradient follows the scope's input-gradient precision.
     public func linear(_ weight: Variable, _ bias: Variable?) throws(TensorError) -> Variable {
         let (precision, inputPrecision) = (Precision.current, Precision.currentInputGradients)
-        let (x, w) = (value.rounded(to: precision), weight.value.rounded(to: precision))
-        let weightForInputGradient = weight.value.rounded(to: inputPrecision)
+        let (x, w, exactWeight) = (value.rounded(to: precision), weight.value.rounded(to: precision), weight.value)
         let backend = x.backend
         let y = try backend.linear(x, w, bias?.value)
         return .result(y, [self, weight] + (bias.map { [$0] } ?? [])) { dy in
             let (dx, dw, db) = backend.linearBackward(dy.rounded(to: precision), x, w)
             guard inputPrecision != precision else { return [dx, dw, db] }
-            let (dxInPrecision, _, _) = backend.linearBackward(
-                dy.rounded(to: inputPrecision), x, weightForInputGradient)
-            return [dxInPrecision, dw, db]
+            // A float32 input gradient (the only finer one): from the unrounded dy and weight. Its
+            // second weight-gradient product is a classifier's, negligible.
+            return [backend.linearBackward(dy, x, exactWeight).0, dw, db]
         }
     }
 

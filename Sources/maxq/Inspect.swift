@@ -25,9 +25,11 @@ struct Inspect: ParsableCommand {
     func run() throws {
         let state: [(name: String, tensor: Tensor)]
         do { state = try CheckpointFile.readStateDict(path: checkpoint) } catch { throw Failure(error) }
-        let architecture = try arch.map { ($0, classes: try check(state, against: $0)) } ?? Architecture.matching(state)
-        let cost = try architecture.map { try CheckpointCost(state, architecture: $0.0, classes: $0.classes) }
-        let rows = InspectRow.rows(state)
+        let weights = MaskedWeight.all(in: state)
+        let fitting =
+            try arch.map { try check(state, against: $0) } ?? Architecture.matching(state).map { ($0.0, $0.model) }
+        let cost = try fitting.map { try CheckpointCost(state, weights, architecture: $0.0, model: $0.1) }
+        let rows = InspectRow.rows(weights)
         if let svg {
             let title = "\(URL(fileURLWithPath: checkpoint).lastPathComponent): sparsity per convolution layer"
             do { try AtomicWrite.write(Data(InspectPicture.svg(rows, title: title).utf8), to: svg) } catch {
@@ -43,8 +45,10 @@ struct Inspect: ParsableCommand {
     }
 
     /// Loads the state into the architecture (classes from its classifier) and reports what
-    /// does not fit; a shape mismatch is an error naming the key. Returns the class count.
-    private func check(_ state: [(name: String, tensor: Tensor)], against arch: Architecture) throws -> Int {
+    /// does not fit; a shape mismatch is an error naming the key. Returns the loaded model.
+    private func check(_ state: [(name: String, tensor: Tensor)], against arch: Architecture) throws -> (
+        Architecture, any Model
+    ) {
         guard let classes = state.first(where: { $0.name == arch.classifierWeight })?.tensor.shape.first else {
             throw Failure("\(checkpoint): no \(arch.classifierWeight) to take \(arch.rawValue)'s class count from")
         }
@@ -61,7 +65,7 @@ struct Inspect: ParsableCommand {
                 Data(
                     ("\(arch.rawValue) with \(classes) classes: \(note("missing", report.missing)), "
                         + "\(note("unexpected", report.unexpected))\n").utf8))
-            return classes
+            return (arch, model)
         } catch {
             throw Failure(error)
         }
@@ -125,8 +129,8 @@ struct InspectRow {
     var sparsity: LayerSparsity
     var maskRange: (Float, Float)?
 
-    static func rows(_ state: [(name: String, tensor: Tensor)]) -> [InspectRow] {
-        MaskedWeight.all(in: state).map { w in
+    static func rows(_ weights: [MaskedWeight]) -> [InspectRow] {
+        weights.map { w in
             guard let mask = w.mask else {
                 return InspectRow(
                     name: w.name, shape: w.weight.shape, kind: "dense",
@@ -148,10 +152,13 @@ struct CheckpointCost {
     var architecture: Architecture, resolution: Int
     var flops: Double, denseFLOPs: Double
 
-    init(_ state: [(name: String, tensor: Tensor)], architecture: Architecture, classes: Int) throws {
+    /// `model`: a dense model of `architecture`, into which the masked weights are loaded.
+    init(
+        _ state: [(name: String, tensor: Tensor)], _ weights: [MaskedWeight], architecture: Architecture,
+        model: any Model
+    ) throws {
         do {
-            let model = try architecture.build(classes: classes, sparsity: .dense)
-            try model.load(MaskedWeight.folded(state))
+            try model.load(MaskedWeight.folded(state, weights))
             resolution = architecture.resolution
             // A dense pattern makes the reference count the dense network's.
             let report = try CostReport(model, pattern: try NMPattern(n: 1, m: 1), resolution: resolution)
@@ -176,7 +183,7 @@ struct MaskedWeight {
     var weight: Tensor, mask: Tensor?
 
     /// The weight as the network computes with it: times its mask.
-    var effective: Tensor { mask.map { try! CPUBackend.shared.multiply(weight, $0) } ?? weight }
+    var effective: Tensor
 
     static func all(in state: [(name: String, tensor: Tensor)]) -> [MaskedWeight] {
         let byName = Dictionary(state.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
@@ -189,16 +196,18 @@ struct MaskedWeight {
                 reference.flatMap { byName["\($0).mask"] != nil ? ($0, "\($0).mask") : nil }
                 ?? (beside, "\(beside).mask")
             let mask = byName[maskKey].flatMap { $0.shape == weight.shape ? $0 : nil }
-            return MaskedWeight(name: name, unit: mask == nil ? name : unit, weight: weight, mask: mask)
+            return MaskedWeight(
+                name: name, unit: mask == nil ? name : unit, weight: weight, mask: mask,
+                effective: mask.map { try! CPUBackend.shared.multiply(weight, $0) } ?? weight)
         }
     }
 
     /// `state` with every masked weight replaced by its effective weight and the masks left out:
     /// what a dense model of the architecture computes the same with.
-    static func folded(_ state: [(name: String, tensor: Tensor)]) -> [(name: String, tensor: Tensor)] {
-        let effective = Dictionary(all(in: state).filter { $0.mask != nil }.map { ($0.name, $0.effective) }) { a, _ in
-            a
-        }
+    static func folded(_ state: [(name: String, tensor: Tensor)], _ weights: [MaskedWeight]) -> [(
+        name: String, tensor: Tensor
+    )] {
+        let effective = Dictionary(weights.filter { $0.mask != nil }.map { ($0.name, $0.effective) }) { a, _ in a }
         return state.filter { !$0.name.hasSuffix(".mask") }.map { ($0.name, effective[$0.name] ?? $0.tensor) }
     }
 }
