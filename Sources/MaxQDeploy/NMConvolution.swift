@@ -1,5 +1,5 @@
 // The N:M sparse convolution layer: lays the input out for the kernel, splits the work into
-// (image, pixel block, output channels) tasks, and fuses bias, clamp and a residual addition.
+// (image, pixel block, output channel quads) tasks, and fuses bias, clamp and a residual addition.
 import CKernels
 import MaxQNN
 import MaxQTensor
@@ -15,8 +15,8 @@ public final class NMConvolution: ResidualFusing {
     /// position: a range of input channels is a range of values), with each one's input channel
     /// and kernel position, expanded once from the packed positions.
     private let kernelValues: [Float], inputChannels: [Int], kernelPositions: [Int]
-    /// Offsets of the kept values in the laid-out input, for the last layout used.
-    private var offsetCache: (layout: Layout, offsets: [Int32])?
+    /// The kernel's lists for the last layout used.
+    private var listCache: (layout: Layout, lists: QuadLists)?
 
     public init(weights: NMWeights, bias: Tensor, geometry: Conv2dGeometry, activation: Activation?) {
         precondition(Self.runs(weights.shape, geometry), "no sparse kernel for \(weights.shape) \(geometry)")
@@ -104,51 +104,39 @@ public final class NMConvolution: ResidualFusing {
         return layout.compacted(lines, rows: oh, columns: ow, adding: residual, lower: lower, upper: upper)
     }
 
-    /// The kernel over every image in tasks of (image, pixel block, output channels): all output
-    /// channels of a task read the block's inputs while they are in cache. Output channels are
-    /// split only as far as needed to give every core several tasks.
+    /// The kernel over every image in tasks of (image, pixel block, output channel quads): all
+    /// output channels of a task read the block's inputs while they are in cache. Quads are split
+    /// into groups only as far as needed to give every core several tasks.
     private func run(
         _ source: Tensor, _ layout: Layout, into lines: inout Tensor, residual: Tensor?, lower: Float, upper: Float
     ) {
         let (batch, outputs, length) = (lines.shape[0], weights.outputs, layout.length)
-        let kept = weights.values.count / outputs
-        let offsets = self.offsets(for: layout)
-        // Input channels per chunk: a multiple of M whose inputs for a 64-pixel block fill about
-        // half of L1 (16 KiB), with at least 32 kept values (fewer would spend more on storing and
-        // reloading partial sums than on multiply-adds); a chunk's kept values are contiguous.
-        let floatsPerChannel = min(layout.stride * layout.stride, weights.positions) * (64 + layout.shift)
-        let keptPerGroup = weights.n * weights.positions
-        let groups = max(4096 / floatsPerChannel / weights.m, (32 + keptPerGroup - 1) / keptPerGroup, 1)
-        let channels = min(weights.inputs, groups * weights.m)
-        let chunk = channels / weights.m * weights.n * weights.positions
+        let lists = self.lists(for: layout)
         // Blocks of 64 pixels, the last one taking the rest (up to 127 pixels).
         let pixelBlocks = max(1, length / 64)
-        let outputGroups = min(max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), outputs)
-        let groupSize = (outputs + outputGroups - 1) / outputGroups
-        let perImage = pixelBlocks * outputGroups
+        let quadGroups = min(
+            max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), lists.quads)
+        let groupSize = (lists.quads + quadGroups - 1) / quadGroups
+        let perImage = pixelBlocks * quadGroups
         source.withUnsafeBufferPointer { xs in
             lines.withUnsafeMutableBufferPointer { ys in
                 residual.withBaseAddress { rp in
                     bias.withUnsafeBufferPointer { bs in
-                        kernelValues.withUnsafeBufferPointer { vs in
-                            offsets.withUnsafeBufferPointer { cs in
-                                let (xp, yp, bp, vp, cp) = (
-                                    xs.baseAddress!, ys.baseAddress!, bs.baseAddress!, vs.baseAddress!, cs.baseAddress!
+                        lists.withPointers { offsets, weights, counts, starts in
+                            let (xp, yp, bp) = (xs.baseAddress!, ys.baseAddress!, bs.baseAddress!)
+                            parallelForEach(batch * perImage) { task in
+                                let (image, block, group) = (
+                                    task / perImage, task % perImage / quadGroups, task % quadGroups
                                 )
-                                parallelForEach(batch * perImage) { task in
-                                    let (image, block, group) = (
-                                        task / perImage, task % perImage / outputGroups, task % outputGroups
-                                    )
-                                    let first = group * groupSize
-                                    guard first < outputs else { return }
-                                    let end = block == pixelBlocks - 1 ? length : block * 64 + 64
-                                    maxq_nm_conv_lines(
-                                        xp + image * layout.perImage, cp, vp, Int64(kept), Int64(chunk), bp,
-                                        Int64(first),
-                                        Int64(min(first + groupSize, outputs)), Int64(block * 64), Int64(end),
-                                        Int64(length), rp.map { $0 + image * outputs * length }, lower, upper,
-                                        yp + image * outputs * length)
-                                }
+                                let first = group * groupSize
+                                guard first < lists.quads else { return }
+                                let end = block == pixelBlocks - 1 ? length : block * 64 + 64
+                                maxq_nm_conv_lines(
+                                    xp + image * layout.perImage, offsets, weights, counts, starts,
+                                    Int64(lists.chunks), bp, Int64(first), Int64(min(first + groupSize, lists.quads)),
+                                    Int64(outputs), Int64(block * 64), Int64(end), Int64(length),
+                                    rp.map { $0 + image * outputs * length }, lower, upper,
+                                    yp + image * outputs * length)
                             }
                         }
                     }
@@ -157,15 +145,23 @@ public final class NMConvolution: ResidualFusing {
         }
     }
 
-    /// Where each kept value's inputs start in one laid-out image (cached for the last layout).
-    private func offsets(for layout: Layout) -> [Int32] {
-        if let cached = offsetCache, cached.layout == layout { return cached.offsets }
+    /// The kernel's lists for `layout` (cached for the last one). Input channels per chunk: a
+    /// multiple of M whose inputs for a 64-pixel block fill about half of L1 (16 KiB), with at
+    /// least 32 kept values per output channel (fewer would spend more on storing and reloading
+    /// partial sums than on multiply-adds).
+    private func lists(for layout: Layout) -> QuadLists {
+        if let cached = listCache, cached.layout == layout { return cached.lists }
+        let floatsPerChannel = min(layout.stride * layout.stride, weights.positions) * (64 + layout.shift)
+        let keptPerGroup = weights.n * weights.positions
+        let groups = max(4096 / floatsPerChannel / weights.m, (32 + keptPerGroup - 1) / keptPerGroup, 1)
         let k = weights.shape[3]
-        let offsets = zip(inputChannels, kernelPositions).map { i, p in
-            Int32(layout.offset(channel: i, ky: p / k, kx: p % k))
-        }
-        offsetCache = (layout, offsets)
-        return offsets
+        let lists = QuadLists(
+            values: kernelValues, channels: inputChannels, positions: kernelPositions, outputs: weights.outputs,
+            kept: weights.values.count / weights.outputs, inputs: weights.inputs, kernelPositions: weights.positions,
+            chunkChannels: min(weights.inputs, groups * weights.m)
+        ) { channel, position in layout.offset(channel: channel, ky: position / k, kx: position % k) }
+        listCache = (layout, lists)
+        return lists
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] { [] }
