@@ -6,6 +6,10 @@
 
 #include "kernels.h"
 
+static inline float maxq_clamp(float v, float lower, float upper) {
+    return v < lower ? lower : (v > upper ? upper : v);
+}
+
 #define MAXQ_AVX2 __attribute__((target("avx2,fma,bmi,bmi2")))
 #define MAXQ_AVX512 __attribute__((target("avx2,fma,bmi,bmi2,avx512f,avx512vl,avx512bw,avx512dq")))
 

@@ -1,195 +1,89 @@
-// N:M sparse convolution, weight-stationary, as implicit GEMM without an im2col buffer. Output
-// channels go in quads: every input run (an input channel at one kernel position, 64 contiguous
-// pixels the caller's layout lines up) is loaded once and multiplied into each channel of the quad
-// that keeps it, the weight broadcast against the 64 pixels held in registers. A quad's kept
-// weights are stored by which of its channels keep them (15 subsets, a loop each, so that the
-// subset is a constant and the accumulators stay in registers). Loading each run once per quad
-// instead of once per channel takes the loop off the load ports: at 2:4 one run serves about two
-// multiply-adds (measured: 1.35-1.6x the per-channel kernel, 85-92 % of the multiply-add peak in
-// L1 on AVX-512). Unlike the mask kernels, the levels may differ in the last bits: this file lets
-// the compiler fuse multiply-adds where the CPU has FMA.
+// N:M sparse convolution, weight-stationary, as implicit GEMM without an im2col buffer: each
+// output line is accumulated in registers, 64 pixels at a time, by broadcasting every kept weight
+// of the output channel against the 64 contiguous input values it meets. The caller lays the
+// input out so that those are contiguous (padded, split by phase for stride 2) and turns each kept
+// weight's input channel and kernel position into an offset once. Unlike the mask kernels, the
+// levels may differ in the last bits: this file lets the compiler fuse multiply-adds where the CPU
+// has FMA.
 #include "levels.h"
 
 #pragma STDC FP_CONTRACT ON
 
-/// 16 floats; loads and stores through the unaligned variant.
-typedef float vector16 __attribute__((ext_vector_type(16)));
-typedef float vector16_unaligned __attribute__((ext_vector_type(16), aligned(4)));
-typedef int32_t mask16 __attribute__((ext_vector_type(16)));
-
-#define QUAD 4
-#define SUBSETS 15
-
-static inline float clamp(float v, float lower, float upper) { return v < lower ? lower : (v > upper ? upper : v); }
-
-/// `clamp` on 16 lanes, as selects (NaN stays NaN); element by element, the accumulators would
-/// leave the registers.
-#define clamp16(v, lower, upper) select16(select16((v), (lower), (v) < (lower)), (upper), (v) > (upper))
-#define select16(a, b, take_b) ((vector16)(((mask16)(b) & (take_b)) | ((mask16)(a) & ~(take_b))))
-
-#define load16(p) (*(const vector16_unaligned *)(p))
-#define store16(p, v) (*(vector16_unaligned *)(p) = (v))
-
-/// Everything a call reads and writes but the pixels.
-typedef struct {
-    const float *image;
-    const int32_t *entry_offsets;
-    const float *entry_weights;
-    const int32_t *list_counts;
-    const int64_t *list_starts;
-    int64_t chunks;
-    const float *bias;
-    int64_t first_quad, end_quad, outputs, length;
-    const float *residual;
-    float lower, upper;
-    float *output;
-} job;
-
-/// The entries of one subset (bit j: channel j of the quad keeps them): `count` runs at
-/// source + offsets[k], each with one weight per channel of the subset, added into the
-/// accumulators of VECTORS x 16 pixels.
-#define SUBSET_LOOP(SUBSET, VECTORS)                                                                                  \
-    do {                                                                                                              \
-        const int64_t count = counts[SUBSET - 1];                                                                     \
-        const int keepers = __builtin_popcount(SUBSET);                                                               \
-        for (int64_t k = 0; k < count; k++) {                                                                         \
-            const float *x = source + offsets[k];                                                                     \
-            vector16 inputs[VECTORS];                                                                                 \
-            for (int v = 0; v < VECTORS; v++) inputs[v] = load16(x + 16 * v);                                         \
-            int taken = 0;                                                                                            \
-            for (int j = 0; j < QUAD; j++) {                                                                          \
-                if (!((SUBSET >> j) & 1)) continue;                                                                   \
-                const float weight = weights[k * keepers + taken++];                                                  \
-                for (int v = 0; v < VECTORS; v++) sums[j][v] += weight * inputs[v];                                   \
-            }                                                                                                         \
-        }                                                                                                             \
-        offsets += count;                                                                                             \
-        weights += count * keepers;                                                                                   \
+// COUNT output pixels from `AT` of every output channel, the kept weights in chunks of `chunk`
+// (consecutive input channels): all output channels go through one chunk, whose inputs stay in L1,
+// before the next; partial sums wait in the output. A constant COUNT keeps the accumulators in
+// registers.
+#define SEGMENT(COUNT, AT)                                                                    \
+    do {                                                                                      \
+        for (int64_t k0 = 0; k0 < kept; k0 += chunk) {                                       \
+            const int64_t count = kept - k0 < chunk ? kept - k0 : chunk;                      \
+            const int first = k0 == 0, last = k0 + count == kept;                             \
+            for (int64_t o = first_output; o < end_output; o++) {                             \
+                const float *w = values + o * kept + k0;                                      \
+                const int32_t *c = offsets + o * kept + k0;                                   \
+                float *y = output + o * length + (AT);                                        \
+                float acc[COUNT];                                                             \
+                if (first)                                                                    \
+                    for (int t = 0; t < COUNT; t++) acc[t] = bias[o];                         \
+                else                                                                          \
+                    for (int t = 0; t < COUNT; t++) acc[t] = y[t];                            \
+                for (int64_t k = 0; k < count; k++) {                                         \
+                    if ((k & 15) == 0) { /* the weight stream, kept out of the way of the inputs */ \
+                        __builtin_prefetch(w + k + 64, 0, 0);                                 \
+                        __builtin_prefetch(c + k + 64, 0, 0);                                 \
+                    }                                                                         \
+                    const float weight = w[k];                                                \
+                    const float *x = source + c[k] + (AT);                                    \
+                    for (int t = 0; t < COUNT; t++) acc[t] += weight * x[t];                  \
+                }                                                                             \
+                if (!last) {                                                                  \
+                    for (int t = 0; t < COUNT; t++) y[t] = acc[t];                            \
+                    continue;                                                                 \
+                }                                                                             \
+                if (residual)                                                                 \
+                    for (int t = 0; t < COUNT; t++) acc[t] += residual[o * length + (AT) + t]; \
+                for (int t = 0; t < COUNT; t++) y[t] = maxq_clamp(acc[t], lower, upper);           \
+            }                                                                                 \
+        }                                                                                     \
     } while (0)
 
-/// VECTORS x 16 pixels from `at` for the job's quads, chunk by chunk: every quad goes through a
-/// chunk (whose inputs stay in L1) before the next; partial sums wait in the output. One function
-/// per VECTORS and level, so that each one's accumulators get the registers.
-#define SEGMENT_FUNCTION(VECTORS, LEVEL, TARGET)                                                                      \
-    TARGET __attribute__((noinline)) static void segment##VECTORS##LEVEL(const job *restrict jb, int64_t at) {        \
-        const int64_t chunks = jb->chunks, length = jb->length;                                                       \
-        for (int64_t chunk = 0; chunk < chunks; chunk++) {                                                            \
-            const int first = chunk == 0, last = chunk == chunks - 1;                                                 \
-            for (int64_t quad = jb->first_quad; quad < jb->end_quad; quad++) {                                        \
-                const int64_t list = quad * chunks + chunk;                                                           \
-                const int members = jb->outputs - quad * QUAD < QUAD ? (int)(jb->outputs - quad * QUAD) : QUAD;       \
-                const int32_t *restrict counts = jb->list_counts + list * SUBSETS;                                    \
-                const int32_t *restrict offsets = jb->entry_offsets + jb->list_starts[2 * list];                      \
-                const float *restrict weights = jb->entry_weights + jb->list_starts[2 * list + 1];                    \
-                const float *restrict source = jb->image + at;                                                        \
-                float *restrict y = jb->output + quad * QUAD * length + at;                                           \
-                vector16 sums[QUAD][VECTORS];                                                                         \
-                for (int j = 0; j < QUAD; j++)                                                                        \
-                    for (int v = 0; v < VECTORS; v++)                                                                 \
-                        sums[j][v] = j >= members ? (vector16)0.0f                                                    \
-                                     : first      ? (vector16)jb->bias[quad * QUAD + j]                               \
-                                                  : load16(y + j * length + 16 * v);                                  \
-                SUBSET_LOOP(1, VECTORS);                                                                              \
-                SUBSET_LOOP(2, VECTORS);                                                                              \
-                SUBSET_LOOP(3, VECTORS);                                                                              \
-                SUBSET_LOOP(4, VECTORS);                                                                              \
-                SUBSET_LOOP(5, VECTORS);                                                                              \
-                SUBSET_LOOP(6, VECTORS);                                                                              \
-                SUBSET_LOOP(7, VECTORS);                                                                              \
-                SUBSET_LOOP(8, VECTORS);                                                                              \
-                SUBSET_LOOP(9, VECTORS);                                                                              \
-                SUBSET_LOOP(10, VECTORS);                                                                             \
-                SUBSET_LOOP(11, VECTORS);                                                                             \
-                SUBSET_LOOP(12, VECTORS);                                                                             \
-                SUBSET_LOOP(13, VECTORS);                                                                             \
-                SUBSET_LOOP(14, VECTORS);                                                                             \
-                SUBSET_LOOP(15, VECTORS);                                                                             \
-                /* j runs to the constant QUAD: an index known at compile time keeps sums in registers. */            \
-                if (!last) {                                                                                          \
-                    for (int j = 0; j < QUAD; j++)                                                                    \
-                        for (int v = 0; v < VECTORS && j < members; v++) store16(y + j * length + 16 * v, sums[j][v]); \
-                    continue;                                                                                         \
-                }                                                                                                     \
-                for (int j = 0; j < QUAD; j++) {                                                                      \
-                    const float *added = jb->residual ? jb->residual + (quad * QUAD + j) * length + at : 0;           \
-                    for (int v = 0; v < VECTORS && j < members; v++) {                                                \
-                        vector16 s = sums[j][v];                                                                      \
-                        if (added) s += load16(added + 16 * v);                                                       \
-                        s = clamp16(s, (vector16)jb->lower, (vector16)jb->upper);                                     \
-                        store16(y + j * length + 16 * v, s);                                                          \
-                    }                                                                                                 \
-                }                                                                                                     \
-            }                                                                                                         \
-        }                                                                                                             \
+__attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
+    const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,
+    int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
+    int64_t end_pixel, int64_t length, const float *restrict residual, float lower, float upper,
+    float *restrict output) {
+    int64_t start = first_pixel;
+    for (; start + 64 <= end_pixel; start += 64) SEGMENT(64, start);
+    if (start == end_pixel) return;
+    // The rest (under 64): 48, 32 or 16 pixels with constant counts, then the last pixels as a
+    // block of 16 ending at end_pixel, recomputing a few of this task's pixels (same values);
+    // only a range shorter than 16 pixels takes the plain loop.
+    const int64_t rest = end_pixel - start, tail = rest % 16;
+    switch (rest - tail) {
+    case 48: SEGMENT(48, start); break;
+    case 32: SEGMENT(32, start); break;
+    case 16: SEGMENT(16, start); break;
+    default: break;
     }
-
-/// Lines shorter than 16 pixels: plain loops over the same lists.
-static inline void short_line(const job *restrict jb, int64_t first_pixel, int64_t end_pixel) {
-    const int64_t chunks = jb->chunks, length = jb->length;
-    for (int64_t quad = jb->first_quad; quad < jb->end_quad; quad++) {
-        for (int64_t t = first_pixel; t < end_pixel; t++) {
-            float sums[QUAD] = {0, 0, 0, 0};
-            for (int64_t chunk = 0; chunk < chunks; chunk++) {
-                const int64_t list = quad * chunks + chunk;
-                const int32_t *offsets = jb->entry_offsets + jb->list_starts[2 * list];
-                const float *weights = jb->entry_weights + jb->list_starts[2 * list + 1];
-                for (int subset = 1; subset <= SUBSETS; subset++) {
-                    for (int32_t k = 0; k < jb->list_counts[list * SUBSETS + subset - 1]; k++, offsets++) {
-                        for (int j = 0; j < QUAD; j++)
-                            if ((subset >> j) & 1) sums[j] += *weights++ * jb->image[*offsets + t];
-                    }
-                }
-            }
-            for (int j = 0; j < QUAD && quad * QUAD + j < jb->outputs; j++) {
-                const int64_t o = quad * QUAD + j;
-                float sum = jb->bias[o] + sums[j];
-                if (jb->residual) sum += jb->residual[o * length + t];
-                jb->output[o * length + t] = clamp(sum, jb->lower, jb->upper);
-            }
+    if (tail == 0) return;
+    if (end_pixel - first_pixel >= 16) {
+        SEGMENT(16, end_pixel - 16);
+        return;
+    }
+    for (int64_t o = first_output; o < end_output; o++) {
+        for (int64_t t = start; t < end_pixel; t++) {
+            float sum = bias[o];
+            for (int64_t k = 0; k < kept; k++) sum += values[o * kept + k] * source[offsets[o * kept + k] + t];
+            if (residual) sum += residual[o * length + t];
+            output[o * length + t] = maxq_clamp(sum, lower, upper);
         }
     }
 }
 
-/// One level: its four segment functions and the walk over a pixel range: 64-pixel blocks, then
-/// the rest (under 64) as 48, 32 or 16 pixels, and the last pixels as a block of 16 ending at
-/// end_pixel, recomputing a few of this range's pixels (same values). Ranges shorter than 16
-/// pixels take the plain loops.
-#define LEVEL_FUNCTIONS(LEVEL, TARGET)                                                                                \
-    SEGMENT_FUNCTION(4, LEVEL, TARGET)                                                                                \
-    SEGMENT_FUNCTION(3, LEVEL, TARGET)                                                                                \
-    SEGMENT_FUNCTION(2, LEVEL, TARGET)                                                                                \
-    SEGMENT_FUNCTION(1, LEVEL, TARGET)                                                                                \
-    TARGET static void lines##LEVEL(const job *restrict jb, int64_t first_pixel, int64_t end_pixel) {                 \
-        if (end_pixel - first_pixel < 16) {                                                                           \
-            short_line(jb, first_pixel, end_pixel);                                                                   \
-            return;                                                                                                   \
-        }                                                                                                             \
-        int64_t start = first_pixel;                                                                                  \
-        for (; start + 64 <= end_pixel; start += 64) segment4##LEVEL(jb, start);                                      \
-        const int64_t rest = end_pixel - start, tail = rest % 16;                                                     \
-        switch (rest - tail) {                                                                                        \
-        case 48: segment3##LEVEL(jb, start); break;                                                                   \
-        case 32: segment2##LEVEL(jb, start); break;                                                                   \
-        case 16: segment1##LEVEL(jb, start); break;                                                                   \
-        default: break;                                                                                               \
-        }                                                                                                             \
-        if (tail != 0) segment1##LEVEL(jb, end_pixel - 16);                                                           \
-    }
-
-LEVEL_FUNCTIONS(_baseline, )
-LEVEL_FUNCTIONS(_avx2, MAXQ_AVX2)
-LEVEL_FUNCTIONS(_avx512, MAXQ_AVX512)
-
-void maxq_nm_conv_lines(const float *image, const int32_t *entry_offsets, const float *entry_weights,
-                        const int32_t *list_counts, const int64_t *list_starts, int64_t chunks, const float *bias,
-                        int64_t first_quad, int64_t end_quad, int64_t outputs, int64_t first_pixel,
-                        int64_t end_pixel, int64_t length, const float *residual, float lower, float upper,
-                        float *output) {
-    const job jb = {image, entry_offsets, entry_weights, list_counts, list_starts, chunks, bias, first_quad,
-                    end_quad, outputs, length, residual, lower, upper, output};
-    switch (maxq_active_kernel_level()) {
-    case MAXQ_LEVEL_AVX512: lines_avx512(&jb, first_pixel, end_pixel); break;
-    case MAXQ_LEVEL_AVX2: lines_avx2(&jb, first_pixel, end_pixel); break;
-    default: lines_baseline(&jb, first_pixel, end_pixel); break;
-    }
-}
+MAXQ_LEVELS(maxq_nm_conv_lines,
+            (const float *restrict source, const int32_t *restrict offsets, const float *restrict values,
+             int64_t kept, int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output,
+             int64_t first_pixel, int64_t end_pixel, int64_t length, const float *restrict residual, float lower,
+             float upper, float *restrict output),
+            (source, offsets, values, kept, chunk, bias, first_output, end_output, first_pixel, end_pixel, length,
+             residual, lower, upper, output))

@@ -15,8 +15,8 @@ public final class NMConvolution: ResidualFusing {
     /// position: a range of input channels is a range of values), with each one's input channel
     /// and kernel position, expanded once from the packed positions.
     private let kernelValues: [Float], inputChannels: [Int], kernelPositions: [Int]
-    /// The kernel's lists for the last layout used.
-    private var listCache: (layout: Layout, lists: QuadLists)?
+    /// What the kernel reads, for the last layout used.
+    private var planCache: (layout: Layout, plan: KernelPlan)?
 
     public init(weights: NMWeights, bias: Tensor, geometry: Conv2dGeometry, activation: Activation?) {
         precondition(Self.runs(weights.shape, geometry), "no sparse kernel for \(weights.shape) \(geometry)")
@@ -104,39 +104,37 @@ public final class NMConvolution: ResidualFusing {
         return layout.compacted(lines, rows: oh, columns: ow, adding: residual, lower: lower, upper: upper)
     }
 
-    /// The kernel over every image in tasks of (image, pixel block, output channel quads): all
-    /// output channels of a task read the block's inputs while they are in cache. Quads are split
-    /// into groups only as far as needed to give every core several tasks.
+    /// The kernel over every image in tasks of (image, pixel block, output channels): all output
+    /// channels of a task read the block's inputs while they are in cache. Output channels (or
+    /// quads of them) are split only as far as needed to give every core several tasks.
     private func run(
         _ source: Tensor, _ layout: Layout, into lines: inout Tensor, residual: Tensor?, lower: Float, upper: Float
     ) {
         let (batch, outputs, length) = (lines.shape[0], weights.outputs, layout.length)
-        let lists = self.lists(for: layout)
+        let plan = self.plan(for: layout)
         // Blocks of 64 pixels, the last one taking the rest (up to 127 pixels).
         let pixelBlocks = max(1, length / 64)
-        let quadGroups = min(
-            max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), lists.quads)
-        let groupSize = (lists.quads + quadGroups - 1) / quadGroups
-        let perImage = pixelBlocks * quadGroups
+        let groups = min(max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), plan.units)
+        let groupSize = (plan.units + groups - 1) / groups
+        let perImage = pixelBlocks * groups
         source.withUnsafeBufferPointer { xs in
             lines.withUnsafeMutableBufferPointer { ys in
                 residual.withBaseAddress { rp in
                     bias.withUnsafeBufferPointer { bs in
-                        lists.withPointers { offsets, weights, counts, starts in
+                        plan.withKernel { kernel in
                             let (xp, yp, bp) = (xs.baseAddress!, ys.baseAddress!, bs.baseAddress!)
                             parallelForEach(batch * perImage) { task in
-                                let (image, block, group) = (
-                                    task / perImage, task % perImage / quadGroups, task % quadGroups
-                                )
+                                let (image, block, group) = (task / perImage, task % perImage / groups, task % groups)
                                 let first = group * groupSize
-                                guard first < lists.quads else { return }
+                                guard first < plan.units else { return }
                                 let end = block == pixelBlocks - 1 ? length : block * 64 + 64
-                                maxq_nm_conv_lines(
-                                    xp + image * layout.perImage, offsets, weights, counts, starts,
-                                    Int64(lists.chunks), bp, Int64(first), Int64(min(first + groupSize, lists.quads)),
-                                    Int64(outputs), Int64(block * 64), Int64(end), Int64(length),
-                                    rp.map { $0 + image * outputs * length }, lower, upper,
-                                    yp + image * outputs * length)
+                                kernel(
+                                    KernelCall(
+                                        image: xp + image * layout.perImage, bias: bp,
+                                        units: first..<min(first + groupSize, plan.units),
+                                        outputs: outputs, pixels: block * 64..<end, length: length,
+                                        residual: rp.map { $0 + image * outputs * length }, lower: lower, upper: upper,
+                                        output: yp + image * outputs * length))
                             }
                         }
                     }
@@ -145,23 +143,33 @@ public final class NMConvolution: ResidualFusing {
         }
     }
 
-    /// The kernel's lists for `layout` (cached for the last one). Input channels per chunk: a
-    /// multiple of M whose inputs for a 64-pixel block fill about half of L1 (16 KiB), with at
-    /// least 32 kept values per output channel (fewer would spend more on storing and reloading
-    /// partial sums than on multiply-adds).
-    private func lists(for layout: Layout) -> QuadLists {
-        if let cached = listCache, cached.layout == layout { return cached.lists }
+    /// What the kernel reads for `layout` (cached for the last one): quads for N/M >= 1/2, per
+    /// output channel below. Input channels per chunk: a multiple of M whose inputs for a 64-pixel
+    /// block fill about half of L1 (16 KiB), with at least 32 kept values per output channel
+    /// (fewer would spend more on storing and reloading partial sums than on multiply-adds).
+    private func plan(for layout: Layout) -> KernelPlan {
+        if let cached = planCache, cached.layout == layout { return cached.plan }
         let floatsPerChannel = min(layout.stride * layout.stride, weights.positions) * (64 + layout.shift)
         let keptPerGroup = weights.n * weights.positions
         let groups = max(4096 / floatsPerChannel / weights.m, (32 + keptPerGroup - 1) / keptPerGroup, 1)
+        let chunkChannels = min(weights.inputs, groups * weights.m)
         let k = weights.shape[3]
-        let lists = QuadLists(
-            values: kernelValues, channels: inputChannels, positions: kernelPositions, outputs: weights.outputs,
-            kept: weights.values.count / weights.outputs, inputs: weights.inputs, kernelPositions: weights.positions,
-            chunkChannels: min(weights.inputs, groups * weights.m)
-        ) { channel, position in layout.offset(channel: channel, ky: position / k, kx: position % k) }
-        listCache = (layout, lists)
-        return lists
+        let offset = { (channel: Int, position: Int) in
+            layout.offset(channel: channel, ky: position / k, kx: position % k)
+        }
+        let kept = weights.values.count / weights.outputs
+        let plan: KernelPlan =
+            2 * weights.n >= weights.m
+            ? .quads(
+                QuadLists(
+                    values: kernelValues, channels: inputChannels, positions: kernelPositions,
+                    outputs: weights.outputs, kept: kept, inputs: weights.inputs,
+                    kernelPositions: weights.positions, chunkChannels: chunkChannels, offset: offset))
+            : .channels(
+                values: kernelValues, offsets: zip(inputChannels, kernelPositions).map { Int32(offset($0, $1)) },
+                kept: kept, chunk: chunkChannels / weights.m * keptPerGroup)
+        planCache = (layout, plan)
+        return plan
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] { [] }

@@ -39,10 +39,23 @@ void maxq_soft_terms_row(float *mask, const float *magnitudes, int64_t count, ma
 /// exact value over [-87.3, 88.7] (arguments are clamped to that range); for tests.
 float maxq_fast_exp(float x);
 
-/// N:M sparse convolution of one image into the output channels of quads first_quad..<end_quad
-/// (channels 4q..<min(4q + 4, outputs)), each one line of `length` pixels, pixels
-/// first_pixel..<end_pixel of it (a range no concurrent call writes: a range's last pixels may be
-/// written twice, with the same values): for output channel o and pixel t,
+/// N:M sparse convolution of one image into output channels first_output..<end_output, each one
+/// line of `length` pixels, pixels first_pixel..<end_pixel of it (a range no concurrent call
+/// writes: a range's last pixels may be written twice, with the same values): for output channel
+/// o and pixel t,
+///   output[o * length + t] = clamp(bias[o] + sum over k < kept of
+///       values[o * kept + k] * source[offsets[o * kept + k] + t] (+ residual[o * length + t]), lower, upper),
+/// the residual term only when `residual` is not NULL. The kept weights are summed in chunks of
+/// `chunk` (those of a few input channels, whose inputs then stay in L1 for every output channel).
+/// The caller lays the input out so that this is the convolution (see MaxQDeploy's NMConvolution).
+void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float *values, int64_t kept,
+                        int64_t chunk, const float *bias, int64_t first_output, int64_t end_output,
+                        int64_t first_pixel, int64_t end_pixel, int64_t length, const float *residual, float lower,
+                        float upper, float *output);
+
+/// The same in quads of output channels, for N/M >= 1/2: into the channels of quads
+/// first_quad..<end_quad (channels 4q..<min(4q + 4, outputs)), pixels first_pixel..<end_pixel of
+/// their lines: for output channel o and pixel t,
 ///   output[o * length + t] = clamp(bias[o] + sum over o's kept weights w, with their input run
 ///       at offset r, of w * image[r + t] (+ residual[o * length + t]), lower, upper),
 /// the residual term only when `residual` is not NULL. The kept weights come as lists per quad
@@ -52,7 +65,7 @@ float maxq_fast_exp(float x);
 /// list]] and first weight at entry_weights[list_starts[2 * list + 1]], each entry one offset and
 /// one weight per keeping channel. The caller lays the input out so that this is the convolution
 /// (see MaxQDeploy's NMConvolution and QuadLists).
-void maxq_nm_conv_lines(const float *image, const int32_t *entry_offsets, const float *entry_weights,
+void maxq_nm_conv_quads(const float *image, const int32_t *entry_offsets, const float *entry_weights,
                         const int32_t *list_counts, const int64_t *list_starts, int64_t chunks, const float *bias,
                         int64_t first_quad, int64_t end_quad, int64_t outputs, int64_t first_pixel,
                         int64_t end_pixel, int64_t length, const float *residual, float lower, float upper,

@@ -1,0 +1,59 @@
+// Which sparse kernel a layer runs for one input layout, with what it reads, and the one call
+// shape both kernels are driven through.
+import CKernels
+
+/// One kernel call: output channels (or quads of them) `units` of one image, pixels `pixels`.
+struct KernelCall {
+    let image: UnsafePointer<Float>, bias: UnsafePointer<Float>
+    let units: Range<Int>
+    let outputs: Int
+    let pixels: Range<Int>
+    let length: Int
+    let residual: UnsafePointer<Float>?
+    let lower: Float, upper: Float
+    let output: UnsafeMutablePointer<Float>
+}
+
+enum KernelPlan {
+    /// The per-channel kernel: every output channel's `kept` values with their inputs' offsets,
+    /// summed `chunk` values at a time.
+    case channels(values: [Float], offsets: [Int32], kept: Int, chunk: Int)
+    /// The quad kernel (N/M >= 1/2).
+    case quads(QuadLists)
+
+    /// What tasks split: output channels or quads.
+    var units: Int {
+        switch self {
+        case .channels(let values, _, let kept, _): values.count / kept
+        case .quads(let lists): lists.quads
+        }
+    }
+
+    /// `body` with a function that runs the kernel for one call.
+    func withKernel<R>(_ body: ((KernelCall) -> Void) -> R) -> R {
+        switch self {
+        case .channels(let values, let offsets, let kept, let chunk):
+            return values.withUnsafeBufferPointer { vs in
+                offsets.withUnsafeBufferPointer { cs in
+                    let (vp, cp) = (vs.baseAddress!, cs.baseAddress!)
+                    return body { c in
+                        maxq_nm_conv_lines(
+                            c.image, cp, vp, Int64(kept), Int64(chunk), c.bias, Int64(c.units.lowerBound),
+                            Int64(c.units.upperBound), Int64(c.pixels.lowerBound), Int64(c.pixels.upperBound),
+                            Int64(c.length), c.residual, c.lower, c.upper, c.output)
+                    }
+                }
+            }
+        case .quads(let lists):
+            return lists.withPointers { offsets, weights, counts, starts in
+                body { c in
+                    maxq_nm_conv_quads(
+                        c.image, offsets, weights, counts, starts, Int64(lists.chunks), c.bias,
+                        Int64(c.units.lowerBound), Int64(c.units.upperBound), Int64(c.outputs),
+                        Int64(c.pixels.lowerBound), Int64(c.pixels.upperBound), Int64(c.length), c.residual, c.lower,
+                        c.upper, c.output)
+                }
+            }
+        }
+    }
+}
