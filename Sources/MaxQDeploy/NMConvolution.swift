@@ -93,13 +93,17 @@ public final class NMConvolution: ResidualFusing {
         // and clamps. Other lines carry dropped columns or several images: compaction does both.
         if pointwise && images == 1 {
             var y = Tensor(uninitializedShape: outputShape)
-            run(source, layout, into: &y, residual: residual, lower: lower, upper: upper)
+            run(source, layout, into: &y, length: layout.length, residual: residual, lower: lower, upper: upper)
             return y
         }
-        var lines = Tensor(uninitializedShape: [batch / images, weights.outputs, layout.length])
+        // Lines a multiple of 16 pixels long, computed whole: the kernel makes no overlapping last
+        // pass (a 7x7 plane's 63-pixel line is one 64-pixel block), and the layout leaves room to
+        // read that far (`Layout.planeStride`).
+        let lineStride = (layout.length + 15) / 16 * 16
+        var lines = Tensor(uninitializedShape: [batch / images, weights.outputs, lineStride])
         let clampsHere = residual == nil  // else the clamp comes after the residual, in the compaction
         run(
-            source, layout, into: &lines, residual: nil, lower: clampsHere ? lower : -.infinity,
+            source, layout, into: &lines, length: lineStride, residual: nil, lower: clampsHere ? lower : -.infinity,
             upper: clampsHere ? upper : .infinity)
         return layout.compacted(lines, rows: oh, columns: ow, adding: residual, lower: lower, upper: upper)
     }
@@ -108,9 +112,10 @@ public final class NMConvolution: ResidualFusing {
     /// channels of a task read the block's inputs while they are in cache. Output channels (or
     /// quads of them) are split only as far as needed to give every core several tasks.
     private func run(
-        _ source: Tensor, _ layout: Layout, into lines: inout Tensor, residual: Tensor?, lower: Float, upper: Float
+        _ source: Tensor, _ layout: Layout, into lines: inout Tensor, length: Int, residual: Tensor?, lower: Float,
+        upper: Float
     ) {
-        let (batch, outputs, length) = (lines.shape[0], weights.outputs, layout.length)
+        let (batch, outputs) = (lines.shape[0], weights.outputs)
         let plan = self.plan(for: layout)
         // Blocks of 64 pixels, the last one taking the rest (up to 127 pixels).
         let pixelBlocks = max(1, length / 64)

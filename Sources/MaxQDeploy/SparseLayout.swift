@@ -16,7 +16,9 @@ import MaxQTensor
 ///   computed and dropped by `compacted`).
 ///
 /// Planes the layout copies start `planeStride` floats apart: an odd number of cache lines, so
-/// that the runs of a chunk's input channels spread over all of L1's sets. Planes a power-of-two
+/// that the runs of a chunk's input channels spread over all of L1's sets, and at least the line
+/// length rounded up to 16, so that a run computed for a whole last vector of a line stays inside
+/// the laid-out image (it reads the next plane's values or zeros, for pixels that are dropped). Planes a power-of-two
 /// size apart (14x14 padded to 16x16, 1 KiB) put every fourth channel in the same sets and
 /// slowed the kernel by a quarter to a third (measured).
 struct Layout: Equatable {
@@ -124,12 +126,13 @@ struct Layout: Equatable {
         }
     }
 
-    /// The output lines (B / images, O, length) as (B, O, rows, outputColumns), dropping the extra
-    /// columns; with `residual` (B, O, rows, outputColumns), clamp(line + residual, lower, upper).
+    /// The output lines (B / images, O, at least `length` pixels) as (B, O, rows, outputColumns),
+    /// dropping the extra columns and pixels; with `residual` (B, O, rows, outputColumns),
+    /// clamp(line + residual, lower, upper).
     func compacted(
         _ lines: Tensor, rows: Int, columns outputColumns: Int, adding residual: Tensor?, lower: Float, upper: Float
     ) -> Tensor {
-        let (batch, outputs) = (lines.shape[0] * images, lines.shape[1])
+        let (batch, outputs, lineStride) = (lines.shape[0] * images, lines.shape[1], lines.shape[2])
         var y = Tensor(uninitializedShape: [batch, outputs, rows, outputColumns])
         lines.withUnsafeBufferPointer { ls in
             residual.withBaseAddress { added in
@@ -138,7 +141,7 @@ struct Layout: Equatable {
                     parallelRanges(batch * outputs, grain: 16) { planes in
                         for plane in planes {
                             let (image, output) = (plane / outputs, plane % outputs)
-                            let line = source + ((image / images) * outputs + output) * length
+                            let line = source + ((image / images) * outputs + output) * lineStride
                             for r in 0..<rows {
                                 let from = line + (image % images) * planeRows * columns + r * columns
                                 let at = (plane * rows + r) * outputColumns
