@@ -148,8 +148,16 @@ public final class NMConvolution: ResidualFusing {
         }
     }
 
-    /// What the kernel reads for `layout` (cached for the last one): quads for N/M >= 1/2, per
-    /// output channel below. Input channels per chunk: a multiple of M whose inputs for a 64-pixel
+    /// Whether the quad kernel serves these weights: at N/M >= 1/2, and at >= 1/4 for kernels with
+    /// several positions (3x3), whose chunks list 9 runs per input channel, so that the subset
+    /// loops are long enough. Measured single-thread against the per-channel kernel: 2:4 1.35-1.6x;
+    /// 1:4 3x3 1.18-1.28x, but 1:4 1x1 0.75-1.0x and 1:16 3x3 0.96x.
+    static func usesQuads(_ weights: NMWeights) -> Bool {
+        2 * weights.n >= weights.m || (weights.positions > 1 && 4 * weights.n >= weights.m)
+    }
+
+    /// What the kernel reads for `layout` (cached for the last one): quads where a quad's channels
+    /// share input runs often enough (`usesQuads`), else per output channel. Input channels per chunk: a multiple of M whose inputs for a 64-pixel
     /// block fill about half of L1 (16 KiB), with at least 32 kept values per output channel
     /// (fewer would spend more on storing and reloading partial sums than on multiply-adds).
     private func plan(for layout: Layout) -> KernelPlan {
@@ -164,7 +172,7 @@ public final class NMConvolution: ResidualFusing {
         }
         let kept = weights.values.count / weights.outputs
         let plan: KernelPlan =
-            2 * weights.n >= weights.m
+            Self.usesQuads(weights)
             ? .quads(
                 QuadLists(
                     values: kernelValues, channels: inputChannels, positions: kernelPositions,
