@@ -47,7 +47,7 @@ public final class GradientExchange: BackwardObserver {
     }
 
     /// The mean exposed seconds per step since the last call.
-    func takeExposedSecondsPerStep() -> Double {
+    public func takeExposedSecondsPerStep() -> Double {
         defer { (exposedSeconds, steps) = (0, 0) }
         return exposedSeconds / Double(max(steps, 1))
     }

@@ -30,22 +30,30 @@ struct ModelBenchOptions: ParsableArguments {
         return (images, (0..<batchSize).map { _ in generator.integer(below: classes) })
     }
 
-    func report(_ what: String, milliseconds: Double) {
+    /// One line; with `processes` > 1 the batch is per process and the rate is all processes'.
+    func report(_ what: String, milliseconds: Double, processes: Int = 1) {
+        let batch = processes > 1 ? "\(processes)x\(batchSize)" : "\(batchSize)"
         print(
-            "\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) batch=\(batchSize) "
+            "\(arch.rawValue) \(sparsity.convBNType.rawValue) \(sparsity.n):\(sparsity.m) batch=\(batch) "
                 + "res=\(arch.resolution) threads=\(Threading.count) amp=\(amp.amp.rawValue) \(what)_img_s="
-                + String(format: "%.2f", Double(batchSize) / milliseconds * 1000))
+                + String(format: "%.2f", Double(processes * batchSize) / milliseconds * 1000))
     }
 }
 
 struct BenchTrainStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train-step",
-        abstract: "Training step (forward, loss, backward, SR-STE decay, SGD) images per second.")
+        abstract: "Training step (forward, loss, backward, SR-STE decay, SGD) images per second.",
+        discussion: """
+            Under mpirun (mpirun -np K maxq bench train-step ...), data parallel as `maxq train` runs it: \
+            -b is the batch per process, gradients are summed across the processes during backward, and \
+            rank 0 reports all processes' images per second and the communication not hidden behind backward.
+            """)
 
     @OptionGroup var options: ModelBenchOptions
 
     func run() throws {
+        let group = try DataParallel.join()
         do {
             let precision = try options.amp.scope()
             let model = try options.model()
@@ -53,15 +61,30 @@ struct BenchTrainStep: ParsableCommand {
             let optimizer = TrainStep.optimizer(
                 for: model, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: false, noBNDecay: false)
             let decay: Float = options.sparsity.convBNType.hasMask ? 2e-4 : 0
+            let exchange = group.map { GradientExchange(parameters: model.parameters, group: $0) }
+            try group?.broadcastState(of: model, parameters: true)
             let ms = try medianMilliseconds(iterations: options.iterations) {
                 _ = try precision.run {
                     try TrainStep.run(
-                        model, optimizer, images: images, labels: labels, labelSmoothing: 0.1, srsteDecay: decay)
+                        model, optimizer, images: images, labels: labels, labelSmoothing: 0.1, srsteDecay: decay,
+                        exchange: exchange)
                 }
             }
-            options.report("train", milliseconds: ms)
+            guard let group, let exchange else { return options.report("train", milliseconds: ms) }
+            let exposed = exchange.takeExposedSecondsPerStep()
+            if group.rank == 0 {
+                print(
+                    String(
+                        format: "data parallel: %d processes x batch %d, %d compute thread(s) each: %.1f ms per step, "
+                            + "gradient sums %.1f MB per step, %.1f ms per step not hidden behind backward",
+                        group.size, options.batchSize, Threading.count, ms, Double(exchange.bytesPerStep) / 1e6,
+                        exposed * 1e3))
+                options.report("train", milliseconds: ms, processes: group.size)
+            }
+            group.finalize()
         } catch {
-            throw Failure(error)
+            guard let group else { throw Failure(error) }
+            try DataParallel.fail(group, error)
         }
     }
 }

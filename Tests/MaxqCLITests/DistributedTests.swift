@@ -97,6 +97,25 @@ struct DistributedTests {
         #expect(files.filter { $0.hasSuffix(".log") }.count == 1)
     }
 
+    /// `maxq bench train-step` under mpirun: rank 0 alone reports, with the processes, the gradient
+    /// bytes and the exposed communication, and a rate for all processes' images.
+    @Test func benchTrainStepUnderMpirunReportsTheDataParallelRate() throws {
+        let bench = try run(
+            mpirun!,
+            [
+                "-np", "2", builtTool("maxq").path, "bench", "train-step", "-a", "c_resnet18", "-b", "4", "--classes",
+                "10", "--iterations", "2", "--conv-bn-type", "SoftMaxQConv2DBN",
+            ], environment: mpirunEnvironment)
+        #expect(bench.status == 0, "\(bench.out)\n\(bench.err)")
+        let lines = bench.out.split(separator: "\n")
+        #expect(
+            lines.filter { $0.hasPrefix("data parallel: 2 processes x batch 4, 1 compute thread(s) each") }.count == 1)
+        #expect(lines.filter { $0.contains("gradient sums") && $0.contains("ms per step not hidden") }.count == 1)
+        let rate = try #require(lines.first { $0.contains("batch=2x4") && $0.contains("train_img_s=") })
+        let value = try #require(Double(rate.split(separator: "=").last!))
+        #expect(value > 0, "\(rate)")
+    }
+
     /// The run (SoftMaxQ 2:4, 3 epochs of an incremental schedule, Nesterov) without --sync-bn.
     @Test func withoutSyncBNTheRunCompletesWithTheSameLogLines() throws {
         defer { try? FileManager.default.removeItem(at: temporary) }
