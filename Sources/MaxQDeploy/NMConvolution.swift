@@ -156,10 +156,14 @@ public final class NMConvolution: ResidualFusing {
         2 * weights.n >= weights.m || (weights.positions > 1 && 4 * weights.n >= weights.m)
     }
 
+    /// Which kernel the layer runs: "quads" or "per channel".
+    public var kernel: String { Self.usesQuads(weights) ? "quads" : "per channel" }
+
     /// What the kernel reads for `layout` (cached for the last one): quads where a quad's channels
-    /// share input runs often enough (`usesQuads`), else per output channel. Input channels per chunk: a multiple of M whose inputs for a 64-pixel
-    /// block fill about half of L1 (16 KiB), with at least 32 kept values per output channel
-    /// (fewer would spend more on storing and reloading partial sums than on multiply-adds).
+    /// share input runs often enough (`usesQuads`), else per output channel. Input channels per
+    /// chunk: a multiple of M whose inputs for a 64-pixel block fill about half of L1 (16 KiB),
+    /// with at least 32 kept values per output channel (fewer would spend more on storing and
+    /// reloading partial sums than on multiply-adds).
     private func plan(for layout: Layout) -> KernelPlan {
         if let cached = planCache, cached.layout == layout { return cached.plan }
         let floatsPerChannel = min(layout.stride * layout.stride, weights.positions) * (64 + layout.shift)

@@ -14,7 +14,7 @@ struct BenchInfer: ParsableCommand {
         abstract: "Images per second of the dense and the sparse inference engines (random weights, exact N:M masks).")
 
     @OptionGroup var options: ModelBenchOptions
-    @Flag(help: "Also time every convolution alone: shape, dense ms, sparse ms, ratio.") var layers = false
+    @Flag(help: "Also time every convolution alone: shape, dense ms, sparse ms, ratio, kernel.") var layers = false
     @Flag(help: "Keep each N:M layer sparse only where it measured faster than dense on this batch.") var tuned = false
 
     func run() throws {
@@ -81,7 +81,7 @@ enum LayerTiming {
         for layer in layers {
             guard let sparse = deployed[layer.name] else { continue }
             let ms = try medianMilliseconds(iterations: iterations) { _ = try sparse(Variable(layer.input)) }
-            let kind = sparse is NMConvolution ? "" : " (dense)"
+            let kind = (sparse as? NMConvolution).map { " (\($0.kernel))" } ?? " (dense)"
             print(
                 "\(layer.name)  \(layer.weightShape)  \(layer.input.shape)  "
                     + String(format: "%.3f  %.3f  %.2f", layer.denseMilliseconds, ms, layer.denseMilliseconds / ms)
