@@ -1,15 +1,17 @@
-// N:M sparse convolution in quads of output channels, for the denser patterns (N/M >= 1/2; the
-// per-channel kernel in sparse_conv.c serves the sparser ones, where a quad's channels rarely
-// share an input and fifteen short loops per quad cost more than they save). Every input run (an
-// input channel at one kernel position, 64 contiguous pixels the caller's layout lines up) is
-// loaded once and multiplied into each channel of the quad that keeps it, the weight broadcast
-// against the 64 pixels held in registers. A quad's kept weights are stored by which of its
-// channels keep them (15 subsets, a loop each, so that the subset is a constant and the
-// accumulators stay in registers). Loading each run once per quad instead of once per channel
-// takes the loop off the load ports: at 2:4 one run serves about two multiply-adds (measured:
-// 1.35-1.6x the per-channel kernel with the data in L2, 85-92 % of the multiply-add peak on
-// AVX-512). Unlike the mask kernels, the levels may differ in the last bits: this file lets the
-// compiler fuse multiply-adds where the CPU has FMA.
+// N:M sparse convolution in quads of output channels, for AVX-512 and the denser patterns (N/M >=
+// 1/2, and 3x3 layers at 1/4; the per-channel kernel in sparse_conv.c serves the rest, where a
+// quad's channels rarely share an input and fifteen short loops per quad cost more than they
+// save). Every input run (an input channel at one kernel position, 64 contiguous pixels the
+// caller's layout lines up) is loaded once and multiplied into each channel of the quad that keeps
+// it, the weight broadcast against the 64 pixels held in registers. A quad's kept weights are
+// stored by which of its channels keep them (15 subsets, a loop each, so that the subset is a
+// constant and the accumulators stay in registers). Loading each run once per quad instead of
+// once per channel takes the loop off the load ports: at 2:4 one run serves about two
+// multiply-adds (measured: 1.35-1.6x the per-channel kernel with the data in L2, 85-92 % of the
+// multiply-add peak). Its 16 accumulators and 4 inputs need AVX-512's 32 registers: compiled for
+// AVX2 (16 registers) they spilled and the kernel ran at half the per-channel kernel's speed, so
+// it exists at the AVX-512 level only and the caller checks the level. The compiler may fuse
+// multiply-adds (the per-channel kernel's last bits differ likewise).
 #include "levels.h"
 
 #pragma STDC FP_CONTRACT ON
@@ -69,7 +71,7 @@ typedef struct {
 
 /// VECTORS x 16 pixels from `at` for the job's quads, chunk by chunk: every quad goes through a
 /// chunk (whose inputs stay in L1) before the next; partial sums wait in the output. One function
-/// per VECTORS and level, so that each one's accumulators get the registers.
+/// per VECTORS, so that each one's accumulators get the registers.
 #define SEGMENT_FUNCTION(VECTORS, LEVEL, TARGET)                                                                      \
     TARGET __attribute__((noinline)) static void segment##VECTORS##LEVEL(const job *restrict jb, int64_t at) {        \
         const int64_t chunks = jb->chunks, length = jb->length;                                                       \
@@ -150,7 +152,7 @@ static inline void short_line(const job *restrict jb, int64_t first_pixel, int64
     }
 }
 
-/// One level: its four segment functions and the walk over a pixel range: 64-pixel blocks, then
+/// The level's four segment functions and the walk over a pixel range: 64-pixel blocks, then
 /// the rest (under 64) as 48, 32 or 16 pixels, and the last pixels as a block of 16 ending at
 /// end_pixel, recomputing a few of this range's pixels (same values). Ranges shorter than 16
 /// pixels take the plain loops.
@@ -176,8 +178,6 @@ static inline void short_line(const job *restrict jb, int64_t first_pixel, int64
         if (tail != 0) segment1##LEVEL(jb, end_pixel - 16);                                                           \
     }
 
-LEVEL_FUNCTIONS(_baseline, )
-LEVEL_FUNCTIONS(_avx2, MAXQ_AVX2)
 LEVEL_FUNCTIONS(_avx512, MAXQ_AVX512)
 
 void maxq_nm_conv_quads(const float *image, const int32_t *entry_offsets, const float *entry_weights,
@@ -187,9 +187,7 @@ void maxq_nm_conv_quads(const float *image, const int32_t *entry_offsets, const 
                         float *output) {
     const job jb = {image, entry_offsets, entry_weights, list_counts, list_starts, chunks, bias, first_quad,
                     end_quad, outputs, length, residual, lower, upper, output};
-    switch (maxq_active_kernel_level()) {
-    case MAXQ_LEVEL_AVX512: lines_avx512(&jb, first_pixel, end_pixel); break;
-    case MAXQ_LEVEL_AVX2: lines_avx2(&jb, first_pixel, end_pixel); break;
-    default: lines_baseline(&jb, first_pixel, end_pixel); break;
-    }
+    // A caller on another level broke the contract: stop rather than run instructions the CPU may lack.
+    if (maxq_active_kernel_level() != MAXQ_LEVEL_AVX512) __builtin_trap();
+    lines_avx512(&jb, first_pixel, end_pixel);
 }

@@ -18,8 +18,12 @@ enum KernelPlan {
     /// The per-channel kernel: every output channel's `kept` values with their inputs' offsets,
     /// summed `chunk` values at a time.
     case channels(values: [Float], offsets: [Int32], kept: Int, chunk: Int)
-    /// The quad kernel (N/M >= 1/2).
+    /// The quad kernel (AVX-512; see `NMConvolution.usesQuads`).
     case quads(QuadLists)
+
+    var isQuads: Bool {
+        if case .quads = self { true } else { false }
+    }
 
     /// What tasks split: output channels or quads.
     var units: Int {

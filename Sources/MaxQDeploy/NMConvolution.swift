@@ -148,24 +148,27 @@ public final class NMConvolution: ResidualFusing {
         }
     }
 
-    /// Whether the quad kernel serves these weights: at N/M >= 1/2, and at >= 1/4 for kernels with
-    /// several positions (3x3), whose chunks list 9 runs per input channel, so that the subset
-    /// loops are long enough. Measured single-thread against the per-channel kernel: 2:4 1.35-1.6x;
-    /// 1:4 3x3 1.18-1.28x, but 1:4 1x1 0.75-1.0x and 1:16 3x3 0.96x.
+    /// Whether the quad kernel serves these weights at the kernels' current level: on AVX-512 (it
+    /// needs 32 vector registers), at N/M >= 1/2, and at >= 1/4 for kernels with several positions
+    /// (3x3), whose chunks list 9 runs per input channel, so that the subset loops are long enough.
+    /// Measured single-thread against the per-channel kernel: 2:4 1.35-1.6x; 1:4 3x3 1.18-1.28x,
+    /// but 1:4 1x1 0.75-1.0x, 1:16 3x3 0.96x, and on AVX2 0.5-0.6x.
     static func usesQuads(_ weights: NMWeights) -> Bool {
-        2 * weights.n >= weights.m || (weights.positions > 1 && 4 * weights.n >= weights.m)
+        KernelLevel.active == .avx512
+            && (2 * weights.n >= weights.m || (weights.positions > 1 && 4 * weights.n >= weights.m))
     }
 
-    /// Which kernel the layer runs: "quads" or "per channel".
+    /// Which kernel the layer runs at the current level: "quads" or "per channel".
     public var kernel: String { Self.usesQuads(weights) ? "quads" : "per channel" }
 
-    /// What the kernel reads for `layout` (cached for the last one): quads where a quad's channels
+    /// What the kernel reads for `layout` and the current level (cached for the last): quads where a quad's channels
     /// share input runs often enough (`usesQuads`), else per output channel. Input channels per
     /// chunk: a multiple of M whose inputs for a 64-pixel block fill about half of L1 (16 KiB),
     /// with at least 32 kept values per output channel (fewer would spend more on storing and
     /// reloading partial sums than on multiply-adds).
     private func plan(for layout: Layout) -> KernelPlan {
-        if let cached = planCache, cached.layout == layout { return cached.plan }
+        let quads = Self.usesQuads(weights)
+        if let cached = planCache, cached.layout == layout, cached.plan.isQuads == quads { return cached.plan }
         let floatsPerChannel = min(layout.stride * layout.stride, weights.positions) * (64 + layout.shift)
         let keptPerGroup = weights.n * weights.positions
         let groups = max(4096 / floatsPerChannel / weights.m, (32 + keptPerGroup - 1) / keptPerGroup, 1)
@@ -176,7 +179,7 @@ public final class NMConvolution: ResidualFusing {
         }
         let kept = weights.values.count / weights.outputs
         let plan: KernelPlan =
-            Self.usesQuads(weights)
+            quads
             ? .quads(
                 QuadLists(
                     values: kernelValues, channels: inputChannels, positions: kernelPositions,
