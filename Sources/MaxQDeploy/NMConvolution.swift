@@ -1,5 +1,6 @@
 // The N:M sparse convolution layer: lays the input out for the kernel, splits the work into
-// (image, pixel block, output channel quads) tasks, and fuses bias, clamp and a residual addition.
+// (image, pixel block, output channels or quads of them) tasks, picks the kernel (`KernelPlan`),
+// and fuses bias, clamp and a residual addition.
 import CKernels
 import MaxQNN
 import MaxQTensor
@@ -161,8 +162,8 @@ public final class NMConvolution: ResidualFusing {
     /// Which kernel the layer runs at the current level: "quads" or "per channel".
     public var kernel: String { Self.usesQuads(weights) ? "quads" : "per channel" }
 
-    /// What the kernel reads for `layout` and the current level (cached for the last): quads where a quad's channels
-    /// share input runs often enough (`usesQuads`), else per output channel. Input channels per
+    /// What the kernel reads for `layout` and the current level (cached for the last): quads
+    /// where a quad's channels share input runs often enough (`usesQuads`), else per channel. Input channels per
     /// chunk: a multiple of M whose inputs for a 64-pixel block fill about half of L1 (16 KiB),
     /// with at least 32 kept values per output channel (fewer would spend more on storing and
     /// reloading partial sums than on multiply-adds).

@@ -24,6 +24,8 @@ import MaxQTensor
 struct Layout: Equatable {
     let channels: Int, height: Int, width: Int, stride: Int, padding: Int, kernel: Int, images: Int
     let pointwise: Bool
+    /// Whether the kernel reads the input tensor itself.
+    let readsInputAsItIs: Bool
     /// Rows and columns of a plane, and floats per laid-out image (with slack for the last
     /// line's dropped columns).
     let planeRows: Int, columns: Int, planeStride: Int, perImage: Int
@@ -46,8 +48,8 @@ struct Layout: Equatable {
         shift = pointwise ? 0 : (kernel - 1) / stride * (columns + 1)
         let phases = pointwise ? 1 : stride * stride
         let planeSize = images * planeRows * columns
-        let readsInput = pointwise && stride == 1 && images == 1
-        planeStride = readsInput ? planeSize : ((planeSize + 15) / 16 | 1) * 16
+        readsInputAsItIs = pointwise && stride == 1 && images == 1
+        planeStride = readsInputAsItIs ? planeSize : ((planeSize + 15) / 16 | 1) * 16
         let (planes, overflow) = (phases * channels).multipliedReportingOverflow(by: planeStride)
         guard !overflow, planes + shift <= Int(Int32.max) else {
             throw .invalidShape(
@@ -56,8 +58,6 @@ struct Layout: Equatable {
         perImage = planes + shift
     }
 
-    /// Whether the kernel reads the input tensor itself.
-    var readsInputAsItIs: Bool { pointwise && stride == 1 && images == 1 }
     /// Floats of a plane before the gap up to the next one.
     private var planeSize: Int { images * planeRows * columns }
 
