@@ -53,8 +53,8 @@ void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float
                         int64_t first_pixel, int64_t end_pixel, int64_t length, const float *residual, float lower,
                         float upper, float *output);
 
-/// The same in quads of output channels, AVX-512 only (call it only while maxq_active_kernel_level()
-/// is MAXQ_LEVEL_AVX512; it traps otherwise): into the channels of quads
+/// The same in quads of output channels, AVX-512 only (call it only on a CPU with AVX-512, as the
+/// caller's plan checks; it traps otherwise): into the channels of quads
 /// first_quad..<end_quad (channels 4q..<min(4q + 4, outputs)), pixels first_pixel..<end_pixel of
 /// their lines: for output channel o and pixel t,
 ///   output[o * length + t] = clamp(bias[o] + sum over o's kept weights w, with their input run
