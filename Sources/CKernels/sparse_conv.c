@@ -12,13 +12,22 @@
 // COUNT output pixels from `AT` of every output channel, the kept weights in chunks of `chunk`
 // (consecutive input channels): all output channels go through one chunk, whose inputs stay in L1,
 // before the next; partial sums wait in the output. A constant COUNT keeps the accumulators in
-// registers.
+// registers. When the range holds another 64 pixels, they are prefetched from every input run
+// (`run_starts`) meanwhile, a few runs per output channel: the runs are short (256 bytes) and far
+// apart, which the CPU's prefetchers do not follow. Measured on a 1x1 256->64 56x56 layer at 1:16,
+// batch 16, two cores: 4.5 ms without, 2.7 ms with (ranges of 448 pixels).
 #define SEGMENT(COUNT, AT)                                                                    \
     do {                                                                                      \
+        const int64_t iterations = (kept + chunk - 1) / chunk * (end_output - first_output);  \
+        const int ahead = (AT) + (COUNT) + 64 <= end_pixel; /* a whole next segment in this range */ \
+        const int64_t per_iteration = ahead ? (runs + iterations - 1) / iterations : 0;       \
+        int64_t run = 0;                                                                      \
         for (int64_t k0 = 0; k0 < kept; k0 += chunk) {                                       \
             const int64_t count = kept - k0 < chunk ? kept - k0 : chunk;                      \
             const int first = k0 == 0, last = k0 + count == kept;                             \
             for (int64_t o = first_output; o < end_output; o++) {                             \
+                for (const int64_t until = run + per_iteration; run < until && run < runs; run++) \
+                    maxq_prefetch_run(source + run_starts[run] + (AT) + (COUNT));         \
                 const float *w = values + o * kept + k0;                                      \
                 const int32_t *c = offsets + o * kept + k0;                                   \
                 float *y = output + o * length + (AT);                                        \
@@ -51,7 +60,7 @@ __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
     const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,
     int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
     int64_t end_pixel, int64_t length, const float *restrict residual, float lower, float upper,
-    float *restrict output) {
+    float *restrict output, const int32_t *restrict run_starts, int64_t runs) {
     int64_t start = first_pixel;
     for (; start + 64 <= end_pixel; start += 64) SEGMENT(64, start);
     if (start == end_pixel) return;
@@ -84,6 +93,6 @@ MAXQ_LEVELS(maxq_nm_conv_lines,
             (const float *restrict source, const int32_t *restrict offsets, const float *restrict values,
              int64_t kept, int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output,
              int64_t first_pixel, int64_t end_pixel, int64_t length, const float *restrict residual, float lower,
-             float upper, float *restrict output),
+             float upper, float *restrict output, const int32_t *restrict run_starts, int64_t runs),
             (source, offsets, values, kept, chunk, bias, first_output, end_output, first_pixel, end_pixel, length,
-             residual, lower, upper, output))
+             residual, lower, upper, output, run_starts, runs))

@@ -45,6 +45,8 @@ typedef struct {
     const float *residual;
     float lower, upper;
     float *output;
+    const int32_t *run_starts;
+    int64_t runs;
 } job;
 
 /// The entries of one subset (bit j: channel j of the quad keeps them): `count` runs at
@@ -73,11 +75,18 @@ typedef struct {
 /// chunk (whose inputs stay in L1) before the next; partial sums wait in the output. One function
 /// per VECTORS, so that each one's accumulators get the registers.
 #define SEGMENT_FUNCTION(VECTORS, LEVEL, TARGET)                                                                      \
-    TARGET __attribute__((noinline)) static void segment##VECTORS##LEVEL(const job *restrict jb, int64_t at) {        \
+    TARGET __attribute__((noinline)) static void segment##VECTORS##LEVEL(const job *restrict jb, int64_t at,         \
+                                                                          int ahead) {                                \
         const int64_t chunks = jb->chunks, length = jb->length;                                                       \
+        const int64_t per_iteration = ahead ? (jb->runs + chunks * (jb->end_quad - jb->first_quad) - 1) /            \
+                                                  (chunks * (jb->end_quad - jb->first_quad))                          \
+                                            : 0;                                                                      \
+        int64_t run = 0;                                                                                              \
         for (int64_t chunk = 0; chunk < chunks; chunk++) {                                                            \
             const int first = chunk == 0, last = chunk == chunks - 1;                                                 \
             for (int64_t quad = jb->first_quad; quad < jb->end_quad; quad++) {                                        \
+                for (const int64_t until = run + per_iteration; run < until && run < jb->runs; run++)                 \
+                    maxq_prefetch_run(jb->image + jb->run_starts[run] + at + 16 * VECTORS);                          \
                 const int64_t list = quad * chunks + chunk;                                                           \
                 const int members = jb->outputs - quad * QUAD < QUAD ? (int)(jb->outputs - quad * QUAD) : QUAD;       \
                 const int32_t *restrict counts = jb->list_counts + list * SUBSETS;                                    \
@@ -167,15 +176,15 @@ static inline void short_line(const job *restrict jb, int64_t first_pixel, int64
             return;                                                                                                   \
         }                                                                                                             \
         int64_t start = first_pixel;                                                                                  \
-        for (; start + 64 <= end_pixel; start += 64) segment4##LEVEL(jb, start);                                      \
+        for (; start + 64 <= end_pixel; start += 64) segment4##LEVEL(jb, start, start + 128 <= end_pixel);            \
         const int64_t rest = end_pixel - start, tail = rest % 16;                                                     \
         switch (rest - tail) {                                                                                        \
-        case 48: segment3##LEVEL(jb, start); break;                                                                   \
-        case 32: segment2##LEVEL(jb, start); break;                                                                   \
-        case 16: segment1##LEVEL(jb, start); break;                                                                   \
+        case 48: segment3##LEVEL(jb, start, 0); break;                                                                \
+        case 32: segment2##LEVEL(jb, start, 0); break;                                                                \
+        case 16: segment1##LEVEL(jb, start, 0); break;                                                                \
         default: break;                                                                                               \
         }                                                                                                             \
-        if (tail != 0) segment1##LEVEL(jb, end_pixel - 16);                                                           \
+        if (tail != 0) segment1##LEVEL(jb, end_pixel - 16, 0);                                                        \
     }
 
 LEVEL_FUNCTIONS(_avx512, MAXQ_AVX512)
@@ -184,9 +193,9 @@ void maxq_nm_conv_quads(const float *image, const int32_t *entry_offsets, const 
                         const int32_t *list_counts, const int64_t *list_starts, int64_t chunks, const float *bias,
                         int64_t first_quad, int64_t end_quad, int64_t outputs, int64_t first_pixel,
                         int64_t end_pixel, int64_t length, const float *residual, float lower, float upper,
-                        float *output) {
+                        float *output, const int32_t *run_starts, int64_t runs) {
     const job jb = {image, entry_offsets, entry_weights, list_counts, list_starts, chunks, bias, first_quad,
-                    end_quad, outputs, length, residual, lower, upper, output};
+                    end_quad, outputs, length, residual, lower, upper, output, run_starts, runs};
     // The plan chose quads at the AVX-512 level; another thread may have lowered the active level
     // since (the tests do), which only asks for other speeds. A CPU without AVX-512 is another
     // matter: stop rather than run instructions it lacks.

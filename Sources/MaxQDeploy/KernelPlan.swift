@@ -14,20 +14,27 @@ struct KernelCall {
     let output: UnsafeMutablePointer<Float>
 }
 
-enum KernelPlan {
-    /// The per-channel kernel: every output channel's `kept` values with their inputs' offsets,
-    /// summed `chunk` values at a time.
-    case channels(values: [Float], offsets: [Int32], kept: Int, chunk: Int)
-    /// The quad kernel (AVX-512; see `NMConvolution.usesQuads`).
-    case quads(QuadLists)
+struct KernelPlan {
+    enum Kernel {
+        /// The per-channel kernel: every output channel's `kept` values with their inputs'
+        /// offsets, summed `chunk` values at a time.
+        case channels(values: [Float], offsets: [Int32], kept: Int, chunk: Int)
+        /// The quad kernel (AVX-512; see `NMConvolution.usesQuads`).
+        case quads(QuadLists)
+    }
+
+    let kernel: Kernel
+    /// Where the input runs the kernel reads start, each rounded down to a 16-float boundary,
+    /// without repeats: the kernels prefetch their next 64 pixels.
+    let runStarts: [Int32]
 
     var isQuads: Bool {
-        if case .quads = self { true } else { false }
+        if case .quads = kernel { true } else { false }
     }
 
     /// What tasks split: output channels or quads.
     var units: Int {
-        switch self {
+        switch kernel {
         case .channels(let values, _, let kept, _): values.count / kept
         case .quads(let lists): lists.quads
         }
@@ -35,27 +42,30 @@ enum KernelPlan {
 
     /// `body` with a function that runs the kernel for one call.
     func withKernel<R>(_ body: ((KernelCall) -> Void) -> R) -> R {
-        switch self {
-        case .channels(let values, let offsets, let kept, let chunk):
-            return values.withUnsafeBufferPointer { vs in
-                offsets.withUnsafeBufferPointer { cs in
-                    let (vp, cp) = (vs.baseAddress!, cs.baseAddress!)
-                    return body { c in
-                        maxq_nm_conv_lines(
-                            c.image, cp, vp, Int64(kept), Int64(chunk), c.bias, Int64(c.units.lowerBound),
-                            Int64(c.units.upperBound), Int64(c.pixels.lowerBound), Int64(c.pixels.upperBound),
-                            Int64(c.length), c.residual, c.lower, c.upper, c.output)
+        runStarts.withUnsafeBufferPointer { rs in
+            let (runs, runCount) = (rs.baseAddress, Int64(rs.count))
+            switch kernel {
+            case .channels(let values, let offsets, let kept, let chunk):
+                return values.withUnsafeBufferPointer { vs in
+                    offsets.withUnsafeBufferPointer { cs in
+                        let (vp, cp) = (vs.baseAddress!, cs.baseAddress!)
+                        return body { c in
+                            maxq_nm_conv_lines(
+                                c.image, cp, vp, Int64(kept), Int64(chunk), c.bias, Int64(c.units.lowerBound),
+                                Int64(c.units.upperBound), Int64(c.pixels.lowerBound), Int64(c.pixels.upperBound),
+                                Int64(c.length), c.residual, c.lower, c.upper, c.output, runs, runCount)
+                        }
                     }
                 }
-            }
-        case .quads(let lists):
-            return lists.withPointers { offsets, weights, counts, starts in
-                body { c in
-                    maxq_nm_conv_quads(
-                        c.image, offsets, weights, counts, starts, Int64(lists.chunks), c.bias,
-                        Int64(c.units.lowerBound), Int64(c.units.upperBound), Int64(c.outputs),
-                        Int64(c.pixels.lowerBound), Int64(c.pixels.upperBound), Int64(c.length), c.residual, c.lower,
-                        c.upper, c.output)
+            case .quads(let lists):
+                return lists.withPointers { offsets, weights, counts, starts in
+                    body { c in
+                        maxq_nm_conv_quads(
+                            c.image, offsets, weights, counts, starts, Int64(lists.chunks), c.bias,
+                            Int64(c.units.lowerBound), Int64(c.units.upperBound), Int64(c.outputs),
+                            Int64(c.pixels.lowerBound), Int64(c.pixels.upperBound), Int64(c.length), c.residual,
+                            c.lower, c.upper, c.output, runs, runCount)
+                    }
                 }
             }
         }

@@ -118,8 +118,15 @@ public final class NMConvolution: ResidualFusing {
     ) {
         let (batch, outputs) = (lines.shape[0], weights.outputs)
         let plan = self.plan(for: layout)
-        // Blocks of 64 pixels, the last one taking the rest (up to 127 pixels).
-        let pixelBlocks = max(1, length / 64)
+        // Blocks of up to 7 x 64 pixels, as long as every core still gets 8 of them, the last
+        // block taking the rest: within a block the kernels prefetch each input run's next 64
+        // pixels (`KernelPlan.runStarts`), which the CPU's prefetchers do not do for runs of 256
+        // bytes far apart. Measured against 64-pixel blocks without prefetching, in the same
+        // process, layer by layer (resnet50, batch 16): 1:16 1.1-1.6x on stages 1-3, 2:4 and 1:4
+        // 1.1-1.7x on stages 1-2, stage 4 (7x7, few blocks) unchanged.
+        let blocks64 = max(1, length / 64)
+        let blockPixels = 64 * min(7, max(1, batch * blocks64 / (8 * Threading.count)))
+        let pixelBlocks = max(1, length / blockPixels)
         let groups = min(max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), plan.units)
         let groupSize = (plan.units + groups - 1) / groups
         let perImage = pixelBlocks * groups
@@ -133,12 +140,12 @@ public final class NMConvolution: ResidualFusing {
                                 let (image, block, group) = (task / perImage, task % perImage / groups, task % groups)
                                 let first = group * groupSize
                                 guard first < plan.units else { return }
-                                let end = block == pixelBlocks - 1 ? length : block * 64 + 64
+                                let end = block == pixelBlocks - 1 ? length : block * blockPixels + blockPixels
                                 kernel(
                                     KernelCall(
                                         image: xp + image * layout.perImage, bias: bp,
                                         units: first..<min(first + groupSize, plan.units),
-                                        outputs: outputs, pixels: block * 64..<end, length: length,
+                                        outputs: outputs, pixels: block * blockPixels..<end, length: length,
                                         residual: rp.map { $0 + image * outputs * length }, lower: lower, upper: upper,
                                         output: yp + image * outputs * length))
                             }
@@ -179,7 +186,8 @@ public final class NMConvolution: ResidualFusing {
             layout.offset(channel: channel, ky: position / k, kx: position % k)
         }
         let kept = weights.values.count / weights.outputs
-        let plan: KernelPlan =
+        let offsets = zip(inputChannels, kernelPositions).map { Int32(offset($0, $1)) }
+        let kernel: KernelPlan.Kernel =
             quads
             ? .quads(
                 QuadLists(
@@ -187,8 +195,8 @@ public final class NMConvolution: ResidualFusing {
                     outputs: weights.outputs, kept: kept, inputs: weights.inputs,
                     kernelPositions: weights.positions, chunkChannels: chunkChannels, offset: offset))
             : .channels(
-                values: kernelValues, offsets: zip(inputChannels, kernelPositions).map { Int32(offset($0, $1)) },
-                kept: kept, chunk: chunkChannels / weights.m * keptPerGroup)
+                values: kernelValues, offsets: offsets, kept: kept, chunk: chunkChannels / weights.m * keptPerGroup)
+        let plan = KernelPlan(kernel: kernel, runStarts: Array(Set(offsets.map { $0 & ~15 })).sorted())
         planCache = (layout, plan)
         return plan
     }

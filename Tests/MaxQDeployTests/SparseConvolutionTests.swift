@@ -30,11 +30,12 @@ struct SparseConvolutionTests {
         defer { KernelLevel.use(.supported) }
         var generator = RandomGenerator(seed: UInt64(n * 13 + m))
         // Kernel 1 and 3, strides 1 and 2; pixel counts below, at and across the 64-pixel block,
-        // odd sizes and channel counts; batch 1 to 3.
+        // odd sizes and channel counts; batch 1 to 3; ranges of several 64-pixel segments (which
+        // prefetch the next one), the last range taking an uneven rest (30x30 at batch 4, 112x112).
         let cases: [(outputs: Int, inputs: Int, kernel: Int, stride: Int, height: Int, width: Int, batch: Int)] = [
             (4, 16, 1, 1, 1, 1, 1), (33, 48, 1, 1, 7, 7, 3), (17, 64, 1, 1, 8, 8, 1), (70, 16, 1, 1, 1, 200, 1),
             (9, 32, 1, 2, 13, 11, 2), (5, 16, 3, 1, 1, 1, 1), (12, 32, 3, 1, 9, 70, 2), (7, 16, 3, 2, 14, 15, 3),
-            (20, 64, 3, 2, 7, 7, 1), (6, 16, 3, 2, 2, 1, 2), (8, 16, 1, 1, 15, 13, 2),
+            (20, 64, 3, 2, 7, 7, 1), (6, 16, 3, 2, 2, 1, 2), (8, 16, 1, 1, 15, 13, 2), (24, 32, 1, 1, 30, 30, 4),
             // The extremes of the range: 2048 channels, 112x112 planes, batch 64 (small
             // pointwise planes of all images in one line).
             (8, 2048, 1, 1, 3, 3, 1), (2048, 16, 1, 2, 3, 3, 1), (4, 16, 3, 2, 112, 112, 1), (4, 16, 1, 1, 5, 5, 64),

@@ -48,10 +48,13 @@ float maxq_fast_exp(float x);
 /// the residual term only when `residual` is not NULL. The kept weights are summed in chunks of
 /// `chunk` (those of a few input channels, whose inputs then stay in L1 for every output channel).
 /// The caller lays the input out so that this is the convolution (see MaxQDeploy's NMConvolution).
+/// `run_starts` (`runs` of them) are where the distinct input runs start, one per cache line at
+/// most: the kernel prefetches each one's next 64 pixels while it computes the current ones (any
+/// list, even an empty one, gives the same results).
 void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float *values, int64_t kept,
                         int64_t chunk, const float *bias, int64_t first_output, int64_t end_output,
                         int64_t first_pixel, int64_t end_pixel, int64_t length, const float *residual, float lower,
-                        float upper, float *output);
+                        float upper, float *output, const int32_t *run_starts, int64_t runs);
 
 /// The same in quads of output channels, AVX-512 only (call it only on a CPU with AVX-512, as the
 /// caller's plan checks; it traps otherwise): into the channels of quads
@@ -65,12 +68,13 @@ void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float
 /// (bit j: channel 4q + j keeps the entry), the list's first entry at entry_offsets[list_starts[2 *
 /// list]] and first weight at entry_weights[list_starts[2 * list + 1]], each entry one offset and
 /// one weight per keeping channel. The caller lays the input out so that this is the convolution
-/// (see MaxQDeploy's NMConvolution and QuadLists).
+/// (see MaxQDeploy's NMConvolution and QuadLists). `run_starts` and `runs` as for
+/// maxq_nm_conv_lines.
 void maxq_nm_conv_quads(const float *image, const int32_t *entry_offsets, const float *entry_weights,
                         const int32_t *list_counts, const int64_t *list_starts, int64_t chunks, const float *bias,
                         int64_t first_quad, int64_t end_quad, int64_t outputs, int64_t first_pixel,
                         int64_t end_pixel, int64_t length, const float *residual, float lower, float upper,
-                        float *output);
+                        float *output, const int32_t *run_starts, int64_t runs);
 
 /// Pillow's horizontal bilinear pass over one row of interleaved RGB: output pixel t (of `columns`)
 /// is output column x = first_column + t, the clipped fixed-point sum over count[x] taps from input
