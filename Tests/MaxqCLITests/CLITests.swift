@@ -489,7 +489,8 @@ func jsonLogits(_ run: (status: Int32, out: String, err: String)) throws -> [Dou
     }
 
     /// `maxq bench infer --layers`: every N:M convolution with its kernel (quads at 2:4 where the
-    /// CPU has AVX-512), then the closing line with both rates.
+    /// CPU has AVX-512, but for the 1x1 shortcut of 64 input channels), then the closing line with both
+    /// rates.
     @Test func benchInferReportsEveryLayerAndBothEngines() throws {
         let run = try maxq([
             "bench", "infer", "-a", "c_resnet18", "--N", "2", "--M", "4", "-b", "2", "--classes", "10", "--iterations",
@@ -498,8 +499,13 @@ func jsonLogits(_ run: (status: Int32, out: String, err: String)) throws -> [Dou
         #expect(run.status == 0, "\(run.err)")
         let lines = run.out.split(separator: "\n")
         #expect(lines.first == "layer  weight  input  dense_ms  sparse_ms  ratio", "\(run.out)")
-        let kernel = KernelLevel.supported == .avx512 ? "(quads)" : "(per channel)"
-        #expect(lines.filter { $0.hasPrefix("layer") && $0.hasSuffix(kernel) }.count == 19, "\(run.out)")
+        let perChannel = lines.filter { $0.hasPrefix("layer") && $0.hasSuffix("(per channel)") }
+        let quads = lines.filter { $0.hasPrefix("layer") && $0.hasSuffix("(quads)") }
+        if KernelLevel.supported == .avx512 {
+            #expect(quads.count == 18 && perChannel.map { $0.prefix(20) } == ["layer2.0.shortcut.0 "], "\(run.out)")
+        } else {
+            #expect(quads.isEmpty && perChannel.count == 19, "\(run.out)")
+        }
         #expect(lines.contains("units: 19 sparse, 0 dense"))
         let last = try #require(lines.last)
         #expect(last.hasPrefix("arch=c_resnet18 N:M=2:4 batch=2 dense_img_s=") && last.contains(" speedup="))
