@@ -20,7 +20,7 @@
     do {                                                                                      \
         const int64_t iterations = (kept + chunk - 1) / chunk * (end_output - first_output);  \
         const int ahead = (AT) + (COUNT) + 64 <= end_pixel; /* a whole next segment in this range */ \
-        const int64_t per_iteration = ahead ? (runs + iterations - 1) / iterations : 0;       \
+        const int64_t per_iteration = ahead && iterations > 0 ? (runs + iterations - 1) / iterations : 0; \
         int64_t run = 0;                                                                      \
         for (int64_t k0 = 0; k0 < kept; k0 += chunk) {                                       \
             const int64_t count = kept - k0 < chunk ? kept - k0 : chunk;                      \

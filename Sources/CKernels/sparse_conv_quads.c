@@ -1,17 +1,17 @@
 // N:M sparse convolution in quads of output channels, for AVX-512 and the denser patterns (N/M >=
-// 1/2, and 3x3 layers at 1/4; the per-channel kernel in sparse_conv.c serves the rest, where a
-// quad's channels rarely share an input and fifteen short loops per quad cost more than they
-// save). Every input run (an input channel at one kernel position, 64 contiguous pixels the
-// caller's layout lines up) is loaded once and multiplied into each channel of the quad that keeps
-// it, the weight broadcast against the 64 pixels held in registers. A quad's kept weights are
-// stored by which of its channels keep them (15 subsets, a loop each, so that the subset is a
-// constant and the accumulators stay in registers). Loading each run once per quad instead of
-// once per channel takes the loop off the load ports: at 2:4 one run serves about two
-// multiply-adds (measured: 1.35-1.6x the per-channel kernel with the data in L2, 85-92 % of the
-// multiply-add peak). Its 16 accumulators and 4 inputs need AVX-512's 32 registers: compiled for
-// AVX2 (16 registers) they spilled and the kernel ran at half the per-channel kernel's speed, so
-// it exists at the AVX-512 level only and the caller checks the level. The compiler may fuse
-// multiply-adds (the per-channel kernel's last bits differ likewise).
+// 1/2, and 3x3 layers at 1/4, with 64 kept weights per channel or more; the per-channel kernel in
+// sparse_conv.c serves the rest, where a quad's channels rarely share an input or fifteen short
+// loops per quad cost more than they save). Every input run (an input channel at one kernel
+// position, 64 contiguous pixels the caller's layout lines up) is loaded once and multiplied into
+// each channel of the quad that keeps it, the weight broadcast against the 64 pixels held in
+// registers. A quad's kept weights are stored by which of its channels keep them (15 subsets, a
+// loop each, so that the subset is a constant and the accumulators stay in registers). Loading each
+// run once per quad instead of once per channel takes the loop off the load ports: at 2:4 one run
+// serves about two multiply-adds (measured: 1.35-1.6x the per-channel kernel with the data in L2,
+// 85-92 % of the multiply-add peak). Its 16 accumulators and 4 inputs need AVX-512's 32 registers:
+// compiled for AVX2 (16 registers) they spilled and the kernel ran at half the per-channel kernel's
+// speed, so it exists at the AVX-512 level only and the caller checks the level. The compiler may
+// fuse multiply-adds (the per-channel kernel's last bits differ likewise).
 #include "levels.h"
 
 #pragma STDC FP_CONTRACT ON
@@ -72,15 +72,16 @@ typedef struct {
     } while (0)
 
 /// VECTORS x 16 pixels from `at` for the job's quads, chunk by chunk: every quad goes through a
-/// chunk (whose inputs stay in L1) before the next; partial sums wait in the output. One function
+/// chunk (whose inputs stay in L1) before the next; partial sums wait in the output. With `ahead`,
+/// the next 64 pixels of every input run are prefetched meanwhile (see sparse_conv.c). One function
 /// per VECTORS, so that each one's accumulators get the registers.
 #define SEGMENT_FUNCTION(VECTORS, LEVEL, TARGET)                                                                      \
     TARGET __attribute__((noinline)) static void segment##VECTORS##LEVEL(const job *restrict jb, int64_t at,         \
                                                                           int ahead) {                                \
         const int64_t chunks = jb->chunks, length = jb->length;                                                       \
-        const int64_t per_iteration = ahead ? (jb->runs + chunks * (jb->end_quad - jb->first_quad) - 1) /            \
-                                                  (chunks * (jb->end_quad - jb->first_quad))                          \
-                                            : 0;                                                                      \
+        /* the next 64 pixels of every input run, prefetched a few runs per (chunk, quad) */                          \
+        const int64_t iterations = chunks * (jb->end_quad - jb->first_quad);                                          \
+        const int64_t per_iteration = ahead && iterations > 0 ? (jb->runs + iterations - 1) / iterations : 0;        \
         int64_t run = 0;                                                                                              \
         for (int64_t chunk = 0; chunk < chunks; chunk++) {                                                            \
             const int first = chunk == 0, last = chunk == chunks - 1;                                                 \
