@@ -18,9 +18,9 @@ import MaxQTensor
 /// Planes the layout copies start `planeStride` floats apart: an odd number of cache lines, so
 /// that the runs of a chunk's input channels spread over all of L1's sets, and at least the line
 /// length rounded up to 16, so that a run computed for a whole last vector of a line stays inside
-/// the laid-out image (it reads the next plane's values or zeros, for pixels that are dropped). Planes a power-of-two
-/// size apart (14x14 padded to 16x16, 1 KiB) put every fourth channel in the same sets and
-/// slowed the kernel by a quarter to a third (measured).
+/// the laid-out image (it reads the next plane's values or zeros, for pixels that are dropped).
+/// Planes a power-of-two size apart (14x14 padded to 16x16, 1 KiB) put every fourth channel in
+/// the same sets and slowed the kernel by a quarter to a third (measured).
 struct Layout: Equatable {
     let channels: Int, height: Int, width: Int, stride: Int, padding: Int, kernel: Int, images: Int
     let pointwise: Bool
@@ -104,9 +104,10 @@ struct Layout: Equatable {
     private func copyPlane(
         _ from: UnsafePointer<Float>, _ to: UnsafeMutablePointer<Float>, rowPhase py: Int, columnPhase px: Int
     ) {
-        // Unpadded at stride 1 (pointwise planes side by side): the rows follow each other on both
-        // sides, one copy (row by row, the 14x14 and 7x7 planes cost 5-14 % of their layers' time).
-        if stride == 1 && padding == 0 && columns == width {
+        // Unpadded at stride 1 (pointwise planes side by side, unpadded kernels): the rows follow
+        // each other on both sides, one copy (row by row, the 14x14 and 7x7 planes cost 5-14 % of
+        // their layers' time).
+        if stride == 1 && padding == 0 {
             to.initialize(from: from, count: planeRows * columns)
             return
         }
@@ -144,13 +145,13 @@ struct Layout: Equatable {
             residual.withBaseAddress { added in
                 y.withUnsafeMutableBufferPointer { ys in
                     let (source, target) = (ls.baseAddress!, ys.baseAddress!)
+                    // Lines without dropped columns (pointwise) are compacted a plane at a time.
+                    let (copyRows, copyColumns) =
+                        columns == outputColumns ? (1, rows * outputColumns) : (rows, outputColumns)
                     parallelRanges(batch * outputs, grain: 16) { planes in
                         for plane in planes {
                             let (image, output) = (plane / outputs, plane % outputs)
                             let line = source + ((image / images) * outputs + output) * lineStride
-                            // Lines without dropped columns (pointwise) are compacted a plane at a time.
-                            let whole = columns == outputColumns
-                            let (copyRows, copyColumns) = whole ? (1, rows * outputColumns) : (rows, outputColumns)
                             for r in 0..<copyRows {
                                 let from = line + (image % images) * planeRows * columns + r * columns
                                 let at = plane * rows * outputColumns + r * copyColumns
