@@ -114,6 +114,9 @@ extension Variable {
     public func maxPool2d(kernel: Int = 3, stride: Int = 2, padding: Int = 1) throws(TensorError) -> Variable {
         let shape = value.shape
         let backend = value.backend
+        guard GradientMode.isRecording, requiresGrad else {
+            return Variable(try backend.maxPool2dValues(value, kernel: kernel, stride: stride, padding: padding))
+        }
         let (y, argmax) = try backend.maxPool2d(value, kernel: kernel, stride: stride, padding: padding)
         return .result(y, [self]) { dy in [backend.maxPool2dBackward(dy, argmax: argmax, inputShape: shape)] }
     }

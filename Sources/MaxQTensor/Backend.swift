@@ -133,6 +133,8 @@ public protocol Backend: Sendable {
     /// Returns the output and, for backward, the flat input index of each output's maximum.
     func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> (Tensor, [Int32])
     func maxPool2dBackward(_ dy: Tensor, argmax: [Int32], inputShape: [Int]) -> Tensor
+    /// The values of `maxPool2d` alone (evaluation: no backward).
+    func maxPool2dValues(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> Tensor
     /// (N, C, H, W) -> (N, C)
     func globalAveragePool(_ x: Tensor) throws(TensorError) -> Tensor
     func globalAveragePoolBackward(_ dy: Tensor, inputShape: [Int]) -> Tensor
@@ -183,6 +185,11 @@ public protocol Backend: Sendable {
 }
 
 extension Backend {
+    /// By default, `maxPool2d`'s output (the CPU backend skips the argmax).
+    public func maxPool2dValues(_ x: Tensor, kernel: Int, stride: Int, padding: Int) throws(TensorError) -> Tensor {
+        try maxPool2d(x, kernel: kernel, stride: stride, padding: padding).0
+    }
+
     /// The convolutions in float32.
     public func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry) throws(TensorError) -> Tensor {
         try conv2d(x, w, geometry, precision: .fp32)

@@ -78,6 +78,31 @@ let cpu = CPUBackend.shared
                 == nil)
     }
 
+    /// The evaluation path (no argmax) computes exactly `maxPool2d`'s values, on every geometry
+    /// and with NaN, infinities and windows of negative values only (the fixture's shape and more).
+    @Test(arguments: [[3, 2, 1], [2, 2, 0], [3, 1, 1], [1, 1, 0], [5, 3, 2], [2, 1, 1]])
+    func maxPoolValuesWithoutArgmax(_ geometry: [Int]) throws {
+        let (kernel, stride, padding) = (geometry[0], geometry[1], geometry[2])
+        var generator = RandomGenerator(seed: UInt64(kernel * 100 + stride * 10 + padding))
+        for shape in [[2, 3, 9, 11], [1, 2, 5, 5], [3, 1, 8, 17]] {
+            var x = Tensor(normal: shape, generator: &generator)
+            x.withUnsafeMutableBufferPointer { xs in
+                xs[1] = .nan
+                xs[7] = -.infinity
+                xs[12] = .infinity
+                for i in 20..<45 { xs[i] = -abs(xs[i]) - 1 }
+            }
+            let (y, _) = try cpu.maxPool2d(x, kernel: kernel, stride: stride, padding: padding)
+            let values = try cpu.maxPool2dValues(x, kernel: kernel, stride: stride, padding: padding)
+            #expect(values.shape == y.shape)
+            #expect(
+                values.scalars.map(\.bitPattern) == y.scalars.map(\.bitPattern), "\(geometry) \(shape)")
+        }
+        #expect(throws: TensorError.self) {
+            try cpu.maxPool2dValues(Tensor(zeros: [2, 3]), kernel: 3, stride: 2, padding: 1)
+        }
+    }
+
     @Test func globalAveragePool() throws {
         let f = try Fixtures.op("global_avg_pool")
         let x = try f.tensor("x")
