@@ -12,6 +12,9 @@ struct KernelCall {
     let residual: UnsafePointer<Float>?
     let lower: Float, upper: Float
     let output: UnsafeMutablePointer<Float>
+    /// Whether the output is final (no later pass of the layer reads it): the per-channel kernel
+    /// then writes it past the caches (see `NMConvolution.run`).
+    let streamsOutput: Bool
 }
 
 struct KernelPlan {
@@ -53,7 +56,8 @@ struct KernelPlan {
                             maxq_nm_conv_lines(
                                 c.image, cp, vp, Int64(kept), Int64(chunk), c.bias, Int64(c.units.lowerBound),
                                 Int64(c.units.upperBound), Int64(c.pixels.lowerBound), Int64(c.pixels.upperBound),
-                                Int64(c.length), c.residual, c.lower, c.upper, c.output, runs, runCount)
+                                Int64(c.length), c.residual, c.lower, c.upper, c.output, runs, runCount,
+                                c.streamsOutput ? 1 : 0)
                         }
                     }
                 }

@@ -94,7 +94,9 @@ public final class NMConvolution: ResidualFusing {
         // and clamps. Other lines carry dropped columns or several images: compaction does both.
         if pointwise && images == 1 {
             var y = Tensor(uninitializedShape: outputShape)
-            run(source, layout, into: &y, length: layout.length, residual: residual, lower: lower, upper: upper)
+            run(
+                source, layout, into: &y, length: layout.length, residual: residual, lower: lower, upper: upper,
+                streaming: true)
             return y
         }
         // Lines a multiple of 16 pixels long, computed whole: the kernel makes no overlapping last
@@ -105,16 +107,18 @@ public final class NMConvolution: ResidualFusing {
         let clampsHere = residual == nil  // else the clamp comes after the residual, in the compaction
         run(
             source, layout, into: &lines, length: lineStride, residual: nil, lower: clampsHere ? lower : -.infinity,
-            upper: clampsHere ? upper : .infinity)
+            upper: clampsHere ? upper : .infinity, streaming: false)
         return layout.compacted(lines, rows: oh, columns: ow, adding: residual, lower: lower, upper: upper)
     }
 
     /// The kernel over every image in tasks of (image, pixel block, output channels): all output
     /// channels of a task read the block's inputs while they are in cache. Output channels (or
-    /// quads of them) are split only as far as needed to give every core several tasks.
+    /// quads of them) are split only as far as needed to give every core several tasks. `streaming`:
+    /// the lines are the layer's output, which the per-channel kernel may write past the caches
+    /// (not lines that the compaction reads next).
     private func run(
         _ source: Tensor, _ layout: Layout, into lines: inout Tensor, length: Int, residual: Tensor?, lower: Float,
-        upper: Float
+        upper: Float, streaming: Bool
     ) {
         let (batch, outputs) = (lines.shape[0], weights.outputs)
         let plan = self.plan(for: layout)
@@ -147,7 +151,7 @@ public final class NMConvolution: ResidualFusing {
                                         units: first..<min(first + groupSize, plan.units),
                                         outputs: outputs, pixels: block * blockPixels..<end, length: length,
                                         residual: rp.map { $0 + image * outputs * length }, lower: lower, upper: upper,
-                                        output: yp + image * outputs * length))
+                                        output: yp + image * outputs * length, streamsOutput: streaming))
                             }
                         }
                     }

@@ -66,14 +66,17 @@ struct SparseConvolutionTests {
     }
 
     /// A residual added (and a ReLU applied) as the output is written equals adding it after, for
-    /// the sparse layer on pointwise and padded layouts and for the folded dense layer.
-    @Test func fusedResidualEqualsAddingAfter() throws {
+    /// the sparse layer on pointwise and padded layouts and for the folded dense layer. 16x16 planes
+    /// are pointwise lines written in place, 64-byte aligned: the per-channel kernel (24 outputs of
+    /// 32 inputs at 2:4, one chunk) streams them to memory.
+    @Test(arguments: [[11, 9], [16, 16]])
+    func fusedResidualEqualsAddingAfter(_ size: [Int]) throws {
         var generator = RandomGenerator(seed: 21)
         for (kernel, stride) in [(1, 1), (1, 2), (3, 1), (3, 2)] {
             let w = randomNMWeight([24, 32, kernel, kernel], n: 2, m: 4, generator: &generator)
             let bias = Tensor(normal: [24], generator: &generator)
             let geometry = Conv2dGeometry(stride: stride, padding: kernel / 2)
-            let x = Variable(Tensor(normal: [2, 32, 11, 9], generator: &generator))
+            let x = Variable(Tensor(normal: [2, 32, size[0], size[1]], generator: &generator))
             let layers: [any ResidualFusing] = [
                 NMConvolution(
                     weights: try NMWeights(packing: w, n: 2, m: 4, layer: "c"), bias: bias, geometry: geometry,
@@ -88,7 +91,7 @@ struct SparseConvolutionTests {
                     let after = relu ? (try plain + residual).relu().value : (try plain + residual).value
                     #expect(
                         toleranceFailure(fused, after, rtol: 1e-6, atol: 1e-6) == nil,
-                        "\(type(of: layer)) \(kernel)x\(kernel) stride \(stride) relu \(relu)")
+                        "\(type(of: layer)) \(kernel)x\(kernel) stride \(stride) relu \(relu) \(size)")
                 }
             }
         }

@@ -50,11 +50,15 @@ float maxq_fast_exp(float x);
 /// The caller lays the input out so that this is the convolution (see MaxQDeploy's NMConvolution).
 /// `run_starts` (`runs` of them) are where the distinct input runs start, one per cache line at
 /// most: the kernel prefetches each one's next 64 pixels while it computes the current ones (any
-/// list, even an empty one, gives the same results).
+/// list, even an empty one, gives the same results). With `stream_output` nonzero, output vectors
+/// that are written once (the kept weights in one chunk) and 64-byte aligned go to memory with
+/// non-temporal stores (no read of the line first, no cache space): for outputs no later pass of
+/// this call reads; the call ends with a store fence, so the values are visible to any thread that
+/// synchronises with the caller afterwards.
 void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float *values, int64_t kept,
                         int64_t chunk, const float *bias, int64_t first_output, int64_t end_output,
                         int64_t first_pixel, int64_t end_pixel, int64_t length, const float *residual, float lower,
-                        float upper, float *output, const int32_t *run_starts, int64_t runs);
+                        float upper, float *output, const int32_t *run_starts, int64_t runs, int stream_output);
 
 /// The same in quads of output channels, AVX-512 only (call it only on a CPU with AVX-512, as the
 /// caller's plan checks; it traps otherwise): into the channels of quads
