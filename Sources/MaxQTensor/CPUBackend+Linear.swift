@@ -12,9 +12,9 @@ extension CPUBackend {
         for i in 0..<n {
             for o in 0..<outFeatures { y.mutablePointer[i * outFeatures + o] = bias?.pointer[o] ?? 0 }
         }
-        cblas_sgemm(
-            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(outFeatures), Int32(inFeatures),
-            1, x.pointer, Int32(inFeatures), w.pointer, Int32(inFeatures), 1, y.mutablePointer, Int32(outFeatures))
+        gemmSplittingColumns(
+            transposingB: true, m: n, n: outFeatures, k: inFeatures, a: x.pointer, b: w.pointer, beta: 1,
+            c: y.mutablePointer)
         return y
     }
 
@@ -23,16 +23,34 @@ extension CPUBackend {
         let dx = Tensor(uninitializedShape: x.shape)
         let dw = Tensor(uninitializedShape: w.shape)
         // dx (N, in) = dy (N, out) w (out, in); dw (out, in) = dy^T x
-        cblas_sgemm(
-            CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(inFeatures), Int32(outFeatures),
-            1, dy.pointer, Int32(outFeatures), w.pointer, Int32(inFeatures), 0, dx.mutablePointer, Int32(inFeatures))
-        cblas_sgemm(
-            CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), Int32(n),
-            1, dy.pointer, Int32(outFeatures), x.pointer, Int32(inFeatures), 0, dw.mutablePointer, Int32(inFeatures))
+        gemmSplittingColumns(
+            m: n, n: inFeatures, k: outFeatures, a: dy.pointer, b: w.pointer, beta: 0, c: dx.mutablePointer)
+        gemmSplittingColumns(
+            transposingA: true, m: outFeatures, n: inFeatures, k: n, a: dy.pointer, b: x.pointer, beta: 0,
+            c: dw.mutablePointer)
         let dBias = Tensor(shape: [outFeatures], repeating: 0)
         for i in 0..<n {
             for o in 0..<outFeatures { dBias.mutablePointer[o] += dy.pointer[i * outFeatures + o] }
         }
         return (dx, dw, dBias)
+    }
+
+    /// C (m x n) = op(A) op(B) + beta C, all row-major and unpadded: op(A) m x k (A stored k x m when
+    /// transposed), op(B) k x n (B stored n x k when transposed). C's columns are split into one range
+    /// of 64-column blocks per thread, each a single-threaded SGEMM (see `CPUBackend.init`). The last
+    /// bits depend on the split, as they did on OpenBLAS's own thread count: the same for a given count.
+    func gemmSplittingColumns(
+        transposingA: Bool = false, transposingB: Bool = false, m: Int, n: Int, k: Int,
+        a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>
+    ) {
+        let (lda, ldb) = (transposingA ? m : k, transposingB ? k : n)
+        parallelRanges((n + 63) / 64) { blocks in
+            let columns = blocks.lowerBound * 64..<min(n, blocks.upperBound * 64)
+            cblas_sgemm(
+                CblasRowMajor, transposingA ? CblasTrans : CblasNoTrans, transposingB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(columns.count), Int32(k), 1, a, Int32(lda),
+                b + (transposingB ? columns.lowerBound * ldb : columns.lowerBound), Int32(ldb), beta,
+                c + columns.lowerBound, Int32(n))
+        }
     }
 }

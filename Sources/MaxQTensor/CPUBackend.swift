@@ -10,8 +10,13 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     private let lock = NSLock()
     private var convolutionPlans: [ConvolutionKey: ConvolutionPlan] = [:]
 
+    /// OpenBLAS runs in the calling thread; our matrix products split their columns across OpenMP's pool
+    /// instead (`gemmSplittingColumns`). With OpenBLAS's own pool, its idle worker went on calling
+    /// sched_yield for a while after every product, holding one of this 2-core machine's cores from the
+    /// OpenMP workers of the convolutions that followed (mobilenet_v1's evaluation at batch 16 ran
+    /// 1.04-1.06x faster without it, passes alternated in one process; resnet50's 1.00-1.02x).
     private init() {
-        openblas_set_num_threads(Int32(Threading.count))
+        openblas_set_num_threads(1)
     }
 
     func convolutionPlan(_ key: ConvolutionKey) throws(TensorError) -> ConvolutionPlan {
