@@ -26,17 +26,28 @@ struct BenchInfer: ParsableCommand {
             let config = SparsityConfig(
                 type: options.sparsity.convBNType, pattern: try NMPattern(n: options.sparsity.n, m: options.sparsity.m),
                 schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
-            let model = try options.arch.build(classes: options.classes, sparsity: config)
+            // Two copies of the same model (the same seed: the same weights and masks), one deployed.
+            let build = { () throws -> any Model in
+                let model = try options.arch.build(classes: options.classes, sparsity: config)
+                try model.recomputeMasks()
+                model.setTraining(false)
+                return model
+            }
+            let (reference, model) = (try build(), try build())
             let (images, _) = options.batch()
-            try model.recomputeMasks()
-            model.setTraining(false)
-            let forward = { () throws in _ = try GradientMode.withoutGradients { try model(Variable(images)) } }
-            let perLayer = layers ? try LayerTiming.dense(model, images, iterations: options.iterations) : []
-            let dense = try medianMilliseconds(iterations: options.iterations, forward)
+            let forward = { (model: any Model) in
+                { () throws in _ = try GradientMode.withoutGradients { try model(Variable(images)) } }
+            }
+            let perLayer = layers ? try LayerTiming.dense(reference, images, iterations: options.iterations) : []
             let report = try Deployment.deploy(model, tunedOn: tuned ? images : nil)
-            let sparse = try medianMilliseconds(iterations: options.iterations, forward)
+            let (dense, sparse, pairs) = try interleavedMilliseconds(
+                iterations: options.iterations, forward(reference), forward(model))
             if layers { try LayerTiming.printSparse(perLayer, model, iterations: options.iterations) }
             print("units: \(report.sparse.count) sparse, \(report.dense.count) dense")
+            print(
+                "speed-up of each dense/sparse pair of passes: "
+                    + String(
+                        format: "min %.2f, median %.2f, max %.2f", pairs.first!, pairs[pairs.count / 2], pairs.last!))
             let rate = { (ms: Double) in String(format: "%.2f", Double(options.batchSize) / ms * 1000) }
             print(
                 "arch=\(options.arch.rawValue) N:M=\(options.sparsity.n):\(options.sparsity.m) "
@@ -48,6 +59,28 @@ struct BenchInfer: ParsableCommand {
             throw Failure(error)
         }
     }
+}
+
+/// Median milliseconds of `dense` and `sparse` run alternately (each first in every other pair, after a
+/// warm-up of each), and the sorted ratios dense / sparse of the pairs. This machine's speed moves from
+/// minute to minute; passes timed side by side see the same machine, where one series after the other
+/// did not (the same command's ratio moved by a fifth between runs).
+func interleavedMilliseconds(iterations: Int, _ dense: () throws -> Void, _ sparse: () throws -> Void) rethrows
+    -> (dense: Double, sparse: Double, ratios: [Double])
+{
+    try dense()
+    try sparse()
+    var (denseTimes, sparseTimes): ([Double], [Double]) = ([], [])
+    for i in 0..<iterations {
+        for takeDense in i % 2 == 0 ? [true, false] : [false, true] {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try takeDense ? dense() : sparse()
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+            if takeDense { denseTimes.append(ms) } else { sparseTimes.append(ms) }
+        }
+    }
+    let median = { (times: [Double]) in times.sorted()[times.count / 2] }
+    return (median(denseTimes), median(sparseTimes), zip(denseTimes, sparseTimes).map { $0 / $1 }.sorted())
 }
 
 /// Per-layer timing: each unit's input shape learnt from one forward pass, then each layer run
