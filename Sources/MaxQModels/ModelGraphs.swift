@@ -1,8 +1,18 @@
-// The zoo's models and blocks as operator graphs (`GraphDescribing`), for export: the same
+// The zoo's models and blocks as operator graphs (`GraphDescribing`), for export and evaluation: the same
 // computation as their forward passes in evaluation mode. Conv-bn units are described by the
 // inference layers a deployment installs in their place; ResNet's stem folds its batch norm here.
 import MaxQNN
 import MaxQTensor
+
+extension Model {
+    /// The forward pass evaluation runs at the current precision: the model as one blocked network where it
+    /// has one (its weights must not change while the pass is used), else its layers one by one; `blocked`
+    /// says which.
+    public func evaluation() -> (forward: (Tensor) throws -> Tensor, blocked: Bool) {
+        if let network = try? BlockedInference(self, precision: .current) { return ({ try network($0) }, true) }
+        return ({ x in try GradientMode.withoutGradients { try self(Variable(x)) }.value }, false)
+    }
+}
 
 extension ResNet: GraphDescribing {
     public func describe(_ input: String, name: String, in graph: inout OperatorGraph) throws(TensorError) -> String {

@@ -168,12 +168,29 @@ final class LayoutBridge: @unchecked Sendable {
 
     /// The data of `source` in the wanted layout: `source` itself, or a reordered copy.
     func staged(from source: UnsafeRawPointer, _ op: String) throws(TensorError) -> StagedBuffer {
-        let mutableSource = UnsafeMutableRawPointer(mutating: source)
-        guard let toWanted else { return StagedBuffer(mutableSource, pooledBytes: nil) }
+        guard toWanted != nil else { return StagedBuffer(UnsafeMutableRawPointer(mutating: source), pooledBytes: nil) }
+        return try copied(from: source, op)
+    }
+
+    /// A new buffer holding the data of `source` in the wanted layout (a copy when the layouts agree).
+    func copied(from source: UnsafeRawPointer, _ op: String) throws(TensorError) -> StagedBuffer {
         let buffer = StagedBuffer(BufferPool.shared.allocate(bytes: bytes), pooledBytes: bytes)
-        try DNNL.shared.execute(
-            toWanted, [(DNNL_ARG_FROM, mutableSource, plain), (DNNL_ARG_TO, buffer.pointer, wanted)], op)
+        try reorder(from: source, into: buffer.pointer, op)
         return buffer
+    }
+
+    /// Writes the data of `source` in the wanted layout to `destination` (`bytes` of room).
+    func reorder(from source: UnsafeRawPointer, into destination: UnsafeMutableRawPointer, _ op: String)
+        throws(TensorError)
+    {
+        guard let toWanted else {
+            destination.copyMemory(from: source, byteCount: bytes)
+            return
+        }
+        try DNNL.shared.execute(
+            toWanted,
+            [(DNNL_ARG_FROM, UnsafeMutableRawPointer(mutating: source), plain), (DNNL_ARG_TO, destination, wanted)],
+            op)
     }
 
     /// Where a primitive writes output destined for `destination`: it, or a buffer to drain.

@@ -207,13 +207,15 @@ public final class Trainer {
         var batchTime = AverageMeter(), losses = AverageMeter(), top1 = AverageMeter(), top5 = AverageMeter()
         let total = validation.batchesPerEpoch
         let batches = validation.epoch(0)
+        // The weights stay as they are until validation ends: one blocked network for all batches.
+        let forward = model.evaluation().forward
         var tick = Date()
         var i = 0
         while let batch = batches.next() {
             defer { i += 1 }
             for file in batch.skipped { try emit(.skippedFile(file)) }
             guard !batch.labels.isEmpty else { continue }
-            let logits = try GradientMode.withoutGradients { try model(Variable(batch.images)) }
+            let logits = Variable(try forward(batch.images))
             let loss = try logits.value.backend.crossEntropy(
                 logits.value, labels: batch.labels, labelSmoothing: Float(config.labelSmoothing)
             ).loss

@@ -1,6 +1,7 @@
 // `maxq bench train-step` and `maxq bench eval`: images per second of a whole model
 // (compare with Scripts/bench_pytorch.py model on the same machine).
 import ArgumentParser
+import MaxQInterchange
 import MaxQModels
 import MaxQNN
 import MaxQTensor
@@ -102,8 +103,11 @@ struct BenchEval: ParsableCommand {
             let (images, _) = options.batch()
             try model.recomputeMasks()
             model.setTraining(false)
+            // As validation runs it: one blocked network where the model has one, else layer by layer.
+            let (forward, blocked) = try precision.run { model.evaluation() }
+            print(blocked ? "engine: blocked (oneDNN's layouts kept between operations)" : "engine: layer by layer")
             let ms = try medianMilliseconds(iterations: options.iterations) {
-                _ = try precision.run { try GradientMode.withoutGradients { try model(Variable(images)) } }
+                _ = try precision.run { try forward(images) }
             }
             options.report("eval", milliseconds: ms)
         } catch {

@@ -54,13 +54,14 @@ struct Predict: ParsableCommand {
                 _ = try deploySparse(model, batch: 1, resolution: arch.resolution) { note($0) }
             }
         }
+        let forward = model.evaluation().forward
         let recipe = ImageRecipe(resolution: arch.resolution)
         for path in images {
             let image = try EncodedImage(path: path)
             var input = Tensor(uninitializedShape: [1, 3, recipe.resolution, recipe.resolution])
             try input.withUnsafeMutableBufferPointer { buffer in try recipe.validation(image, into: buffer.baseAddress!)
             }
-            let logits = try GradientMode.withoutGradients { try model(Variable(input)) }.value.scalars
+            let logits = try forward(input).scalars
             let peak = logits.max() ?? 0
             let exps = logits.map { Foundation.exp(Double($0 - peak)) }
             let total = exps.reduce(0, +)

@@ -1,0 +1,257 @@
+// A network of inference operations run as oneDNN primitives whose values stay in the blocked
+// layouts the primitives choose (and, in bf16, in bfloat16) from one operation to the next: the
+// image is reordered once on the way in and the result once on the way out, weights once when the
+// primitives are built. Layer by layer, every convolution reorders its input from and its output
+// back to our NCHW float32 tensors, and a residual addition is a pass of its own; here the addition
+// and the activation after it are the convolution's post-operations.
+import CDNNL
+import Foundation
+
+public final class BlockedNetwork: @unchecked Sendable {
+    /// Value 0 is the network's input; operation i produces value i + 1.
+    public enum Operation: Sendable {
+        /// activation(conv(input) + bias (+ value `adding`)); activation nil, relu or relu6.
+        case convolution(
+            input: Int, weight: Tensor, bias: Tensor, geometry: Conv2dGeometry, adding: Int?, activation: Activation?)
+        case maxPool(input: Int, kernel: Int, stride: Int, padding: Int)
+        case globalAveragePool(input: Int)
+
+        var inputs: [Int] {
+            switch self {
+            case .convolution(let input, _, _, _, let adding, _): [input] + (adding.map { [$0] } ?? [])
+            case .maxPool(let input, _, _, _), .globalAveragePool(let input): [input]
+            }
+        }
+    }
+
+    public let operations: [Operation]
+    public let precision: Precision
+    private let lock = NSLock()
+    private var compiled: (shape: [Int], steps: [Step], output: dnnl_memory_desc_t)?
+
+    /// Throws when an operation reads a value not produced before it, or a convolution's activation
+    /// has no fused form.
+    public init(_ operations: [Operation], precision: Precision) throws(TensorError) {
+        for (index, operation) in operations.enumerated() {
+            guard operation.inputs.allSatisfy({ $0 <= index }) else {
+                throw .invalidArgument(op: "blocked network", reason: "operation \(index) reads a later value")
+            }
+            if case .convolution(_, _, _, _, _, let activation?) = operation, activation != .relu,
+                activation != .relu6
+            {
+                throw .invalidArgument(op: "blocked network", reason: "\(activation) is not fused into convolutions")
+            }
+        }
+        (self.operations, self.precision) = (operations, precision)
+    }
+
+    /// The last operation's value for `images` (N, C, H, W), as an NCHW float32 tensor.
+    public func callAsFunction(_ images: Tensor) throws(TensorError) -> Tensor {
+        guard images.rank == 4, !operations.isEmpty else {
+            throw .invalidShape(op: "blocked network", shape: images.shape, reason: "input must be (N, C, H, W)")
+        }
+        let (steps, output) = try plan(for: images.shape)
+        var values: [StagedBuffer?] = Array(repeating: nil, count: operations.count + 1)
+        values[0] = StagedBuffer(UnsafeMutableRawPointer(mutating: images.pointer), pooledBytes: nil)
+        for (index, step) in steps.enumerated() {
+            values[index + 1] = try step.run(values)
+            for released in step.releases { values[released] = nil }
+        }
+        // Back to NCHW float32: a reorder into the result (or a copy where the layout is that already).
+        let result = Tensor(uninitializedShape: Self.dims(output))
+        let back = try LayoutBridge(plain: output, wanted: try DNNL.memoryDesc(result.shape, dnnl_nchw), "output")
+        try back.reorder(
+            from: values[operations.count]!.pointer, into: UnsafeMutableRawPointer(result.mutablePointer), "output")
+        return result
+    }
+
+    private func plan(for shape: [Int]) throws(TensorError) -> ([Step], dnnl_memory_desc_t) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let compiled, compiled.shape == shape { return (compiled.steps, compiled.output) }
+        var descs = [try DNNL.memoryDesc(shape, dnnl_nchw)]
+        var steps: [Step] = []
+        let lastUse = Self.lastUses(operations)
+        for (index, operation) in operations.enumerated() {
+            let step = try Step(operation, values: descs, type: precision == .bf16 ? dnnl_bf16 : dnnl_f32)
+            // Values read for the last time here (never the input, which the caller owns).
+            step.releases = operation.inputs.filter { $0 > 0 && lastUse[$0] == index }
+            step.consumesAddend = step.addend.map { $0 > 0 && lastUse[$0] == index } ?? false
+            descs.append(step.output)
+            steps.append(step)
+        }
+        compiled = (shape, steps, descs.last!)
+        return (steps, descs.last!)
+    }
+
+    private static func lastUses(_ operations: [Operation]) -> [Int: Int] {
+        var last: [Int: Int] = [:]
+        for (index, operation) in operations.enumerated() {
+            for input in operation.inputs { last[input] = index }
+        }
+        return last
+    }
+
+    static func dims(_ md: dnnl_memory_desc_t) -> [Int] {
+        withUnsafeBytes(of: md.dims) { raw in
+            Array(raw.bindMemory(to: dnnl_dim_t.self).prefix(Int(md.ndims)).map { Int($0) })
+        }
+    }
+}
+
+/// One operation's primitive, its input reorder where the value's layout is not the one the
+/// primitive wants, and its weights in the primitive's layout.
+private final class Step {
+    let primitive: DNNLPrimitive
+    let input: Int, addend: Int?
+    let source: LayoutBridge
+    /// The addend reordered into the output's layout (when it is not in it already).
+    let addendBridge: LayoutBridge?
+    let output: dnnl_memory_desc_t
+    let outputBytes: Int
+    let weights: (buffer: StagedBuffer, desc: dnnl_memory_desc_t)?
+    let bias: (tensor: Tensor, desc: dnnl_memory_desc_t)?
+    var releases: [Int] = []
+    /// Whether the addend's buffer may become the output (its last use).
+    var consumesAddend = false
+
+    init(_ operation: BlockedNetwork.Operation, values: [dnnl_memory_desc_t], type: dnnl_data_type_t)
+        throws(TensorError)
+    {
+        let op = "blocked network \(operation)".prefix(80).description
+        let attributes = try DNNL.makeAttributes(op)
+        defer { dnnl_primitive_attr_destroy(attributes) }
+        var pd: dnnl_primitive_desc_t?
+        switch operation {
+        case .convolution(let input, let weight, let bias, let geometry, let adding, let activation):
+            (self.input, addend) = (input, adding)
+            let inputDims = BlockedNetwork.dims(values[input])
+            let key = try CPUBackend.convolutionKey(inputDims, weight.shape, geometry)
+            var src = try DNNL.memoryDesc(inputDims, dnnl_format_tag_any, type)
+            var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any, type)
+            var dst = try DNNL.memoryDesc(key.output, dnnl_format_tag_any, type)
+            var biasMD = try DNNL.memoryDesc([weight.shape[0]], dnnl_a)
+            var desc = dnnl_convolution_desc_t()
+            let strides = DNNL.dimsTuple([geometry.stride, geometry.stride])
+            let padding = DNNL.dimsTuple([geometry.padding, geometry.padding])
+            let status = withUnsafeBytes(of: strides) { s in
+                withUnsafeBytes(of: padding) { p in
+                    let (sp, pp) = (
+                        s.bindMemory(to: dnnl_dim_t.self).baseAddress!, p.bindMemory(to: dnnl_dim_t.self).baseAddress!
+                    )
+                    return dnnl_convolution_forward_desc_init(
+                        &desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei, &biasMD, &dst, sp, pp, pp)
+                }
+            }
+            try DNNL.check(status, op)
+            try Self.addPostOps(sum: adding != nil, activation: activation, to: attributes, op)
+            try DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attributes, DNNL.shared.engine, nil), op)
+            defer { dnnl_primitive_desc_destroy(pd) }
+            primitive = try DNNLPrimitive(pd!, op)
+            source = try LayoutBridge(plain: values[input], wanted: DNNL.queryMD(pd!, dnnl_query_src_md), op)
+            let dstMD = DNNL.queryMD(pd!, dnnl_query_dst_md)
+            output = dstMD
+            addendBridge = try adding.map { (value) throws(TensorError) in
+                try LayoutBridge(plain: values[value], wanted: dstMD, op)
+            }
+            // The weights in the primitive's layout and type, once.
+            let plainWeight = try DNNL.memoryDesc(key.dnnlWeight, geometry.groups == 1 ? dnnl_oihw : dnnl_goihw)
+            let weightBridge = try LayoutBridge(
+                plain: plainWeight, wanted: DNNL.queryMD(pd!, dnnl_query_weights_md), op)
+            weights = (try weightBridge.copied(from: UnsafeRawPointer(weight.pointer), op), weightBridge.wanted)
+            self.bias = (bias, biasMD)
+        case .maxPool(let input, let kernel, let stride, let padding):
+            (self.input, addend, addendBridge, weights, self.bias) = (input, nil, nil, nil, nil)
+            pd = try Self.pooling(
+                dnnl_pooling_max, values[input], kernel: kernel, stride: stride, padding: padding, attributes, op)
+            defer { dnnl_primitive_desc_destroy(pd) }
+            primitive = try DNNLPrimitive(pd!, op)
+            source = try LayoutBridge(plain: values[input], wanted: DNNL.queryMD(pd!, dnnl_query_src_md), op)
+            output = DNNL.queryMD(pd!, dnnl_query_dst_md)
+        case .globalAveragePool(let input):
+            (self.input, addend, addendBridge, weights, self.bias) = (input, nil, nil, nil, nil)
+            let dims = BlockedNetwork.dims(values[input])
+            guard dims[2] == dims[3] else {
+                throw .invalidShape(op: "blocked network", shape: dims, reason: "global pooling of a non-square plane")
+            }
+            pd = try Self.pooling(
+                dnnl_pooling_avg_exclude_padding, values[input], kernel: dims[2], stride: 1, padding: 0, attributes, op)
+            defer { dnnl_primitive_desc_destroy(pd) }
+            primitive = try DNNLPrimitive(pd!, op)
+            source = try LayoutBridge(plain: values[input], wanted: DNNL.queryMD(pd!, dnnl_query_src_md), op)
+            output = DNNL.queryMD(pd!, dnnl_query_dst_md)
+        }
+        var outputMD = output
+        outputBytes = dnnl_memory_desc_get_size(&outputMD)
+    }
+
+    private static func pooling(
+        _ kind: dnnl_alg_kind_t, _ source: dnnl_memory_desc_t, kernel: Int, stride: Int, padding: Int,
+        _ attributes: dnnl_primitive_attr_t, _ op: String
+    ) throws(TensorError) -> dnnl_primitive_desc_t {
+        var src = source
+        let dims = BlockedNetwork.dims(source)
+        let out = dims[2...].map { ($0 + 2 * padding - kernel) / stride + 1 }
+        var dst = try DNNL.memoryDesc(Array(dims[0..<2]) + out, dnnl_format_tag_any, source.data_type)
+        var desc = dnnl_pooling_v2_desc_t()
+        let tuples = [[stride, stride], [kernel, kernel], [0, 0], [padding, padding]].map(DNNL.dimsTuple)
+        let status = withUnsafeBytes(of: tuples[0]) { s in
+            withUnsafeBytes(of: tuples[1]) { k in
+                withUnsafeBytes(of: tuples[2]) { d in
+                    withUnsafeBytes(of: tuples[3]) { p in
+                        let pointer = { (raw: UnsafeRawBufferPointer) in
+                            raw.bindMemory(to: dnnl_dim_t.self).baseAddress!
+                        }
+                        return dnnl_pooling_v2_forward_desc_init(
+                            &desc, dnnl_forward_inference, kind, &src, &dst, pointer(s), pointer(k), pointer(d),
+                            pointer(p), pointer(p))
+                    }
+                }
+            }
+        }
+        try DNNL.check(status, op)
+        var pd: dnnl_primitive_desc_t?
+        try DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attributes, DNNL.shared.engine, nil), op)
+        return pd!
+    }
+
+    private static func addPostOps(
+        sum: Bool, activation: Activation?, to attributes: dnnl_primitive_attr_t, _ op: String
+    ) throws(TensorError) {
+        guard sum || activation != nil else { return }
+        var postOps: dnnl_post_ops_t?
+        try DNNL.check(dnnl_post_ops_create(&postOps), op)
+        defer { dnnl_post_ops_destroy(postOps) }
+        if sum { try DNNL.check(dnnl_post_ops_append_sum(postOps, 1), op) }
+        if let activation {
+            let (kind, alpha, beta): (dnnl_alg_kind_t, Float, Float) =
+                activation == .relu ? (dnnl_eltwise_relu, 0, 0) : (dnnl_eltwise_clip, 0, 6)
+            try DNNL.check(dnnl_post_ops_append_eltwise(postOps, 1, kind, alpha, beta), op)
+        }
+        try DNNL.check(dnnl_primitive_attr_set_post_ops(attributes, postOps), op)
+    }
+
+    /// Runs the step on `values`; returns the new value's buffer.
+    func run(_ values: [StagedBuffer?]) throws(TensorError) -> StagedBuffer {
+        let op = "blocked network"
+        let staged = try source.staged(from: values[input]!.pointer, op)
+        let destination: StagedBuffer
+        if let addend, let addendBridge {
+            destination =
+                addendBridge.isIdentity && consumesAddend
+                ? values[addend]!  // written in place: the sum post-op reads it first
+                : try addendBridge.copied(from: values[addend]!.pointer, op)
+        } else {
+            destination = StagedBuffer(BufferPool.shared.allocate(bytes: outputBytes), pooledBytes: outputBytes)
+        }
+        var args: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)] = [
+            (DNNL_ARG_SRC, staged.pointer, source.wanted), (DNNL_ARG_DST, destination.pointer, output),
+        ]
+        if let weights { args.append((DNNL_ARG_WEIGHTS, weights.buffer.pointer, weights.desc)) }
+        if let bias {
+            args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(mutating: bias.tensor.pointer), bias.desc))
+        }
+        try DNNL.shared.execute(primitive, args, op)
+        return destination
+    }
+}
