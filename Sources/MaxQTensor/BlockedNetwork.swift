@@ -27,7 +27,8 @@ public final class BlockedNetwork: @unchecked Sendable {
     public let operations: [Operation]
     public let precision: Precision
     private let lock = NSLock()
-    private var compiled: (shape: [Int], steps: [Step], output: dnnl_memory_desc_t)?
+    /// The steps for one input shape, and the reorder of the last value into NCHW float32.
+    private var compiled: (shape: [Int], steps: [Step], output: LayoutBridge)?
 
     /// Throws when an operation reads a value not produced before it, or a convolution's activation
     /// has no fused form.
@@ -58,14 +59,13 @@ public final class BlockedNetwork: @unchecked Sendable {
             for released in step.releases { values[released] = nil }
         }
         // Back to NCHW float32: a reorder into the result (or a copy where the layout is that already).
-        let result = Tensor(uninitializedShape: Self.dims(output))
-        let back = try LayoutBridge(plain: output, wanted: try DNNL.memoryDesc(result.shape, dnnl_nchw), "output")
-        try back.reorder(
+        let result = Tensor(uninitializedShape: Self.dims(output.wanted))
+        try output.reorder(
             from: values[operations.count]!.pointer, into: UnsafeMutableRawPointer(result.mutablePointer), "output")
         return result
     }
 
-    private func plan(for shape: [Int]) throws(TensorError) -> ([Step], dnnl_memory_desc_t) {
+    private func plan(for shape: [Int]) throws(TensorError) -> ([Step], LayoutBridge) {
         lock.lock()
         defer { lock.unlock() }
         if let compiled, compiled.shape == shape { return (compiled.steps, compiled.output) }
@@ -76,12 +76,16 @@ public final class BlockedNetwork: @unchecked Sendable {
             let step = try Step(operation, values: descs, type: precision == .bf16 ? dnnl_bf16 : dnnl_f32)
             // Values read for the last time here (never the input, which the caller owns).
             step.releases = operation.inputs.filter { $0 > 0 && lastUse[$0] == index }
-            step.consumesAddend = step.addend.map { $0 > 0 && lastUse[$0] == index } ?? false
+            // (never the convolution's own input, which it reads while it writes)
+            step.consumesAddend = step.addend.map { $0 > 0 && $0 != step.input && lastUse[$0] == index } ?? false
             descs.append(step.output)
             steps.append(step)
         }
-        compiled = (shape, steps, descs.last!)
-        return (steps, descs.last!)
+        let last = descs.last!
+        let output = try LayoutBridge(
+            plain: last, wanted: try DNNL.memoryDesc(Self.dims(last), dnnl_nchw), "blocked network output")
+        compiled = (shape, steps, output)
+        return (steps, output)
     }
 
     private static func lastUses(_ operations: [Operation]) -> [Int: Int] {
