@@ -1,7 +1,6 @@
 // `maxq bench train-step` and `maxq bench eval`: images per second of a whole model
 // (compare with Scripts/bench_pytorch.py model on the same machine).
 import ArgumentParser
-import MaxQInterchange
 import MaxQModels
 import MaxQNN
 import MaxQTensor
