@@ -21,7 +21,9 @@ public struct BlockedInference: Sendable {
         var translation = Translation(graph)
         try translation.run()
         network = try BlockedNetwork(translation.operations, precision: precision)
-        classifier = translation.classifier
+        // As the layer computes it: inputs rounded to the precision (the weight once here), products summed in
+        // float32.
+        classifier = translation.classifier.map { ($0.weight.rounded(to: precision), $0.bias) }
     }
 
     /// The logits (N, classes) of `images` (N, C, H, W).
@@ -29,17 +31,15 @@ public struct BlockedInference: Sendable {
         let features = try network(images)
         let flat = try features.reshaped([features.shape[0], features.count / max(features.shape[0], 1)])
         guard let (weight, bias) = classifier else { return flat }
-        // As the layer computes it: inputs rounded to the precision, products summed in float32.
-        return try flat.backend.linear(
-            flat.rounded(to: network.precision), weight.rounded(to: network.precision), bias)
+        return try flat.backend.linear(flat.rounded(to: network.precision), weight, bias)
     }
 }
 
 private struct Translation {
     let graph: OperatorGraph
     let weights: [String: Tensor]
-    /// How many nodes read each value.
-    let readers: [String: Int]
+    /// The nodes that read each value.
+    let readers: [String: [OperatorGraph.Node]]
     var operations: [BlockedNetwork.Operation] = []
     var classifier: (weight: Tensor, bias: Tensor?)?
     /// Value names of the network: "input" is value 0, operation i's output value i + 1.
@@ -48,8 +48,8 @@ private struct Translation {
     init(_ graph: OperatorGraph) {
         self.graph = graph
         weights = Dictionary(graph.initializers.map { ($0.name, $0.tensor) }) { first, _ in first }
-        var readers: [String: Int] = [:]
-        for node in graph.nodes { for input in node.inputs { readers[input, default: 0] += 1 } }
+        var readers: [String: [OperatorGraph.Node]] = [:]
+        for node in graph.nodes { for input in node.inputs { readers[input, default: []].append(node) } }
         self.readers = readers
     }
 
@@ -73,7 +73,7 @@ private struct Translation {
                 }
                 try append(conv(node, adding: adding, activation: activation), output: output)
             case "MaxPool":
-                let (kernel, stride, pads) = (ints(node, "kernel_shape"), ints(node, "strides"), ints(node, "pads"))
+                let (kernel, stride, pads) = (node.ints("kernel_shape"), node.ints("strides"), node.ints("pads"))
                 guard kernel.count == 2, kernel[0] == kernel[1], stride.count == 2, stride[0] == stride[1],
                     pads.allSatisfy({ $0 == pads.first })
                 else { throw unsupported(node, "a non-square window") }
@@ -108,7 +108,7 @@ private struct Translation {
         -> BlockedNetwork.Operation
     {
         guard let weight = weights[node.inputs[1]] else { throw unsupported(node, "weight is not a constant") }
-        let (stride, pads) = (ints(node, "strides"), ints(node, "pads"))
+        let (stride, pads) = (node.ints("strides"), node.ints("pads"))
         guard weight.rank == 4, stride.count == 2, stride[0] == stride[1], pads.allSatisfy({ $0 == pads.first }) else {
             throw unsupported(node, "unequal strides or padding")
         }
@@ -131,8 +131,8 @@ private struct Translation {
     }
 
     private func onlyReader(of value: String) -> OperatorGraph.Node? {
-        guard readers[value] == 1 else { return nil }
-        return graph.nodes.first { $0.inputs.contains(value) }
+        guard let nodes = readers[value], nodes.count == 1 else { return nil }
+        return nodes[0]
     }
 
     private mutating func append(_ operation: BlockedNetwork.Operation, output: String) throws(TensorError) {
@@ -145,10 +145,6 @@ private struct Translation {
             throw .invalidArgument(op: "blocked inference", reason: "value \(name) is not computed by the network")
         }
         return index
-    }
-
-    private func ints(_ node: OperatorGraph.Node, _ name: String) -> [Int] {
-        if case .ints(let v)? = node.attributes[name] { v } else { [] }
     }
 
     private func unsupported(_ node: OperatorGraph.Node, _ why: String) -> TensorError {

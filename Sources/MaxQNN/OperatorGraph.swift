@@ -20,6 +20,11 @@ public struct OperatorGraph: Sendable {
         public init(name: String, op: String, inputs: [String], attributes: [String: Attribute] = [:]) {
             (self.name, self.op, self.inputs, self.attributes) = (name, op, inputs, attributes)
         }
+
+        /// An integer-list attribute; empty when absent.
+        public func ints(_ name: String) -> [Int] {
+            if case .ints(let v)? = attributes[name] { v } else { [] }
+        }
     }
 
     /// The graph's input value, (N, 3, H, W) images.
@@ -164,7 +169,6 @@ extension OperatorGraph {
             guard let x = shapes[node.inputs[0]] ?? weights[node.inputs[0]] else {
                 throw .invalidArgument(op: "shapes", reason: "node \(node.name): unknown input \(node.inputs[0])")
             }
-            func ints(_ name: String) -> [Int] { if case .ints(let v)? = node.attributes[name] { v } else { [] } }
             func spatial(kernel: Int, stride: Int, pad: Int) -> [Int] {
                 x[2...].map { ($0 + 2 * pad - kernel) / stride + 1 }
             }
@@ -174,13 +178,13 @@ extension OperatorGraph {
                 shapes[node.name] =
                     [x[0], w[0]]
                     + spatial(
-                        kernel: w[2], stride: ints("strides").first ?? 1, pad: ints("pads").first ?? 0)
+                        kernel: w[2], stride: node.ints("strides").first ?? 1, pad: node.ints("pads").first ?? 0)
             case "MaxPool":
                 shapes[node.name] =
                     Array(x[0..<2])
                     + spatial(
-                        kernel: ints("kernel_shape").first ?? 1, stride: ints("strides").first ?? 1,
-                        pad: ints("pads").first ?? 0)
+                        kernel: node.ints("kernel_shape").first ?? 1, stride: node.ints("strides").first ?? 1,
+                        pad: node.ints("pads").first ?? 0)
             case "GlobalAveragePool": shapes[node.name] = [x[0], x[1], 1, 1]
             case "Flatten": shapes[node.name] = [x[0], x.dropFirst().reduce(1, *)]
             case "Gemm": shapes[node.name] = [x[0], weights[node.inputs[1]]?[0] ?? 0]

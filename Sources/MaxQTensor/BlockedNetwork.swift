@@ -37,8 +37,8 @@ public final class BlockedNetwork: @unchecked Sendable {
             guard operation.inputs.allSatisfy({ $0 <= index }) else {
                 throw .invalidArgument(op: "blocked network", reason: "operation \(index) reads a later value")
             }
-            if case .convolution(_, _, _, _, _, let activation?) = operation, activation != .relu,
-                activation != .relu6
+            if case .convolution(_, _, _, _, _, let activation?) = operation,
+                InferenceEpilogue(fusing: activation) == nil
             {
                 throw .invalidArgument(op: "blocked network", reason: "\(activation) is not fused into convolutions")
             }
@@ -125,68 +125,67 @@ private final class Step {
         let op = "blocked network \(operation)".prefix(80).description
         let attributes = try DNNL.makeAttributes(op)
         defer { dnnl_primitive_attr_destroy(attributes) }
-        var pd: dnnl_primitive_desc_t?
+        let pd: dnnl_primitive_desc_t
+        var convolutionKey: ConvolutionKey?  // convolutions only
         switch operation {
-        case .convolution(let input, let weight, let bias, let geometry, let adding, let activation):
-            (self.input, addend) = (input, adding)
-            let inputDims = BlockedNetwork.dims(values[input])
-            let key = try CPUBackend.convolutionKey(inputDims, weight.shape, geometry)
-            var src = try DNNL.memoryDesc(inputDims, dnnl_format_tag_any, type)
-            var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any, type)
-            var dst = try DNNL.memoryDesc(key.output, dnnl_format_tag_any, type)
-            var biasMD = try DNNL.memoryDesc([weight.shape[0]], dnnl_a)
-            var desc = dnnl_convolution_desc_t()
-            let strides = DNNL.dimsTuple([geometry.stride, geometry.stride])
-            let padding = DNNL.dimsTuple([geometry.padding, geometry.padding])
-            let status = withUnsafeBytes(of: strides) { s in
-                withUnsafeBytes(of: padding) { p in
-                    let (sp, pp) = (
-                        s.bindMemory(to: dnnl_dim_t.self).baseAddress!, p.bindMemory(to: dnnl_dim_t.self).baseAddress!
-                    )
-                    return dnnl_convolution_forward_desc_init(
-                        &desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei, &biasMD, &dst, sp, pp, pp)
-                }
-            }
-            try DNNL.check(status, op)
-            try Self.addPostOps(sum: adding != nil, activation: activation, to: attributes, op)
-            try DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attributes, DNNL.shared.engine, nil), op)
-            defer { dnnl_primitive_desc_destroy(pd) }
-            primitive = try DNNLPrimitive(pd!, op)
-            source = try LayoutBridge(plain: values[input], wanted: DNNL.queryMD(pd!, dnnl_query_src_md), op)
-            let dstMD = DNNL.queryMD(pd!, dnnl_query_dst_md)
-            output = dstMD
-            addendBridge = try adding.map { (value) throws(TensorError) in
-                try LayoutBridge(plain: values[value], wanted: dstMD, op)
-            }
-            // The weights in the primitive's layout and type, once.
-            let plainWeight = try DNNL.memoryDesc(key.dnnlWeight, geometry.groups == 1 ? dnnl_oihw : dnnl_goihw)
-            let weightBridge = try LayoutBridge(
-                plain: plainWeight, wanted: DNNL.queryMD(pd!, dnnl_query_weights_md), op)
-            weights = (try weightBridge.copied(from: UnsafeRawPointer(weight.pointer), op), weightBridge.wanted)
-            self.bias = (bias, biasMD)
+        case .convolution(let input, let weight, _, let geometry, let adding, let activation):
+            let key = try CPUBackend.convolutionKey(BlockedNetwork.dims(values[input]), weight.shape, geometry)
+            convolutionKey = key
+            let epilogue = activation.flatMap { InferenceEpilogue(fusing: $0, sum: adding != nil) }
+            try (epilogue ?? InferenceEpilogue(activation: nil, sum: adding != nil)).addPostOps(to: attributes, op)
+            pd = try Self.convolution(key, type: type, attributes, op)
         case .maxPool(let input, let kernel, let stride, let padding):
-            (self.input, addend, addendBridge, weights, self.bias) = (input, nil, nil, nil, nil)
             pd = try Self.pooling(
                 dnnl_pooling_max, values[input], kernel: kernel, stride: stride, padding: padding, attributes, op)
-            defer { dnnl_primitive_desc_destroy(pd) }
-            primitive = try DNNLPrimitive(pd!, op)
-            source = try LayoutBridge(plain: values[input], wanted: DNNL.queryMD(pd!, dnnl_query_src_md), op)
-            output = DNNL.queryMD(pd!, dnnl_query_dst_md)
         case .globalAveragePool(let input):
-            (self.input, addend, addendBridge, weights, self.bias) = (input, nil, nil, nil, nil)
             let dims = BlockedNetwork.dims(values[input])
             guard dims[2] == dims[3] else {
                 throw .invalidShape(op: "blocked network", shape: dims, reason: "global pooling of a non-square plane")
             }
             pd = try Self.pooling(
                 dnnl_pooling_avg_exclude_padding, values[input], kernel: dims[2], stride: 1, padding: 0, attributes, op)
-            defer { dnnl_primitive_desc_destroy(pd) }
-            primitive = try DNNLPrimitive(pd!, op)
-            source = try LayoutBridge(plain: values[input], wanted: DNNL.queryMD(pd!, dnnl_query_src_md), op)
-            output = DNNL.queryMD(pd!, dnnl_query_dst_md)
         }
-        var outputMD = output
-        outputBytes = dnnl_memory_desc_get_size(&outputMD)
+        defer { dnnl_primitive_desc_destroy(pd) }
+        input = operation.inputs[0]
+        primitive = try DNNLPrimitive(pd, op)
+        source = try LayoutBridge(plain: values[input], wanted: DNNL.queryMD(pd, dnnl_query_src_md), op)
+        var outputMD = DNNL.queryMD(pd, dnnl_query_dst_md)
+        (output, outputBytes) = (outputMD, dnnl_memory_desc_get_size(&outputMD))
+        guard case .convolution(_, let weight, let bias, let geometry, let adding, _) = operation,
+            let key = convolutionKey
+        else {
+            (addend, addendBridge, weights, self.bias) = (nil, nil, nil, nil)
+            return
+        }
+        addend = adding
+        addendBridge = try adding.map { (value) throws(TensorError) in
+            try LayoutBridge(plain: values[value], wanted: outputMD, op)
+        }
+        // The weights in the primitive's layout and type, once.
+        let weightBridge = try LayoutBridge(
+            plain: try DNNL.memoryDesc(key.dnnlWeight, geometry.groups == 1 ? dnnl_oihw : dnnl_goihw),
+            wanted: DNNL.queryMD(pd, dnnl_query_weights_md), op)
+        weights = (try weightBridge.copied(from: UnsafeRawPointer(weight.pointer), op), weightBridge.wanted)
+        self.bias = (bias, try DNNL.memoryDesc([weight.shape[0]], dnnl_a))
+    }
+
+    /// Inference with a bias, every layout left to oneDNN (`any`), inputs and output of `type`.
+    private static func convolution(
+        _ key: ConvolutionKey, type: dnnl_data_type_t, _ attributes: dnnl_primitive_attr_t, _ op: String
+    ) throws(TensorError) -> dnnl_primitive_desc_t {
+        var src = try DNNL.memoryDesc(key.input, dnnl_format_tag_any, type)
+        var wei = try DNNL.memoryDesc(key.dnnlWeight, dnnl_format_tag_any, type)
+        var dst = try DNNL.memoryDesc(key.output, dnnl_format_tag_any, type)
+        var bias = try DNNL.memoryDesc([key.weight[0]], dnnl_a)
+        var desc = dnnl_convolution_desc_t()
+        try ConvolutionPlan.withGeometry(key.geometry) { (s, p) throws(TensorError) in
+            try DNNL.check(
+                dnnl_convolution_forward_desc_init(
+                    &desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei, &bias, &dst, s, p, p), op)
+        }
+        var pd: dnnl_primitive_desc_t?
+        try DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attributes, DNNL.shared.engine, nil), op)
+        return pd!
     }
 
     private static func pooling(
@@ -217,22 +216,6 @@ private final class Step {
         var pd: dnnl_primitive_desc_t?
         try DNNL.check(dnnl_primitive_desc_create(&pd, &desc, attributes, DNNL.shared.engine, nil), op)
         return pd!
-    }
-
-    private static func addPostOps(
-        sum: Bool, activation: Activation?, to attributes: dnnl_primitive_attr_t, _ op: String
-    ) throws(TensorError) {
-        guard sum || activation != nil else { return }
-        var postOps: dnnl_post_ops_t?
-        try DNNL.check(dnnl_post_ops_create(&postOps), op)
-        defer { dnnl_post_ops_destroy(postOps) }
-        if sum { try DNNL.check(dnnl_post_ops_append_sum(postOps, 1), op) }
-        if let activation {
-            let (kind, alpha, beta): (dnnl_alg_kind_t, Float, Float) =
-                activation == .relu ? (dnnl_eltwise_relu, 0, 0) : (dnnl_eltwise_clip, 0, 6)
-            try DNNL.check(dnnl_post_ops_append_eltwise(postOps, 1, kind, alpha, beta), op)
-        }
-        try DNNL.check(dnnl_primitive_attr_set_post_ops(attributes, postOps), op)
     }
 
     /// Runs the step on `values`; returns the new value's buffer.

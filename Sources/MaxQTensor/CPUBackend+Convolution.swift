@@ -91,7 +91,8 @@ final class ConvolutionPlan: @unchecked Sendable {
         )
     }
 
-    private static func withGeometry(
+    /// `body` with the geometry's strides and padding as oneDNN's (height, width) arrays.
+    static func withGeometry(
         _ g: Conv2dGeometry,
         _ body: (UnsafePointer<dnnl_dim_t>, UnsafePointer<dnnl_dim_t>) throws(TensorError) -> Void
     ) throws(TensorError) {
@@ -257,7 +258,7 @@ extension CPUBackend {
         _ x: Tensor, _ w: Tensor, bias: Tensor, _ geometry: Conv2dGeometry, activation: Activation?,
         precision: Precision
     ) throws(TensorError) -> Tensor {
-        let fused = activation.flatMap(InferenceEpilogue.init(fusing:))
+        let fused = activation.flatMap { InferenceEpilogue(fusing: $0) }
         let key = try Self.convolutionKey(
             x.shape, w.shape, geometry, inference: fused ?? InferenceEpilogue(activation: nil), precision: precision)
         guard bias.shape == [w.shape[0]] else { throw .shapeMismatch(op: "conv2d bias", w.shape, bias.shape) }
@@ -297,27 +298,32 @@ extension CPUBackend {
     }
 }
 
-/// What an inference convolution applies after the bias: nothing, ReLU or ReLU6 (oneDNN's
-/// `relu` and `clip(0, 6)` post-ops).
+/// What an inference convolution applies after the bias: optionally the sum with what the output
+/// buffer holds (oneDNN's `sum` post-op, for a residual addition), then nothing, ReLU or ReLU6
+/// (the `relu` and `clip(0, 6)` post-ops).
 struct InferenceEpilogue: Hashable {
     var activation: Activation?
+    var sum = false
 
-    init(activation: Activation?) { self.activation = activation }
+    init(activation: Activation?, sum: Bool = false) { (self.activation, self.sum) = (activation, sum) }
 
     /// Nil when the activation has no fused form.
-    init?(fusing activation: Activation) {
+    init?(fusing activation: Activation, sum: Bool = false) {
         guard activation == .relu || activation == .relu6 else { return nil }
-        self.activation = activation
+        (self.activation, self.sum) = (activation, sum)
     }
 
     func addPostOps(to attributes: dnnl_primitive_attr_t, _ op: String) throws(TensorError) {
-        guard let activation else { return }
+        guard sum || activation != nil else { return }
         var postOps: dnnl_post_ops_t?
         try DNNL.check(dnnl_post_ops_create(&postOps), op)
         defer { dnnl_post_ops_destroy(postOps) }
-        let (kind, alpha, beta): (dnnl_alg_kind_t, Float, Float) =
-            activation == .relu ? (dnnl_eltwise_relu, 0, 0) : (dnnl_eltwise_clip, 0, 6)
-        try DNNL.check(dnnl_post_ops_append_eltwise(postOps, 1, kind, alpha, beta), op)
+        if sum { try DNNL.check(dnnl_post_ops_append_sum(postOps, 1), op) }
+        if let activation {
+            let (kind, alpha, beta): (dnnl_alg_kind_t, Float, Float) =
+                activation == .relu ? (dnnl_eltwise_relu, 0, 0) : (dnnl_eltwise_clip, 0, 6)
+            try DNNL.check(dnnl_post_ops_append_eltwise(postOps, 1, kind, alpha, beta), op)
+        }
         try DNNL.check(dnnl_primitive_attr_set_post_ops(attributes, postOps), op)
     }
 }
