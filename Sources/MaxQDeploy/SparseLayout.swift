@@ -78,9 +78,16 @@ struct Layout: Equatable {
                 let (source, target) = (xs.baseAddress!, os.baseAddress!)
                 parallelRanges(batch * channels, grain: 8) { tasks in
                     for task in tasks {
-                        let (image, channel) = (task / channels, task % channels)
+                        // Planes of under 64 values side by side: a channel's planes of all images in
+                        // turn, so that each line is written whole while in cache; image by image, its
+                        // pieces of 196 bytes (7x7) were written far apart in time. Measured with the
+                        // input out of cache (batch 16, same process): 7x7 planes 1.5-1.75x faster so,
+                        // 14x14 planes 1.0-1.4x slower (the reads then jump between images).
+                        let (image, channel) =
+                            images > 1 && height * width < 64
+                            ? (task % batch, task / batch) : (task / channels, task % channels)
                         let (unit, slot) = (image / images, image % images)
-                        let from = source + task * height * width
+                        let from = source + (image * channels + channel) * height * width
                         for phase in 0..<(pointwise ? 1 : stride * stride) {
                             let plane = target + unit * perImage + (phase * channels + channel) * planeStride
                             copyPlane(
