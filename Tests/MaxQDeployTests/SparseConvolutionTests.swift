@@ -37,6 +37,8 @@ struct SparseConvolutionTests {
             (9, 32, 1, 2, 13, 11, 2), (5, 16, 3, 1, 1, 1, 1), (12, 32, 3, 1, 9, 70, 2), (7, 16, 3, 2, 14, 15, 3),
             (20, 64, 3, 2, 7, 7, 1), (6, 16, 3, 2, 2, 1, 2), (8, 16, 1, 1, 15, 13, 2), (24, 32, 1, 1, 30, 30, 4),
             (33, 160, 1, 1, 9, 9, 2),
+            // Lines ending inside a vector: 49 pixels (three vectors and one pixel) and 3x3 = 9.
+            (16, 256, 1, 1, 7, 7, 1), (6, 192, 1, 1, 5, 5, 1),
             // The extremes of the range: 2048 channels, 112x112 planes, batch 64 (small
             // pointwise planes of all images in one line).
             (8, 2048, 1, 1, 3, 3, 1), (2048, 16, 1, 2, 3, 3, 1), (4, 16, 3, 2, 112, 112, 1), (4, 16, 1, 1, 5, 5, 64),
