@@ -36,14 +36,14 @@ typedef int32_t mask16 __attribute__((ext_vector_type(16)));
 
 /// Vector v of a segment: in a MASKED segment the last vector holds only `lanes` (the pixels of
 /// the range), read (without touching memory beyond them) and written under that mask.
-#define load_vector(p, v, VECTORS, MASKED) \
+#define load_vector(p, v, VECTORS, MASKED)                                                                             \
     ((MASKED) && (v) == (VECTORS) - 1 ? (vector16)_mm512_maskz_loadu_ps(lanes, (p)) : load16(p))
-#define store_vector(p, v, VECTORS, MASKED, value)                                     \
-    do {                                                                               \
-        if ((MASKED) && (v) == (VECTORS) - 1)                                          \
-            _mm512_mask_storeu_ps((p), lanes, (__m512)(value));                        \
-        else                                                                           \
-            store16((p), (value));                                                     \
+#define store_vector(p, v, VECTORS, MASKED, value)                                                                     \
+    do {                                                                                                               \
+        if ((MASKED) && (v) == (VECTORS) - 1)                                                                          \
+            _mm512_mask_storeu_ps((p), lanes, (__m512)(value));                                                        \
+        else                                                                                                           \
+            store16((p), (value));                                                                                     \
     } while (0)
 
 /// Everything a call reads and writes but the pixels.
@@ -68,23 +68,23 @@ typedef struct {
 /// accumulators of VECTORS x 16 pixels. Not unrolled: a subset holds a few entries (about four for a 1x1
 /// chunk at 2:4), and the compiler's unrolling by two added a branch on the count's parity that the CPU
 /// cannot predict; without it resnet50's 1x1 layers at 2:4 ran 1.03x faster, 3x3 1.01x (same-process A/B).
-#define SUBSET_LOOP(SUBSET, VECTORS, MASKED)                                                                                \
-    do {                                                                                                              \
-        const int64_t count = counts[SUBSET - 1];                                                                     \
-        const int keepers = __builtin_popcount(SUBSET);                                                               \
-        _Pragma("clang loop unroll(disable)") for (int64_t k = 0; k < count; k++) {                                   \
-            const float *x = source + offsets[k];                                                                     \
-            vector16 inputs[VECTORS];                                                                                 \
-            for (int v = 0; v < VECTORS; v++) inputs[v] = load_vector(x + 16 * v, v, VECTORS, MASKED);                                    \
-            int taken = 0;                                                                                            \
-            for (int j = 0; j < QUAD; j++) {                                                                          \
-                if (!((SUBSET >> j) & 1)) continue;                                                                   \
-                const float weight = weights[k * keepers + taken++];                                                  \
-                for (int v = 0; v < VECTORS; v++) sums[j][v] += weight * inputs[v];                                   \
-            }                                                                                                         \
-        }                                                                                                             \
-        offsets += count;                                                                                             \
-        weights += count * keepers;                                                                                   \
+#define SUBSET_LOOP(SUBSET, VECTORS, MASKED)                                                                           \
+    do {                                                                                                               \
+        const int64_t count = counts[SUBSET - 1];                                                                      \
+        const int keepers = __builtin_popcount(SUBSET);                                                                \
+        _Pragma("clang loop unroll(disable)") for (int64_t k = 0; k < count; k++) {                                    \
+            const float *x = source + offsets[k];                                                                      \
+            vector16 inputs[VECTORS];                                                                                  \
+            for (int v = 0; v < VECTORS; v++) inputs[v] = load_vector(x + 16 * v, v, VECTORS, MASKED);                 \
+            int taken = 0;                                                                                             \
+            for (int j = 0; j < QUAD; j++) {                                                                           \
+                if (!((SUBSET >> j) & 1)) continue;                                                                    \
+                const float weight = weights[k * keepers + taken++];                                                   \
+                for (int v = 0; v < VECTORS; v++) sums[j][v] += weight * inputs[v];                                    \
+            }                                                                                                          \
+        }                                                                                                              \
+        offsets += count;                                                                                              \
+        weights += count * keepers;                                                                                    \
     } while (0)
 
 /// VECTORS x 16 pixels from `at` for the job's quads, chunk by chunk: every quad goes through a
@@ -92,64 +92,65 @@ typedef struct {
 /// the next 64 pixels of every input run are prefetched meanwhile (see sparse_conv.c). One function
 /// per VECTORS, so that each one's accumulators get the registers; NAME masked: the last vector
 /// holds the pixels in `lanes` only (the end of a range that is not a multiple of 16 pixels).
-#define SEGMENT_FUNCTION(VECTORS, LEVEL, TARGET, MASKED, NAME)                                                        \
-    TARGET __attribute__((noinline)) static void NAME##VECTORS##LEVEL(const job *restrict jb, int64_t at, int ahead, \
-                                                                       __mmask16 lanes) {                             \
-        const int64_t chunks = jb->chunks, length = jb->length;                                                       \
-        /* the next 64 pixels of every input run, prefetched a few runs per (chunk, quad) */                          \
-        const int64_t iterations = chunks * (jb->end_quad - jb->first_quad);                                          \
-        const int64_t per_iteration = ahead && iterations > 0 ? (jb->runs + iterations - 1) / iterations : 0;        \
-        int64_t run = 0;                                                                                              \
-        for (int64_t chunk = 0; chunk < chunks; chunk++) {                                                            \
-            const int first = chunk == 0, last = chunk == chunks - 1;                                                 \
-            for (int64_t quad = jb->first_quad; quad < jb->end_quad; quad++) {                                        \
-                for (const int64_t until = run + per_iteration; run < until && run < jb->runs; run++)                 \
-                    maxq_prefetch_run(jb->image + jb->run_starts[run] + at + 16 * VECTORS);                          \
-                const int64_t list = quad * chunks + chunk;                                                           \
-                const int members = jb->outputs - quad * QUAD < QUAD ? (int)(jb->outputs - quad * QUAD) : QUAD;       \
-                const int32_t *restrict counts = jb->list_counts + list * SUBSETS;                                    \
-                const int32_t *restrict offsets = jb->entry_offsets + jb->list_starts[2 * list];                      \
-                const float *restrict weights = jb->entry_weights + jb->list_starts[2 * list + 1];                    \
-                const float *restrict source = jb->image + at;                                                        \
-                float *restrict y = jb->output + quad * QUAD * length + at;                                           \
-                vector16 sums[QUAD][VECTORS];                                                                         \
-                for (int j = 0; j < QUAD; j++)                                                                        \
-                    for (int v = 0; v < VECTORS; v++)                                                                 \
-                        sums[j][v] = j >= members ? (vector16)0.0f                                                    \
-                                     : first      ? (vector16)jb->bias[quad * QUAD + j]                               \
-                                                  : load_vector(y + j * length + 16 * v, v, VECTORS, MASKED);                                  \
-                SUBSET_LOOP(1, VECTORS, MASKED);                                                                              \
-                SUBSET_LOOP(2, VECTORS, MASKED);                                                                              \
-                SUBSET_LOOP(3, VECTORS, MASKED);                                                                              \
-                SUBSET_LOOP(4, VECTORS, MASKED);                                                                              \
-                SUBSET_LOOP(5, VECTORS, MASKED);                                                                              \
-                SUBSET_LOOP(6, VECTORS, MASKED);                                                                              \
-                SUBSET_LOOP(7, VECTORS, MASKED);                                                                              \
-                SUBSET_LOOP(8, VECTORS, MASKED);                                                                              \
-                SUBSET_LOOP(9, VECTORS, MASKED);                                                                              \
-                SUBSET_LOOP(10, VECTORS, MASKED);                                                                             \
-                SUBSET_LOOP(11, VECTORS, MASKED);                                                                             \
-                SUBSET_LOOP(12, VECTORS, MASKED);                                                                             \
-                SUBSET_LOOP(13, VECTORS, MASKED);                                                                             \
-                SUBSET_LOOP(14, VECTORS, MASKED);                                                                             \
-                SUBSET_LOOP(15, VECTORS, MASKED);                                                                             \
-                /* j runs to the constant QUAD: an index known at compile time keeps sums in registers. */            \
-                if (!last) {                                                                                          \
-                    for (int j = 0; j < QUAD; j++)                                                                    \
-                        for (int v = 0; v < VECTORS && j < members; v++) store_vector(y + j * length + 16 * v, v, VECTORS, MASKED, sums[j][v]); \
-                    continue;                                                                                         \
-                }                                                                                                     \
-                for (int j = 0; j < QUAD; j++) {                                                                      \
-                    const float *added = jb->residual ? jb->residual + (quad * QUAD + j) * length + at : 0;           \
-                    for (int v = 0; v < VECTORS && j < members; v++) {                                                \
-                        vector16 s = sums[j][v];                                                                      \
-                        if (added) s += load_vector(added + 16 * v, v, VECTORS, MASKED);                                                       \
-                        s = clamp16(s, (vector16)jb->lower, (vector16)jb->upper);                                     \
-                        store_vector(y + j * length + 16 * v, v, VECTORS, MASKED, s);                                                          \
-                    }                                                                                                 \
-                }                                                                                                     \
-            }                                                                                                         \
-        }                                                                                                             \
+#define SEGMENT_FUNCTION(VECTORS, LEVEL, TARGET, MASKED, NAME)                                                         \
+    TARGET __attribute__((noinline)) static void NAME##VECTORS##LEVEL(const job *restrict jb, int64_t at, int ahead,   \
+                                                                       __mmask16 lanes) {                              \
+        const int64_t chunks = jb->chunks, length = jb->length;                                                        \
+        /* the next 64 pixels of every input run, prefetched a few runs per (chunk, quad) */                           \
+        const int64_t iterations = chunks * (jb->end_quad - jb->first_quad);                                           \
+        const int64_t per_iteration = ahead && iterations > 0 ? (jb->runs + iterations - 1) / iterations : 0;          \
+        int64_t run = 0;                                                                                               \
+        for (int64_t chunk = 0; chunk < chunks; chunk++) {                                                             \
+            const int first = chunk == 0, last = chunk == chunks - 1;                                                  \
+            for (int64_t quad = jb->first_quad; quad < jb->end_quad; quad++) {                                         \
+                for (const int64_t until = run + per_iteration; run < until && run < jb->runs; run++)                  \
+                    maxq_prefetch_run(jb->image + jb->run_starts[run] + at + 16 * VECTORS);                            \
+                const int64_t list = quad * chunks + chunk;                                                            \
+                const int members = jb->outputs - quad * QUAD < QUAD ? (int)(jb->outputs - quad * QUAD) : QUAD;        \
+                const int32_t *restrict counts = jb->list_counts + list * SUBSETS;                                     \
+                const int32_t *restrict offsets = jb->entry_offsets + jb->list_starts[2 * list];                       \
+                const float *restrict weights = jb->entry_weights + jb->list_starts[2 * list + 1];                     \
+                const float *restrict source = jb->image + at;                                                         \
+                float *restrict y = jb->output + quad * QUAD * length + at;                                            \
+                vector16 sums[QUAD][VECTORS];                                                                          \
+                for (int j = 0; j < QUAD; j++)                                                                         \
+                    for (int v = 0; v < VECTORS; v++)                                                                  \
+                        sums[j][v] = j >= members ? (vector16)0.0f                                                     \
+                                     : first      ? (vector16)jb->bias[quad * QUAD + j]                                \
+                                                  : load_vector(y + j * length + 16 * v, v, VECTORS, MASKED);          \
+                SUBSET_LOOP(1, VECTORS, MASKED);                                                                       \
+                SUBSET_LOOP(2, VECTORS, MASKED);                                                                       \
+                SUBSET_LOOP(3, VECTORS, MASKED);                                                                       \
+                SUBSET_LOOP(4, VECTORS, MASKED);                                                                       \
+                SUBSET_LOOP(5, VECTORS, MASKED);                                                                       \
+                SUBSET_LOOP(6, VECTORS, MASKED);                                                                       \
+                SUBSET_LOOP(7, VECTORS, MASKED);                                                                       \
+                SUBSET_LOOP(8, VECTORS, MASKED);                                                                       \
+                SUBSET_LOOP(9, VECTORS, MASKED);                                                                       \
+                SUBSET_LOOP(10, VECTORS, MASKED);                                                                      \
+                SUBSET_LOOP(11, VECTORS, MASKED);                                                                      \
+                SUBSET_LOOP(12, VECTORS, MASKED);                                                                      \
+                SUBSET_LOOP(13, VECTORS, MASKED);                                                                      \
+                SUBSET_LOOP(14, VECTORS, MASKED);                                                                      \
+                SUBSET_LOOP(15, VECTORS, MASKED);                                                                      \
+                /* j runs to the constant QUAD: an index known at compile time keeps sums in registers. */             \
+                if (!last) {                                                                                           \
+                    for (int j = 0; j < QUAD; j++)                                                                     \
+                        for (int v = 0; v < VECTORS && j < members; v++)                                               \
+                            store_vector(y + j * length + 16 * v, v, VECTORS, MASKED, sums[j][v]);                     \
+                    continue;                                                                                          \
+                }                                                                                                      \
+                for (int j = 0; j < QUAD; j++) {                                                                       \
+                    const float *added = jb->residual ? jb->residual + (quad * QUAD + j) * length + at : 0;            \
+                    for (int v = 0; v < VECTORS && j < members; v++) {                                                 \
+                        vector16 s = sums[j][v];                                                                       \
+                        if (added) s += load_vector(added + 16 * v, v, VECTORS, MASKED);                               \
+                        s = clamp16(s, (vector16)jb->lower, (vector16)jb->upper);                                      \
+                        store_vector(y + j * length + 16 * v, v, VECTORS, MASKED, s);                                  \
+                    }                                                                                                  \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
     }
 
 /// The level's segment functions and the walk over a pixel range: 64-pixel blocks, then the rest
@@ -159,31 +160,31 @@ typedef struct {
 /// 49-pixel lines of 7x7 pointwise layers at batch 1 (2048 -> 512, 2:4, one thread) ran 1.7x faster
 /// so, 113-pixel lines 1.2x, lines of whole 64-pixel blocks unchanged. A range shorter than 16 pixels
 /// is one masked vector.
-#define LEVEL_FUNCTIONS(LEVEL, TARGET)                                                                                \
-    SEGMENT_FUNCTION(4, LEVEL, TARGET, 0, segment)                                                                    \
-    SEGMENT_FUNCTION(3, LEVEL, TARGET, 0, segment)                                                                    \
-    SEGMENT_FUNCTION(2, LEVEL, TARGET, 0, segment)                                                                    \
-    SEGMENT_FUNCTION(1, LEVEL, TARGET, 0, segment)                                                                    \
-    SEGMENT_FUNCTION(4, LEVEL, TARGET, 1, masked)                                                                     \
-    SEGMENT_FUNCTION(3, LEVEL, TARGET, 1, masked)                                                                     \
-    SEGMENT_FUNCTION(2, LEVEL, TARGET, 1, masked)                                                                     \
-    SEGMENT_FUNCTION(1, LEVEL, TARGET, 1, masked)                                                                     \
-    TARGET static void lines##LEVEL(const job *restrict jb, int64_t first_pixel, int64_t end_pixel) {                 \
-        const __mmask16 all = 0xFFFF;                                                                                 \
-        int64_t start = first_pixel;                                                                                  \
-        for (; start + 64 <= end_pixel; start += 64) segment4##LEVEL(jb, start, start + 128 <= end_pixel, all);       \
-        const int64_t rest = end_pixel - start, tail = rest % 16;                                                     \
-        const __mmask16 lanes = (__mmask16)((1u << tail) - 1);                                                        \
-        switch (tail == 0 ? rest / 16 : 4 + rest / 16) {                                                              \
-        case 3: segment3##LEVEL(jb, start, 0, all); break;                                                            \
-        case 2: segment2##LEVEL(jb, start, 0, all); break;                                                            \
-        case 1: segment1##LEVEL(jb, start, 0, all); break;                                                            \
-        case 7: masked4##LEVEL(jb, start, 0, lanes); break;                                                           \
-        case 6: masked3##LEVEL(jb, start, 0, lanes); break;                                                           \
-        case 5: masked2##LEVEL(jb, start, 0, lanes); break;                                                           \
-        case 4: masked1##LEVEL(jb, start, 0, lanes); break;                                                           \
-        default: break;                                                                                               \
-        }                                                                                                             \
+#define LEVEL_FUNCTIONS(LEVEL, TARGET)                                                                                 \
+    SEGMENT_FUNCTION(4, LEVEL, TARGET, 0, segment)                                                                     \
+    SEGMENT_FUNCTION(3, LEVEL, TARGET, 0, segment)                                                                     \
+    SEGMENT_FUNCTION(2, LEVEL, TARGET, 0, segment)                                                                     \
+    SEGMENT_FUNCTION(1, LEVEL, TARGET, 0, segment)                                                                     \
+    SEGMENT_FUNCTION(4, LEVEL, TARGET, 1, masked)                                                                      \
+    SEGMENT_FUNCTION(3, LEVEL, TARGET, 1, masked)                                                                      \
+    SEGMENT_FUNCTION(2, LEVEL, TARGET, 1, masked)                                                                      \
+    SEGMENT_FUNCTION(1, LEVEL, TARGET, 1, masked)                                                                      \
+    TARGET static void lines##LEVEL(const job *restrict jb, int64_t first_pixel, int64_t end_pixel) {                  \
+        const __mmask16 all = 0xFFFF;                                                                                  \
+        int64_t start = first_pixel;                                                                                   \
+        for (; start + 64 <= end_pixel; start += 64) segment4##LEVEL(jb, start, start + 128 <= end_pixel, all);        \
+        const int64_t rest = end_pixel - start, tail = rest % 16;                                                      \
+        const __mmask16 lanes = (__mmask16)((1u << tail) - 1);                                                         \
+        switch (tail == 0 ? rest / 16 : 4 + rest / 16) {                                                               \
+        case 3: segment3##LEVEL(jb, start, 0, all); break;                                                             \
+        case 2: segment2##LEVEL(jb, start, 0, all); break;                                                             \
+        case 1: segment1##LEVEL(jb, start, 0, all); break;                                                             \
+        case 7: masked4##LEVEL(jb, start, 0, lanes); break;                                                            \
+        case 6: masked3##LEVEL(jb, start, 0, lanes); break;                                                            \
+        case 5: masked2##LEVEL(jb, start, 0, lanes); break;                                                            \
+        case 4: masked1##LEVEL(jb, start, 0, lanes); break;                                                            \
+        default: break;                                                                                                \
+        }                                                                                                              \
     }
 
 LEVEL_FUNCTIONS(_avx512, MAXQ_AVX512)
