@@ -87,6 +87,7 @@ public enum Deployment {
             for unit in units {
                 try model.replace(at: unit.name, with: try inferenceLayer(unit, tuning: shapes?[unit.name], &report))
             }
+            model.deployStem()
         } catch {
             throw .tensor(error)
         }

@@ -9,6 +9,9 @@ public protocol Model: Layer {
     func callAsFunction(_ x: Variable) throws(TensorError) -> Variable
     /// Every conv-bn unit with its state-dict prefix, in definition order.
     var units: [(String, ConvBNUnit)] { get }
+    /// Called by a deployment, after which the model only evaluates: the layers before the first
+    /// conv-bn unit may then run in a faster inference form (default: as they are).
+    func deployStem()
     /// A checkpoint's key under this architecture's own name: where another implementation
     /// names the same tensor differently (torchvision's ResNets), the architecture maps it.
     static func ownName(_ checkpointName: String) -> String
@@ -16,6 +19,7 @@ public protocol Model: Layer {
 
 extension Model {
     public static func ownName(_ checkpointName: String) -> String { checkpointName }
+    public func deployStem() {}
 
     /// Units that were asked to be N:M but whose input channels are not a multiple of M.
     public var denseUnits: [String] { units.filter { $0.1.staysDense }.map(\.0) }

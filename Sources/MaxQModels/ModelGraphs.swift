@@ -16,14 +16,7 @@ extension Model {
 
 extension ResNet: GraphDescribing {
     public func describe(_ input: String, name: String, in graph: inout OperatorGraph) throws(TensorError) -> String {
-        let (weight, bias) = try bn1.folded(into: conv1.weight.value)
-        var h = graph.convolution(
-            input, weight: weight, bias: bias, geometry: conv1.geometry, activation: .relu, name: "conv1")
-        if !spec.cifar {
-            h = graph.add(
-                "MaxPool", [h], name: "maxpool",
-                attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
-        }
+        var h = try describeStem(input, in: &graph)
         for (child, layer) in children where child.hasPrefix("layer") {
             h = try layer.described(h, name: child, in: &graph)
         }
@@ -33,6 +26,26 @@ extension ResNet: GraphDescribing {
         }
         let logits = try fcConv!.describe(pooled, name: "fc", in: &graph)
         return graph.add("Flatten", [logits], name: "flatten")
+    }
+}
+
+extension ResNet {
+    /// conv1 with bn1 folded into it, its ReLU, and the max pool of the ImageNet models.
+    func describeStem(_ input: String, in graph: inout OperatorGraph) throws(TensorError) -> String {
+        let (weight, bias) = try bn1.folded(into: conv1.weight.value)
+        let h = graph.convolution(
+            input, weight: weight, bias: bias, geometry: conv1.geometry, activation: .relu, name: "conv1")
+        if spec.cifar { return h }
+        return graph.add(
+            "MaxPool", [h], name: "maxpool",
+            attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
+    }
+
+    /// The stem alone as one blocked network at `precision` (its output in NCHW).
+    func blockedStem(precision: Precision) throws(TensorError) -> BlockedNetwork {
+        var graph = OperatorGraph()
+        _ = try describeStem(OperatorGraph.input, in: &graph)
+        return try BlockedInference(graph, precision: precision).network
     }
 }
 
