@@ -67,6 +67,32 @@ struct SparseConvolutionTests {
         }
     }
 
+    /// A NaN input stays NaN through the fused bias and ReLU, in whole vectors and in the masked last
+    /// one (a 7x7 plane is a 49-pixel line: three vectors and one pixel), on both kernels at every
+    /// level: the output channels that keep the NaN's channel are NaN at its pixel, the others finite.
+    @Test(arguments: [16, 128])
+    func aNaNInputStaysNaNThroughTheReLU(_ inputs: Int) throws {
+        defer { KernelLevel.use(.supported) }
+        var generator = RandomGenerator(seed: 5)
+        let w = randomNMWeight([8, inputs, 1, 1], n: 2, m: 4, generator: &generator)
+        let layer = NMConvolution(
+            weights: try NMWeights(packing: w, n: 2, m: 4, layer: "c"), bias: Tensor(zeros: [8]),
+            geometry: Conv2dGeometry(stride: 1, padding: 0), activation: .relu)
+        for pixel in [5, 48] {
+            var x = Tensor(normal: [1, inputs, 7, 7], generator: &generator)
+            x.withUnsafeMutableBufferPointer { $0[2 * 49 + pixel] = .nan }
+            for level in KernelLevel.allCases where level <= .supported {
+                KernelLevel.use(level)
+                let y = try layer(Variable(x)).value.scalars
+                for o in 0..<8 {
+                    let keeps = w.scalars[o * inputs + 2] != 0
+                    #expect(y[o * 49 + pixel].isNaN == keeps, "\(layer.kernel) \(level) output \(o) pixel \(pixel)")
+                    #expect(y[o * 49 + (pixel + 1) % 49].isFinite, "\(layer.kernel) \(level) output \(o)")
+                }
+            }
+        }
+    }
+
     /// A residual added (and a ReLU applied) as the output is written equals adding it after, for
     /// the sparse layer on pointwise and padded layouts and for the folded dense layer. 16x16 planes
     /// are pointwise lines written in place, 64-byte aligned: the per-channel kernel (24 outputs of
