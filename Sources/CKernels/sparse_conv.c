@@ -81,7 +81,7 @@ typedef float vector16 __attribute__((ext_vector_type(16)));
 /// 49-pixel lines of resnet50's stage-4 1x1 layers at 1:16, batch 1, 1.13-1.2x faster (processes
 /// with and without it alternating within a minute; the whole model 3.44-3.45x dense against 3.39-3.41x).
 #define MASKED_REST(VECTORS)                                                                                          \
-    MAXQ_AVX512 __attribute__((noinline)) static void masked_rest##VECTORS(                                           \
+    MAXQ_AVX512 __attribute__((noinline)) static void masked_rest##VECTORS##_avx512(                                   \
         const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,   \
         int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t at,             \
         int64_t length, const float *restrict residual, float lower, float upper, float *restrict output,            \
@@ -140,7 +140,7 @@ __attribute__((always_inline)) static inline void segments_of_lines(
     if (rest > 16 && tail != 0 && maxq_active_kernel_level() == MAXQ_LEVEL_AVX512) {
         const __mmask16 lanes = (__mmask16)((1u << tail) - 1);
 #define MASKED_REST_CALL(VECTORS)                                                                                     \
-    masked_rest##VECTORS(source, offsets, values, kept, chunk, bias, first_output, end_output, start, length,        \
+    masked_rest##VECTORS##_avx512(source, offsets, values, kept, chunk, bias, first_output, end_output, start, length, \
                          residual, lower, upper, output, lanes)
         switch (rest / 16) {
         case 1: MASKED_REST_CALL(2); break;
