@@ -133,15 +133,16 @@ __attribute__((always_inline)) static inline void segments_of_lines(
     int64_t start = first_pixel;
     for (; start + 64 <= end_pixel; start += 64) SEGMENT(64, start);
     if (start == end_pixel) return;
-    // The rest (under 64): 48, 32 or 16 pixels with constant counts, then the last pixels as a
-    // block of 16 ending at end_pixel, recomputing a few of this task's pixels (same values);
-    // only a range shorter than 16 pixels takes the plain loop.
+    // The rest (under 64): at the AVX-512 level, when it is over 16 pixels and not a multiple of 16,
+    // one masked pass (masked_rest); else 48, 32 or 16 pixels with constant counts, then the last
+    // pixels as a block of 16 ending at end_pixel, recomputing a few of this task's pixels (same
+    // values); only a range shorter than 16 pixels takes the plain loop.
     const int64_t rest = end_pixel - start, tail = rest % 16;
     if (rest > 16 && tail != 0 && maxq_active_kernel_level() == MAXQ_LEVEL_AVX512) {
         const __mmask16 lanes = (__mmask16)((1u << tail) - 1);
 #define MASKED_REST_CALL(VECTORS)                                                                                     \
-    masked_rest##VECTORS##_avx512(source, offsets, values, kept, chunk, bias, first_output, end_output, start, length, \
-                         residual, lower, upper, output, lanes)
+    masked_rest##VECTORS##_avx512(source, offsets, values, kept, chunk, bias, first_output, end_output, start,        \
+                                  length, residual, lower, upper, output, lanes)
         switch (rest / 16) {
         case 1: MASKED_REST_CALL(2); break;
         case 2: MASKED_REST_CALL(3); break;
