@@ -154,35 +154,27 @@ typedef struct {
     }
 
 /// The level's segment functions and the walk over a pixel range: 64-pixel blocks, then the rest
-/// (under 64) as one segment whose last vector is masked to the range's end, or of 48, 32 or 16
-/// whole pixels. Until the masks, the rest took a segment of whole vectors and a 16-pixel one ending
-/// at end_pixel (recomputing a few pixels): two passes over every kept weight where one does. The
-/// 49-pixel lines of 7x7 pointwise layers at batch 1 (2048 -> 512, 2:4, one thread) ran 1.7x faster
-/// so, 113-pixel lines 1.2x, lines of whole 64-pixel blocks unchanged. A range shorter than 16 pixels
-/// is one masked vector.
+/// (under 64) as one segment whose last vector is masked to the range's end (all lanes when the rest
+/// is a multiple of 16). Until the masks, the rest took a segment of whole vectors and a 16-pixel one
+/// ending at end_pixel (recomputing a few pixels): two passes over every kept weight where one does.
+/// The 49-pixel lines of 7x7 pointwise layers at batch 1 (2048 -> 512, 2:4, one thread) ran 1.7x
+/// faster so, 113-pixel lines 1.2x, lines of whole 64-pixel blocks unchanged.
 #define LEVEL_FUNCTIONS(LEVEL, TARGET)                                                                                 \
     SEGMENT_FUNCTION(4, LEVEL, TARGET, 0, segment)                                                                     \
-    SEGMENT_FUNCTION(3, LEVEL, TARGET, 0, segment)                                                                     \
-    SEGMENT_FUNCTION(2, LEVEL, TARGET, 0, segment)                                                                     \
-    SEGMENT_FUNCTION(1, LEVEL, TARGET, 0, segment)                                                                     \
     SEGMENT_FUNCTION(4, LEVEL, TARGET, 1, masked)                                                                      \
     SEGMENT_FUNCTION(3, LEVEL, TARGET, 1, masked)                                                                      \
     SEGMENT_FUNCTION(2, LEVEL, TARGET, 1, masked)                                                                      \
     SEGMENT_FUNCTION(1, LEVEL, TARGET, 1, masked)                                                                      \
     TARGET static void lines##LEVEL(const job *restrict jb, int64_t first_pixel, int64_t end_pixel) {                  \
-        const __mmask16 all = 0xFFFF;                                                                                  \
         int64_t start = first_pixel;                                                                                   \
-        for (; start + 64 <= end_pixel; start += 64) segment4##LEVEL(jb, start, start + 128 <= end_pixel, all);        \
+        for (; start + 64 <= end_pixel; start += 64) segment4##LEVEL(jb, start, start + 128 <= end_pixel, 0xFFFF);     \
         const int64_t rest = end_pixel - start, tail = rest % 16;                                                      \
-        const __mmask16 lanes = (__mmask16)((1u << tail) - 1);                                                         \
-        switch (tail == 0 ? rest / 16 : 4 + rest / 16) {                                                               \
-        case 3: segment3##LEVEL(jb, start, 0, all); break;                                                             \
-        case 2: segment2##LEVEL(jb, start, 0, all); break;                                                             \
-        case 1: segment1##LEVEL(jb, start, 0, all); break;                                                             \
-        case 7: masked4##LEVEL(jb, start, 0, lanes); break;                                                            \
-        case 6: masked3##LEVEL(jb, start, 0, lanes); break;                                                            \
-        case 5: masked2##LEVEL(jb, start, 0, lanes); break;                                                            \
-        case 4: masked1##LEVEL(jb, start, 0, lanes); break;                                                            \
+        const __mmask16 lanes = tail == 0 ? (__mmask16)0xFFFF : (__mmask16)((1u << tail) - 1);                         \
+        switch ((rest + 15) / 16) {                                                                                    \
+        case 4: masked4##LEVEL(jb, start, 0, lanes); break;                                                            \
+        case 3: masked3##LEVEL(jb, start, 0, lanes); break;                                                            \
+        case 2: masked2##LEVEL(jb, start, 0, lanes); break;                                                            \
+        case 1: masked1##LEVEL(jb, start, 0, lanes); break;                                                            \
         default: break;                                                                                                \
         }                                                                                                              \
     }
