@@ -1,5 +1,6 @@
 // The dense layer a deployed model runs instead of a conv-bn unit without a sparse kernel: a
-// convolution with batch norm folded in, the activation or a residual addition fused.
+// convolution with batch norm folded in, the activation or a residual addition fused; depthwise
+// 3x3 convolutions in float32 on our NCHW kernel (`DepthwiseConvolution`), the others on oneDNN.
 import MaxQNN
 import MaxQTensor
 
@@ -14,7 +15,16 @@ public final class FoldedConvolution: ResidualFusing {
     }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        Variable(
+        if Precision.current == .fp32, x.value.device == .cpu,
+            DepthwiseConvolution.runs(weight: weight.shape, geometry, input: x.value.shape)
+        {
+            let (lower, upper, after) = activation.fusedClamp
+            let y = Variable(
+                DepthwiseConvolution.conv2d(
+                    x.value, weight: weight, bias: bias, stride: geometry.stride, lower: lower, upper: upper))
+            return after.map { y.activation($0) } ?? y
+        }
+        return Variable(
             try x.value.backend.conv2dInference(
                 x.value, weight, bias: bias, geometry, activation: activation, precision: .current))
     }

@@ -51,15 +51,9 @@ public final class NMConvolution: ResidualFusing {
     }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        let (lower, upper): (Float, Float) =
-            switch activation {
-            case .relu: (0, .infinity)
-            case .relu6: (0, 6)
-            default: (-.infinity, .infinity)
-            }
-        let y = try convolve(x.value, residual: nil, lower: lower, upper: upper)
-        if let activation, activation != .relu, activation != .relu6 { return Variable(y).activation(activation) }
-        return Variable(y)
+        let (lower, upper, after) = activation.fusedClamp
+        let y = Variable(try convolve(x.value, residual: nil, lower: lower, upper: upper))
+        return after.map { y.activation($0) } ?? y
     }
 
     public func fusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
@@ -209,4 +203,16 @@ public final class NMConvolution: ResidualFusing {
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] { [] }
+}
+
+extension Optional where Wrapped == Activation {
+    /// The clamp the kernels fuse for this activation (ReLU and ReLU6; none for the others), and
+    /// the activation still to apply to their output.
+    var fusedClamp: (lower: Float, upper: Float, after: Activation?) {
+        switch self {
+        case .relu: (0, .infinity, nil)
+        case .relu6: (0, 6, nil)
+        default: (-.infinity, .infinity, self)
+        }
+    }
 }
