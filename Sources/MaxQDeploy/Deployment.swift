@@ -2,7 +2,8 @@
 // mask in the weights, N:M weights compressed) and replaced, in place, by its inference layer,
 // the sparse one where its kernel exists. A unit that trained N:M but is not exactly N:M after
 // folding runs dense and is reported. Given a sample input, each N:M unit keeps whichever of the
-// two runs faster on its input shape.
+// two runs faster on its input shape. A model that can pass its units channel-major activations
+// (`Model.deployChannelMajor`) does so where `Layout.prefersChannelMajor` says it pays.
 import Dispatch
 import MaxQModels
 import MaxQNN
@@ -88,6 +89,9 @@ public enum Deployment {
                 try model.replace(at: unit.name, with: try inferenceLayer(unit, tuning: shapes?[unit.name], &report))
             }
             model.deployStem()
+            if units.contains(where: { if case .nm = $0.weights { true } else { false } }) {
+                model.deployChannelMajor(when: Layout.prefersChannelMajor)
+            }
         } catch {
             throw .tensor(error)
         }

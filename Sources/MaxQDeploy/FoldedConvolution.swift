@@ -15,24 +15,32 @@ public final class FoldedConvolution: ResidualFusing {
     }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        if Precision.current == .fp32, x.value.device == .cpu,
-            DepthwiseConvolution.runs(weight: weight.shape, geometry, input: x.value.shape)
-        {
-            let (lower, upper, after) = activation.fusedClamp
-            let y = Variable(
-                DepthwiseConvolution.conv2d(
-                    x.value, weight: weight, bias: bias, stride: geometry.stride, lower: lower, upper: upper))
-            return after.map { y.activation($0) } ?? y
+        Variable(try convolved(x.value, activation: activation))
+    }
+
+    /// conv(x) + bias with `activation`, in the layout of x: a channel-major x (`Tensor.channelMajor`)
+    /// is convolved in NCHW, there and back.
+    private func convolved(_ x: Tensor, activation: Activation?) throws(TensorError) -> Tensor {
+        guard x.isChannelMajor else { return try convolvedNCHW(x, activation: activation) }
+        return try convolvedNCHW(x.channelMajorToNCHW(), activation: activation).channelMajor()
+    }
+
+    private func convolvedNCHW(_ x: Tensor, activation: Activation?) throws(TensorError) -> Tensor {
+        guard Precision.current == .fp32, x.device == .cpu,
+            DepthwiseConvolution.runs(weight: weight.shape, geometry, input: x.shape)
+        else {
+            return try x.backend.conv2dInference(
+                x, weight, bias: bias, geometry, activation: activation, precision: .current)
         }
-        return Variable(
-            try x.value.backend.conv2dInference(
-                x.value, weight, bias: bias, geometry, activation: activation, precision: .current))
+        let (lower, upper, after) = activation.fusedClamp
+        let y = DepthwiseConvolution.conv2d(
+            x, weight: weight, bias: bias, stride: geometry.stride, lower: lower, upper: upper)
+        return after.map { y.backend.activation($0, y) } ?? y
     }
 
     public func fusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
         guard activation == nil else { return try unfusedOutput(x, adding: residual, relu: relu) }
-        var y = try x.value.backend.conv2dInference(
-            x.value, weight, bias: bias, geometry, activation: nil, precision: .current)
+        var y = try convolved(x.value, activation: nil)
         guard y.shape == residual.value.shape else {
             throw .shapeMismatch(op: "residual", y.shape, residual.value.shape)
         }

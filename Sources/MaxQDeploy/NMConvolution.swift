@@ -61,36 +61,42 @@ public final class NMConvolution: ResidualFusing {
         return Variable(try convolve(x.value, residual: residual.value, lower: relu ? 0 : -.infinity, upper: .infinity))
     }
 
-    /// clamp(conv(input) + bias (+ residual), lower, upper).
+    /// clamp(conv(input) + bias (+ residual), lower, upper), input, residual and output all NCHW or
+    /// all channel-major (`Tensor.channelMajor`).
     private func convolve(_ input: Tensor, residual: Tensor?, lower: Float, upper: Float) throws(TensorError)
         -> Tensor
     {
-        guard input.rank == 4, input.shape[1] == weights.inputs else {
+        let channelMajor = input.isChannelMajor
+        let dims = channelMajor ? Array(input.shape.dropFirst()) : input.shape
+        guard dims.count == 4, dims[channelMajor ? 0 : 1] == weights.inputs else {
             throw .shapeMismatch(op: "nm_conv2d", input.shape, weights.shape)
         }
-        let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+        let (batch, height, width) = (dims[channelMajor ? 1 : 0], dims[2], dims[3])
         let (k, stride, padding) = (weights.shape[2], geometry.stride, geometry.padding)
         let oh = (height + 2 * padding - k) / stride + 1, ow = (width + 2 * padding - k) / stride + 1
         guard oh > 0, ow > 0 else {
             throw .invalidShape(op: "nm_conv2d", shape: input.shape, reason: "smaller than the kernel")
         }
-        let outputShape = [batch, weights.outputs, oh, ow]
+        let outputShape = channelMajor ? [1, weights.outputs, batch, oh, ow] : [batch, weights.outputs, oh, ow]
         if let residual, residual.shape != outputShape {
             throw .shapeMismatch(op: "nm_conv2d residual", residual.shape, outputShape)
         }
-        // Small pointwise planes (under 256 pixels) of all images go side by side in one line.
+        // Small pointwise planes (under 256 pixels) of all images go side by side in one line, and
+        // channel-major ones always (that is their layout).
         let pointwise = k == 1 && padding == 0
-        let images = pointwise && oh * ow < 256 ? batch : 1
+        let images = pointwise && (oh * ow < 256 || channelMajor) ? batch : 1
         let layout = try Layout(
-            weights.inputs, height, width, kernel: k, stride: stride, padding: padding, images: images)
+            weights.inputs, height, width, kernel: k, stride: stride, padding: padding, images: images,
+            channelMajor: channelMajor)
         let source = layout.readsInputAsItIs ? input : layout.laidOut(input)
-        // Lines of single pointwise images are the output planes: the kernel adds the residual
-        // and clamps. Other lines carry dropped columns or several images: compaction does both.
-        if pointwise && images == 1 {
+        // Lines of single pointwise images, and channel-major pointwise lines, are the output planes:
+        // the kernel adds the residual and clamps. Other lines carry dropped columns or several
+        // images: compaction does both.
+        if pointwise && (images == 1 || channelMajor) {
             var y = Tensor(uninitializedShape: outputShape)
             run(
-                source, layout, into: &y, length: layout.length, residual: residual, lower: lower, upper: upper,
-                streaming: true)
+                source, layout, into: &y, laidOutImages: batch / images, length: layout.length, residual: residual,
+                lower: lower, upper: upper, streaming: true)
             return y
         }
         // Lines a multiple of 16 pixels long, computed whole: the kernel makes no overlapping last
@@ -100,8 +106,8 @@ public final class NMConvolution: ResidualFusing {
         var lines = Tensor(uninitializedShape: [batch / images, weights.outputs, lineStride])
         let clampsHere = residual == nil  // else the clamp comes after the residual, in the compaction
         run(
-            source, layout, into: &lines, length: lineStride, residual: nil, lower: clampsHere ? lower : -.infinity,
-            upper: clampsHere ? upper : .infinity, streaming: false)
+            source, layout, into: &lines, laidOutImages: batch / images, length: lineStride, residual: nil,
+            lower: clampsHere ? lower : -.infinity, upper: clampsHere ? upper : .infinity, streaming: false)
         return layout.compacted(lines, rows: oh, columns: ow, adding: residual, lower: lower, upper: upper)
     }
 
@@ -111,10 +117,10 @@ public final class NMConvolution: ResidualFusing {
     /// the lines are the layer's output, which the per-channel kernel may write past the caches
     /// (not lines that the compaction reads next).
     private func run(
-        _ source: Tensor, _ layout: Layout, into lines: inout Tensor, length: Int, residual: Tensor?, lower: Float,
-        upper: Float, streaming: Bool
+        _ source: Tensor, _ layout: Layout, into lines: inout Tensor, laidOutImages batch: Int, length: Int,
+        residual: Tensor?, lower: Float, upper: Float, streaming: Bool
     ) {
-        let (batch, outputs) = (lines.shape[0], weights.outputs)
+        let outputs = weights.outputs
         let plan = self.plan(for: layout)
         // Blocks of up to 7 x 64 pixels, as long as every core still gets 8 of them, the last
         // block taking the rest: within a block the kernels prefetch each input run's next 64

@@ -9,6 +9,9 @@ import MaxQTensor
 ///   subsampled to the output's pixels (stride 2, only the pixels the convolution reads).
 /// - Pointwise with `images` > 1: the planes of all images side by side, one line per channel,
 ///   for small images whose lines alone would be too short to fill the kernel's blocks.
+/// - Channel-major input and output (`Tensor.channelMajor`): pointwise layers always take
+///   the planes of all images side by side (the input as it is at stride 1), and their lines are
+///   the output; the others read and compact plane (channel, image) where NCHW has (image, channel).
 /// - Otherwise: the input split into stride x stride phase planes (padded rows and columns of one
 ///   parity each), so that every kept weight (input channel, ky, kx) meets the output pixels'
 ///   inputs as one contiguous run starting at `offset`, output row r column c being pixel
@@ -23,7 +26,7 @@ import MaxQTensor
 /// the same sets and slowed the kernel by a quarter to a third (measured).
 struct Layout: Equatable {
     let channels: Int, height: Int, width: Int, stride: Int, padding: Int, kernel: Int, images: Int
-    let pointwise: Bool
+    let pointwise: Bool, channelMajor: Bool
     /// Whether the kernel reads the input tensor itself.
     let readsInputAsItIs: Bool
     /// Rows and columns of a plane, and floats per laid-out image (with slack for the last
@@ -33,13 +36,14 @@ struct Layout: Equatable {
     let length: Int, shift: Int
 
     init(
-        _ channels: Int, _ height: Int, _ width: Int, kernel: Int, stride: Int, padding: Int, images: Int = 1
+        _ channels: Int, _ height: Int, _ width: Int, kernel: Int, stride: Int, padding: Int, images: Int = 1,
+        channelMajor: Bool = false
     ) throws(TensorError) {
         (self.channels, self.height, self.width) = (channels, height, width)
         (self.kernel, self.stride, self.padding) = (kernel, stride, padding)
         pointwise = kernel == 1 && padding == 0
         precondition(images == 1 || pointwise, "only pointwise layouts hold several images")
-        self.images = images
+        (self.images, self.channelMajor) = (images, channelMajor)
         let outputRows = (height + 2 * padding - kernel) / stride + 1
         let outputColumns = (width + 2 * padding - kernel) / stride + 1
         planeRows = pointwise ? outputRows : (height + 2 * padding + stride - 1) / stride
@@ -48,7 +52,7 @@ struct Layout: Equatable {
         shift = pointwise ? 0 : (kernel - 1) / stride * (columns + 1)
         let phases = pointwise ? 1 : stride * stride
         let planeSize = images * planeRows * columns
-        readsInputAsItIs = pointwise && stride == 1 && images == 1
+        readsInputAsItIs = pointwise && stride == 1 && (images == 1 || channelMajor)
         planeStride = readsInputAsItIs ? planeSize : ((planeSize + 15) / 16 | 1) * 16
         let (planes, overflow) = (phases * channels).multipliedReportingOverflow(by: planeStride)
         guard !overflow, planes + shift <= Int(Int32.max) else {
@@ -61,6 +65,17 @@ struct Layout: Equatable {
     /// Floats of a plane before the gap up to the next one.
     private var planeSize: Int { images * planeRows * columns }
 
+    /// Whether a deployed model had better pass activations of this NCHW shape on channel-major
+    /// (`Model.deployChannelMajor`): planes under 256 pixels, which the pointwise layers would
+    /// otherwise copy side by side and back, and a channel stride (N * H * W floats) that is not a
+    /// multiple of 1 KiB, so that the runs of a chunk's channels still spread over L1's sets, as the
+    /// odd `planeStride` of a copy does. (resnet50 2:4 at batch 16 with 56x56 planes channel-major,
+    /// a 4 KiB multiple: every run of a chunk fell into the same sets and the pointwise layers of
+    /// the first stage ran 3x slower.)
+    static func prefersChannelMajor(_ shape: [Int]) -> Bool {
+        shape.count == 4 && shape[2] * shape[3] < 256 && shape[0] * shape[2] * shape[3] * 4 % 1024 != 0
+    }
+
     /// Start of the run that kept weight (input channel, ky, kx) meets.
     func offset(channel: Int, ky: Int, kx: Int) -> Int {
         let plane = ((ky % stride) * stride + kx % stride) * channels + channel
@@ -69,9 +84,9 @@ struct Layout: Equatable {
             : plane * planeStride + (ky / stride) * columns + kx / stride
     }
 
-    /// (B, C, H, W) laid out as (B / images, perImage).
+    /// (B, C, H, W) (channel-major: (1, C, B, H, W)) laid out as (B / images, perImage).
     func laidOut(_ x: Tensor) -> Tensor {
-        let batch = x.shape[0]
+        let batch = x.shape[channelMajor ? 2 : 0]
         var out = Tensor(uninitializedShape: [batch / images * perImage])
         x.withUnsafeBufferPointer { xs in
             out.withUnsafeMutableBufferPointer { os in
@@ -87,7 +102,8 @@ struct Layout: Equatable {
                             images > 1 && height * width < 64
                             ? (task % batch, task / batch) : (task / channels, task % channels)
                         let (unit, slot) = (image / images, image % images)
-                        let from = source + (image * channels + channel) * height * width
+                        let plane = channelMajor ? channel * batch + image : image * channels + channel
+                        let from = source + plane * height * width
                         for phase in 0..<(pointwise ? 1 : stride * stride) {
                             let plane = target + unit * perImage + (phase * channels + channel) * planeStride
                             copyPlane(
@@ -140,14 +156,16 @@ struct Layout: Equatable {
         }
     }
 
-    /// The output lines (B / images, O, at least `length` pixels) as (B, O, rows, outputColumns),
-    /// dropping the extra columns and pixels; with `residual` (B, O, rows, outputColumns),
-    /// clamp(line + residual, lower, upper).
+    /// The output lines (B / images, O, at least `length` pixels) as (B, O, rows, outputColumns)
+    /// (channel-major: (1, O, B, rows, outputColumns)), dropping the extra columns and pixels; with
+    /// `residual` of that shape, clamp(line + residual, lower, upper).
     func compacted(
         _ lines: Tensor, rows: Int, columns outputColumns: Int, adding residual: Tensor?, lower: Float, upper: Float
     ) -> Tensor {
         let (batch, outputs, lineStride) = (lines.shape[0] * images, lines.shape[1], lines.shape[2])
-        var y = Tensor(uninitializedShape: [batch, outputs, rows, outputColumns])
+        var y = Tensor(
+            uninitializedShape: channelMajor
+                ? [1, outputs, batch, rows, outputColumns] : [batch, outputs, rows, outputColumns])
         lines.withUnsafeBufferPointer { ls in
             residual.withBaseAddress { added in
                 y.withUnsafeMutableBufferPointer { ys in
@@ -158,10 +176,11 @@ struct Layout: Equatable {
                     parallelRanges(batch * outputs, grain: 16) { planes in
                         for plane in planes {
                             let (image, output) = (plane / outputs, plane % outputs)
+                            let written = channelMajor ? output * batch + image : plane
                             let line = source + ((image / images) * outputs + output) * lineStride
                             for r in 0..<copyRows {
                                 let from = line + (image % images) * planeRows * columns + r * columns
-                                let at = plane * rows * outputColumns + r * copyColumns
+                                let at = written * rows * outputColumns + r * copyColumns
                                 guard let added else {
                                     (target + at).update(from: from, count: copyColumns)
                                     continue

@@ -12,6 +12,12 @@ public protocol Model: Layer {
     /// Called by a deployment, after which the model only evaluates: the layers before the first
     /// conv-bn unit may then run in a faster inference form (default: as they are).
     func deployStem()
+    /// Called by a deployment whose layers read and write channel-major activations too
+    /// (`Tensor.channelMajor`). A model whose units only hand activations to each other (and to a
+    /// residual addition) may then pass them on channel-major from the first point where
+    /// `prefers(nchwShape)` holds for the activation, converting back before its pooling. The
+    /// default keeps NCHW throughout.
+    func deployChannelMajor(when prefers: @escaping @Sendable ([Int]) -> Bool)
     /// A checkpoint's key under this architecture's own name: where another implementation
     /// names the same tensor differently (torchvision's ResNets), the architecture maps it.
     static func ownName(_ checkpointName: String) -> String
@@ -20,6 +26,7 @@ public protocol Model: Layer {
 extension Model {
     public static func ownName(_ checkpointName: String) -> String { checkpointName }
     public func deployStem() {}
+    public func deployChannelMajor(when prefers: @escaping @Sendable ([Int]) -> Bool) {}
 
     /// Units that were asked to be N:M but whose input channels are not a multiple of M.
     public var denseUnits: [String] { units.filter { $0.1.staysDense }.map(\.0) }

@@ -124,6 +124,18 @@ public final class ResNet: Model, Composite {
     /// 19-20, batch norm 1.7, ReLU 1.6, max pool 6.6, of a 2:4 sparse pass's 530), batch 1 1.2 against 1.6.
     public func deployStem() { deployedStem.wanted = true }
 
+    /// From which activation shape on the blocks pass channel-major activations, once deployed.
+    private var channelMajorFrom: (@Sendable ([Int]) -> Bool)?
+
+    /// A deployed ResNet's blocks hand each other channel-major activations from the first block
+    /// whose input `prefers` it: every unit, and the residual additions fused into them, read and write
+    /// that layout, so the sparse 1x1 layers of small planes read their input and write their output
+    /// in place, where in NCHW those planes were copied side by side before each layer and back after
+    /// it. The pooled features are read back to NCHW once.
+    public func deployChannelMajor(when prefers: @escaping @Sendable ([Int]) -> Bool) {
+        channelMajorFrom = prefers
+    }
+
     /// `widthDivisor` divides every width (stem 64, stages 64..512): 1 builds the paper's
     /// models; narrower ones keep test fixtures small.
     public init(
@@ -184,8 +196,14 @@ public final class ResNet: Model, Composite {
             if !spec.cifar { h = try h.maxPool2d(kernel: 3, stride: 2, padding: 1) }
         }
         for blocks in stages {
-            for block in blocks { h = try block(h) }
+            for block in blocks {
+                if let prefers = channelMajorFrom, !h.value.isChannelMajor, prefers(h.shape) {
+                    h = Variable(h.value.channelMajor())
+                }
+                h = try block(h)
+            }
         }
+        if h.value.isChannelMajor { h = Variable(h.value.channelMajorToNCHW()) }
         let pooled = try h.globalAveragePool()
         if let fc { return try fc(pooled) }
         let c = pooled.shape[1]

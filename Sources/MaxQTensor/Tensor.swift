@@ -1,5 +1,6 @@
 // The tensor type: a shape and contiguous float32 storage (NCHW for images, OIHW for
-// convolution weights), with copy-on-write value semantics.
+// convolution weights; a deployed model's channel-major activations are rank 5), with
+// copy-on-write value semantics.
 import Foundation
 
 /// Where a tensor's storage lives, which decides the backend its kernels run on. `reference`
@@ -147,5 +148,40 @@ extension Tensor {
     public init(copying source: Tensor, count: Int, shape: [Int]) {
         self.init(uninitializedShape: shape)
         storage.pointer.update(from: source.storage.pointer, count: count)
+    }
+}
+
+/// Channel-major activations: a batch of feature maps stored as (C, N, H, W), a channel's pixels of
+/// every image in one run (what a deployed model's sparse layers read and write), held as a rank-5
+/// tensor (1, C, N, H, W) so that no layer can take one for NCHW: a layer either knows the layout
+/// or refuses the rank.
+extension Tensor {
+    public var isChannelMajor: Bool { rank == 5 && shape[0] == 1 }
+
+    /// NCHW (N, C, H, W) as channel-major (1, C, N, H, W), copied.
+    public func channelMajor() -> Tensor {
+        precondition(rank == 4, "channel-major from a tensor of rank \(rank)")
+        return try! swappingFirstTwoAxes().reshaped([1] + [shape[1], shape[0]] + shape.dropFirst(2))
+    }
+
+    /// Channel-major (1, C, N, H, W) back to NCHW (N, C, H, W), copied.
+    public func channelMajorToNCHW() -> Tensor {
+        precondition(isChannelMajor, "NCHW from a tensor of shape \(shape) that is not channel-major")
+        return try! reshaped(Array(shape.dropFirst())).swappingFirstTwoAxes()
+    }
+
+    /// (A, B, rest...) as (B, A, rest...), copied.
+    func swappingFirstTwoAxes() -> Tensor {
+        let (a, b) = (shape[0], shape[1])
+        let inner = shape.dropFirst(2).reduce(1, *)
+        let result = Tensor(uninitializedShape: [b, a] + shape.dropFirst(2))
+        let (from, to) = (pointer, result.mutablePointer)
+        parallelRanges(a * b, grain: max(1, 16384 / max(inner, 1))) { blocks in
+            for block in blocks {
+                let (i, j) = (block / b, block % b)
+                (to + (j * a + i) * inner).update(from: from + block * inner, count: inner)
+            }
+        }
+        return result
     }
 }
