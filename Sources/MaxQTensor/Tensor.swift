@@ -158,21 +158,23 @@ extension Tensor {
 extension Tensor {
     public var isChannelMajor: Bool { rank == 5 && shape[0] == 1 }
 
-    /// NCHW (N, C, H, W) as channel-major (1, C, N, H, W), copied.
+    /// NCHW (N, C, H, W) as channel-major (1, C, N, H, W) (copied, but for one image).
     public func channelMajor() -> Tensor {
         precondition(rank == 4, "channel-major from a tensor of rank \(rank)")
         return try! swappingFirstTwoAxes().reshaped([1] + [shape[1], shape[0]] + shape.dropFirst(2))
     }
 
-    /// Channel-major (1, C, N, H, W) back to NCHW (N, C, H, W), copied.
+    /// Channel-major (1, C, N, H, W) back to NCHW (N, C, H, W) (copied, but for one image).
     public func channelMajorToNCHW() -> Tensor {
         precondition(isChannelMajor, "NCHW from a tensor of shape \(shape) that is not channel-major")
         return try! reshaped(Array(shape.dropFirst())).swappingFirstTwoAxes()
     }
 
-    /// (A, B, rest...) as (B, A, rest...), copied.
+    /// (A, B, rest...) as (B, A, rest...): copied, but for A or B of 1 (a batch of one image), where
+    /// both orders are the same values.
     func swappingFirstTwoAxes() -> Tensor {
         let (a, b) = (shape[0], shape[1])
+        if a == 1 || b == 1 { return try! reshaped([b, a] + shape.dropFirst(2)) }
         let inner = shape.dropFirst(2).reduce(1, *)
         let result = Tensor(uninitializedShape: [b, a] + shape.dropFirst(2))
         let (from, to) = (pointer, result.mutablePointer)

@@ -15,6 +15,10 @@ struct ChannelMajorTests {
         #expect(Array(major.scalars[4..<8]) == [2, 3, 8, 9])
         #expect(major.channelMajorToNCHW().scalars == x.scalars)
         #expect(major.channelMajorToNCHW().shape == x.shape)
+        // One image: the same values in both orders (no copy is made).
+        let one = try Tensor(shape: [1, 3, 1, 2], scalars: (0..<6).map(Float.init))
+        #expect(one.channelMajor().shape == [1, 3, 1, 1, 2] && one.channelMajor().scalars == one.scalars)
+        #expect(one.channelMajor().channelMajorToNCHW().shape == one.shape)
     }
 
     /// Pointwise at stride 1 (the input read in place, the output written in place) and 2, 3x3 at
