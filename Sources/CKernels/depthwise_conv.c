@@ -1,6 +1,6 @@
-// Depthwise 3x3 convolution (padding 1, stride 1 or 2) on planes of an NCHW tensor, bias and
-// clamp fused: what a deployed MobileNet runs between its sparse pointwise layers, which read
-// and write NCHW. oneDNN's depthwise kernels want a channel-blocked layout, so each such layer
+// Depthwise 3x3 convolution (padding 1, stride 1 or 2) on planes of an NCHW or channel-major
+// tensor, bias and clamp fused: what a deployed MobileNet runs between its sparse pointwise
+// layers, which read and write those layouts. oneDNN's depthwise kernels want a channel-blocked layout, so each such layer
 // cost a reorder in and one out around the convolution: three times the memory traffic. This
 // kernel reads each input plane once and writes each output plane once. Measured per layer
 // (mobilenet_v1, batch 16, `maxq bench infer --layers`), against oneDNN with its reorders:
@@ -55,15 +55,15 @@ static inline void depthwise_interior_stride2(const float *restrict a, const flo
     }
 }
 
-static inline void depthwise_generic_body(const float *input, int64_t channels, int64_t height, int64_t width,
-                                          int64_t stride, const float *weights, const float *bias, float lower,
-                                          float upper, int64_t first_plane, int64_t end_plane, float *output,
-                                          const float *zeros) {
+static inline void depthwise_generic_body(const float *input, int64_t channels, int64_t channel_run,
+                                          int64_t height, int64_t width, int64_t stride, const float *weights,
+                                          const float *bias, float lower, float upper, int64_t first_plane,
+                                          int64_t end_plane, float *output, const float *zeros) {
     const int64_t out_height = (height - 1) / stride + 1, out_width = (width - 1) / stride + 1;
     // Columns whose taps all lie inside the row: 1 <= x and x * stride + 1 <= width - 1.
     const int64_t interior_end = width >= 3 ? (width - 2) / stride + 1 : 1;
     for (int64_t plane = first_plane; plane < end_plane; plane++) {
-        const int64_t channel = plane % channels;
+        const int64_t channel = plane / channel_run % channels;
         const float *w = weights + channel * 9, *source = input + plane * height * width;
         float *destination = output + plane * out_height * out_width;
         for (int64_t y = 0; y < out_height; y++) {
@@ -132,10 +132,10 @@ MAXQ_AVX512 static void depthwise_tap_masks_avx512(int64_t height, int64_t width
 /// input i + dy * width + dx, read where it lies inside the plane and in the same row (masked-off
 /// lanes are not read). All planes share the masks: they are made for up to 256 vectors at a
 /// time, and every plane's vectors run through them.
-MAXQ_AVX512 static void depthwise_stride1_avx512(const float *input, int64_t channels, int64_t height,
-                                                  int64_t width, const float *weights, const float *bias,
-                                                  __m512 low, __m512 high, int64_t first_plane, int64_t end_plane,
-                                                  float *output) {
+MAXQ_AVX512 static void depthwise_stride1_avx512(const float *input, int64_t channels, int64_t channel_run,
+                                                  int64_t height, int64_t width, const float *weights,
+                                                  const float *bias, __m512 low, __m512 high, int64_t first_plane,
+                                                  int64_t end_plane, float *output) {
     enum { BLOCK = 256 };
     const int64_t pixels = height * width, vectors = (pixels + 15) / 16;
     __mmask16 masks[BLOCK * 9];
@@ -143,7 +143,7 @@ MAXQ_AVX512 static void depthwise_stride1_avx512(const float *input, int64_t cha
         const int64_t count = vectors - v0 < BLOCK ? vectors - v0 : BLOCK;
         depthwise_tap_masks_avx512(height, width, v0, count, masks);
         for (int64_t plane = first_plane; plane < end_plane; plane++) {
-            const int64_t channel = plane % channels;
+            const int64_t channel = plane / channel_run % channels;
             __m512 w[9];
             for (int k = 0; k < 9; k++) w[k] = _mm512_set1_ps(weights[channel * 9 + k]);
             const __m512 b = _mm512_set1_ps(bias[channel]);
@@ -197,19 +197,19 @@ MAXQ_AVX512 static void depthwise_plane_stride2_avx512(const float *source, int6
     }
 }
 
-MAXQ_AVX512 static void depthwise_planes_avx512(const float *input, int64_t channels, int64_t height,
-                                                 int64_t width, int64_t stride, const float *weights,
+MAXQ_AVX512 static void depthwise_planes_avx512(const float *input, int64_t channels, int64_t channel_run,
+                                                 int64_t height, int64_t width, int64_t stride, const float *weights,
                                                  const float *bias, float lower, float upper, int64_t first_plane,
                                                  int64_t end_plane, float *output) {
     const __m512 low = _mm512_set1_ps(lower), high = _mm512_set1_ps(upper);
     if (stride == 1) {
-        depthwise_stride1_avx512(input, channels, height, width, weights, bias, low, high, first_plane, end_plane,
-                                 output);
+        depthwise_stride1_avx512(input, channels, channel_run, height, width, weights, bias, low, high, first_plane,
+                                 end_plane, output);
         return;
     }
     const int64_t out_pixels = ((height - 1) / 2 + 1) * ((width - 1) / 2 + 1);
     for (int64_t plane = first_plane; plane < end_plane; plane++) {
-        const int64_t channel = plane % channels;
+        const int64_t channel = plane / channel_run % channels;
         __m512 w[9];
         for (int k = 0; k < 9; k++) w[k] = _mm512_set1_ps(weights[channel * 9 + k]);
         depthwise_plane_stride2_avx512(input + plane * height * width, height, width, w,
@@ -217,20 +217,21 @@ MAXQ_AVX512 static void depthwise_planes_avx512(const float *input, int64_t chan
     }
 }
 
-#define DEPTHWISE_PARAMETERS                                                                               \
-    (const float *input, int64_t channels, int64_t height, int64_t width, int64_t stride, const float *weights, \
-     const float *bias, float lower, float upper, int64_t first_plane, int64_t end_plane, float *output,       \
-     const float *zeros)
-#define DEPTHWISE_ARGUMENTS                                                                                \
-    (input, channels, height, width, stride, weights, bias, lower, upper, first_plane, end_plane, output, zeros)
+#define DEPTHWISE_PARAMETERS                                                                                   \
+    (const float *input, int64_t channels, int64_t channel_run, int64_t height, int64_t width, int64_t stride,     \
+     const float *weights, const float *bias, float lower, float upper, int64_t first_plane, int64_t end_plane,    \
+     float *output, const float *zeros)
+#define DEPTHWISE_ARGUMENTS                                                                                    \
+    (input, channels, channel_run, height, width, stride, weights, bias, lower, upper, first_plane, end_plane,     \
+     output, zeros)
 static void depthwise_generic_baseline DEPTHWISE_PARAMETERS { depthwise_generic_body DEPTHWISE_ARGUMENTS; }
 MAXQ_AVX2 static void depthwise_generic_avx2 DEPTHWISE_PARAMETERS { depthwise_generic_body DEPTHWISE_ARGUMENTS; }
 
 void maxq_depthwise3x3 DEPTHWISE_PARAMETERS {
     switch (maxq_active_kernel_level()) {
     case MAXQ_LEVEL_AVX512:
-        depthwise_planes_avx512(input, channels, height, width, stride, weights, bias, lower, upper, first_plane,
-                                end_plane, output);
+        depthwise_planes_avx512(input, channels, channel_run, height, width, stride, weights, bias, lower, upper,
+                                first_plane, end_plane, output);
         break;
     case MAXQ_LEVEL_AVX2: depthwise_generic_avx2 DEPTHWISE_ARGUMENTS; break;
     default: depthwise_generic_baseline DEPTHWISE_ARGUMENTS; break;

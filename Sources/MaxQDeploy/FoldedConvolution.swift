@@ -18,24 +18,22 @@ public final class FoldedConvolution: ResidualFusing {
         Variable(try convolved(x.value, activation: activation))
     }
 
-    /// conv(x) + bias with `activation`, in the layout of x: a channel-major x (`Tensor.channelMajor`)
-    /// is convolved in NCHW, there and back.
+    /// conv(x) + bias with `activation`, in the layout of x: our depthwise kernel reads both layouts;
+    /// otherwise a channel-major x (`Tensor.channelMajor`) is convolved by oneDNN in NCHW, there and back.
     private func convolved(_ x: Tensor, activation: Activation?) throws(TensorError) -> Tensor {
-        guard x.isChannelMajor else { return try convolvedNCHW(x, activation: activation) }
-        return try convolvedNCHW(x.channelMajorToNCHW(), activation: activation).channelMajor()
-    }
-
-    private func convolvedNCHW(_ x: Tensor, activation: Activation?) throws(TensorError) -> Tensor {
-        guard Precision.current == .fp32, x.device == .cpu,
+        if Precision.current == .fp32, x.device == .cpu,
             DepthwiseConvolution.runs(weight: weight.shape, geometry, input: x.shape)
-        else {
+        {
+            let (lower, upper, after) = activation.fusedClamp
+            let y = DepthwiseConvolution.conv2d(
+                x, weight: weight, bias: bias, stride: geometry.stride, lower: lower, upper: upper)
+            return after.map { y.backend.activation($0, y) } ?? y
+        }
+        guard x.isChannelMajor else {
             return try x.backend.conv2dInference(
                 x, weight, bias: bias, geometry, activation: activation, precision: .current)
         }
-        let (lower, upper, after) = activation.fusedClamp
-        let y = DepthwiseConvolution.conv2d(
-            x, weight: weight, bias: bias, stride: geometry.stride, lower: lower, upper: upper)
-        return after.map { y.backend.activation($0, y) } ?? y
+        return try convolved(x.channelMajorToNCHW(), activation: activation).channelMajor()
     }
 
     public func fusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {

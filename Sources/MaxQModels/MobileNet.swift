@@ -77,8 +77,26 @@ public final class MobileNet: Model, Composite {
         try chain.replaceChild(named: name, with: layer)
     }
 
+    /// Once deployed: from which activation shape on the features pass channel-major activations.
+    private var channelMajorFrom: (@Sendable ([Int]) -> Bool)?
+
+    /// A deployed MobileNet without squeeze-excitation (V1, V2) hands its layers channel-major
+    /// activations from the first one whose input `prefers` it, as a deployed ResNet does: its
+    /// pointwise layers then read and write their small planes in place, and the depthwise kernel
+    /// reads that layout too. Squeeze-excitation pools and scales per image, so V3 keeps NCHW.
+    public func deployChannelMajor(when prefers: @escaping @Sendable ([Int]) -> Bool) {
+        if descendants(of: SqueezeExcitation.self).isEmpty { channelMajorFrom = prefers }
+    }
+
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        try head(features(x).globalAveragePool())
+        guard let prefers = channelMajorFrom else { return try head(features(x).globalAveragePool()) }
+        var h = x
+        for (_, layer) in features.layers {
+            if !h.value.isChannelMajor, prefers(h.shape) { h = Variable(h.value.channelMajor()) }
+            h = try layer(h)
+        }
+        if h.value.isChannelMajor { h = Variable(h.value.channelMajorToNCHW()) }
+        return try head(h.globalAveragePool())
     }
 
     /// A classifier `Linear` with torchvision's MobileNet initialisation: Normal(0, 0.01), bias 0.

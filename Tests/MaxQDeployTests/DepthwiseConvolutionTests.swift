@@ -32,7 +32,7 @@ struct DepthwiseConvolutionTests {
 
     /// Planes of one pixel up to 112x112, rows narrower than a vector (the stride-1 form reads
     /// planes as one flat run), odd sizes, planes of more than 256 vectors (the masks are made for
-    /// 256 at a time), stride 2 on odd and even sizes; every fused activation.
+    /// 256 at a time), stride 2 on odd and even sizes; every fused activation; NCHW and channel-major.
     @Test func kernelMatchesItsTwinAtEveryLevel() throws {
         defer { KernelLevel.use(.supported) }
         var generator = RandomGenerator(seed: 77)
@@ -58,6 +58,12 @@ struct DepthwiseConvolutionTests {
                     #expect(
                         toleranceFailure(fast, twin, rtol: 1e-5, atol: 1e-5) == nil,
                         "\(c) \(String(describing: activation)) \(level)")
+                    // The same planes read and written channel-major.
+                    let major = try layer(Variable(x.channelMajor())).value
+                    #expect(major.isChannelMajor, "\(c)")
+                    #expect(
+                        toleranceFailure(major.channelMajorToNCHW(), twin, rtol: 1e-5, atol: 1e-5) == nil,
+                        "channel-major \(c) \(String(describing: activation)) \(level)")
                 }
             }
         }

@@ -80,15 +80,16 @@ void maxq_nm_conv_quads(const float *image, const int32_t *entry_offsets, const 
                         int64_t end_pixel, int64_t length, const float *residual, float lower, float upper,
                         float *output, const int32_t *run_starts, int64_t runs);
 
-/// Depthwise 3x3 convolution with padding 1 and stride 1 or 2 of planes first_plane..<end_plane of an
-/// NCHW input (plane p is channel p % channels of image p / channels, height x width floats), into
-/// the same planes of an NCHW output of (height - 1) / stride + 1 rows and (width - 1) / stride + 1
-/// columns: output = clamp(bias[channel] + sum of the nine taps weights[channel * 9 + ky * 3 + kx]
-/// times the input pixel (y * stride - 1 + ky, x * stride - 1 + kx), 0 outside the plane, lower,
+/// Depthwise 3x3 convolution with padding 1 and stride 1 or 2 of planes first_plane..<end_plane (each
+/// height x width floats) into the same planes of an output of (height - 1) / stride + 1 rows and
+/// (width - 1) / stride + 1 columns. Plane p holds channel p / channel_run % channels: channel_run 1
+/// for NCHW (channel p % channels of image p / channels), the batch size for channel-major
+/// (C, N, H, W). output = clamp(bias[channel] + sum of the nine taps weights[channel * 9 + ky * 3 +
+/// kx] times the input pixel (y * stride - 1 + ky, x * stride - 1 + kx), 0 outside the plane, lower,
 /// upper). `zeros` holds at least `width` zeros (the padding rows).
-void maxq_depthwise3x3(const float *input, int64_t channels, int64_t height, int64_t width, int64_t stride,
-                       const float *weights, const float *bias, float lower, float upper, int64_t first_plane,
-                       int64_t end_plane, float *output, const float *zeros);
+void maxq_depthwise3x3(const float *input, int64_t channels, int64_t channel_run, int64_t height, int64_t width,
+                       int64_t stride, const float *weights, const float *bias, float lower, float upper,
+                       int64_t first_plane, int64_t end_plane, float *output, const float *zeros);
 
 /// Pillow's horizontal bilinear pass over one row of interleaved RGB: output pixel t (of `columns`)
 /// is output column x = first_column + t, the clipped fixed-point sum over count[x] taps from input
