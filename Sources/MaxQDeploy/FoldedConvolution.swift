@@ -1,6 +1,7 @@
 // The dense layer a deployed model runs instead of a conv-bn unit without a sparse kernel: a
 // convolution with batch norm folded in, the activation or a residual addition fused; depthwise
-// 3x3 convolutions in float32 on our NCHW kernel (`DepthwiseConvolution`), the others on oneDNN.
+// 3x3 convolutions in float32 on our kernel (`DepthwiseConvolution`, NCHW or channel-major), the
+// others on oneDNN (in NCHW).
 import MaxQNN
 import MaxQTensor
 

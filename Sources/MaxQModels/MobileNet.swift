@@ -89,14 +89,9 @@ public final class MobileNet: Model, Composite {
     }
 
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
-        guard let prefers = channelMajorFrom else { return try head(features(x).globalAveragePool()) }
         var h = x
-        for (_, layer) in features.layers {
-            if !h.value.isChannelMajor, prefers(h.shape) { h = Variable(h.value.channelMajor()) }
-            h = try layer(h)
-        }
-        if h.value.isChannelMajor { h = Variable(h.value.channelMajorToNCHW()) }
-        return try head(h.globalAveragePool())
+        for (_, layer) in features.layers { h = try layer(channelMajorWhere(channelMajorFrom, h)) }
+        return try head(nchw(h).globalAveragePool())
     }
 
     /// A classifier `Linear` with torchvision's MobileNet initialisation: Normal(0, 0.01), bias 0.

@@ -23,6 +23,19 @@ public protocol Model: Layer {
     static func ownName(_ checkpointName: String) -> String
 }
 
+/// A model's own activation `h` as its next layers read it, once the model is deployed channel-major
+/// from where `prefers` (`Model.deployChannelMajor`) holds: converted the first time it does, as it
+/// is before (NCHW) and after (already channel-major).
+func channelMajorWhere(_ prefers: (@Sendable ([Int]) -> Bool)?, _ h: Variable) -> Variable {
+    guard let prefers, !h.value.isChannelMajor, prefers(h.shape) else { return h }
+    return Variable(h.value.channelMajor())
+}
+
+/// `h` in NCHW, from either layout (before a model's pooling).
+func nchw(_ h: Variable) -> Variable {
+    h.value.isChannelMajor ? Variable(h.value.channelMajorToNCHW()) : h
+}
+
 extension Model {
     public static func ownName(_ checkpointName: String) -> String { checkpointName }
     public func deployStem() {}

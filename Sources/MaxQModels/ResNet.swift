@@ -196,15 +196,9 @@ public final class ResNet: Model, Composite {
             if !spec.cifar { h = try h.maxPool2d(kernel: 3, stride: 2, padding: 1) }
         }
         for blocks in stages {
-            for block in blocks {
-                if let prefers = channelMajorFrom, !h.value.isChannelMajor, prefers(h.shape) {
-                    h = Variable(h.value.channelMajor())
-                }
-                h = try block(h)
-            }
+            for block in blocks { h = try block(channelMajorWhere(channelMajorFrom, h)) }
         }
-        if h.value.isChannelMajor { h = Variable(h.value.channelMajorToNCHW()) }
-        let pooled = try h.globalAveragePool()
+        let pooled = try nchw(h).globalAveragePool()
         if let fc { return try fc(pooled) }
         let c = pooled.shape[1]
         return try fcConv!(pooled.reshaped([pooled.shape[0], c, 1, 1])).reshaped([
