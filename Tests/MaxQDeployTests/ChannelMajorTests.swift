@@ -1,5 +1,7 @@
 // Channel-major activations ((1, C, N, H, W), `Tensor.channelMajor`): the conversion, and every
-// deployed layer giving in that layout what it gives in NCHW, residual and ReLU fused.
+// deployed layer giving in that layout what it gives in NCHW, residual and ReLU fused. Layers are
+// compared within the twin tests' 1e-5, not bit for bit: other tests lower the process's kernel
+// level while these run, and kernels at other levels sum in another order.
 import MaxQDeploy
 import MaxQNN
 import MaxQTensor
@@ -37,14 +39,16 @@ struct ChannelMajorTests {
             let plain = try layer(Variable(x)).value
             let major = try layer(Variable(x.channelMajor())).value
             #expect(major.isChannelMajor, "\(kernel)x\(kernel) stride \(stride)")
-            #expect(major.channelMajorToNCHW().scalars == plain.scalars, "\(kernel)x\(kernel) s\(stride) b\(batch)")
+            #expect(
+                toleranceFailure(major.channelMajorToNCHW(), plain, rtol: 1e-5, atol: 1e-5) == nil,
+                "\(kernel)x\(kernel) s\(stride) b\(batch)")
             let residual = Tensor(normal: plain.shape, generator: &generator)
             let unfused = try layer.fusedOutput(Variable(x), adding: Variable(residual), relu: true).value
             let fused = try layer.fusedOutput(
                 Variable(x.channelMajor()), adding: Variable(residual.channelMajor()), relu: true
             ).value
             #expect(
-                toleranceFailure(fused.channelMajorToNCHW(), unfused, rtol: 1e-6, atol: 1e-6) == nil,
+                toleranceFailure(fused.channelMajorToNCHW(), unfused, rtol: 1e-5, atol: 1e-5) == nil,
                 "residual \(kernel)x\(kernel) stride \(stride) batch \(batch)")
         }
     }
@@ -60,7 +64,9 @@ struct ChannelMajorTests {
                 geometry: Conv2dGeometry(stride: 1, padding: 1, groups: groups), activation: .relu6)
             let plain = try layer(Variable(x)).value
             let major = try layer(Variable(x.channelMajor())).value
-            #expect(major.isChannelMajor && major.channelMajorToNCHW().scalars == plain.scalars, "\(weightShape)")
+            #expect(major.isChannelMajor, "\(weightShape)")
+            #expect(
+                toleranceFailure(major.channelMajorToNCHW(), plain, rtol: 1e-5, atol: 1e-5) == nil, "\(weightShape)")
         }
     }
 }

@@ -96,7 +96,10 @@ struct SparseConvolutionTests {
     /// A residual added (and a ReLU applied) as the output is written equals adding it after, for
     /// the sparse layer on pointwise and padded layouts and for the folded dense layer. 16x16 planes
     /// are pointwise lines written in place, 64-byte aligned: the per-channel kernel (24 outputs of
-    /// 32 inputs at 2:4, one chunk) streams them to memory.
+    /// 32 inputs at 2:4, one chunk) streams them to memory. Within the twin tests' 1e-5: the level the
+    /// kernels run at is the process's, and the tests that compare levels lower it while this one
+    /// runs, so the plain and the fused pass may take kernels that sum in another order (one CI run
+    /// saw 2.4e-6 relative on a 3x3 layer: the per-channel kernel against the quad kernel).
     @Test(arguments: [[11, 9], [16, 16]])
     func fusedResidualEqualsAddingAfter(_ size: [Int]) throws {
         var generator = RandomGenerator(seed: 21)
@@ -118,7 +121,7 @@ struct SparseConvolutionTests {
                     let fused = try layer.fusedOutput(x, adding: residual, relu: relu).value
                     let after = relu ? (try plain + residual).relu().value : (try plain + residual).value
                     #expect(
-                        toleranceFailure(fused, after, rtol: 1e-6, atol: 1e-6) == nil,
+                        toleranceFailure(fused, after, rtol: 1e-5, atol: 1e-5) == nil,
                         "\(type(of: layer)) \(kernel)x\(kernel) stride \(stride) relu \(relu) \(size)")
                 }
             }
