@@ -46,11 +46,10 @@ struct DepthwiseConvolutionTests {
                 channels: c.channels, [c.batch, c.channels, c.height, c.width], generator: &generator)
             let geometry = Conv2dGeometry(stride: c.stride, padding: 1, groups: c.channels)
             for activation in [nil, Activation.relu, .relu6, .hardswish] {
-                let (lower, upper): (Float, Float) =
-                    activation == .relu ? (0, .infinity) : activation == .relu6 ? (0, 6) : (-.infinity, .infinity)
-                var twin = ReferenceDepthwiseConvolution.conv2d(
-                    x, weight: w, bias: bias, stride: c.stride, lower: lower, upper: upper)
-                if activation == .hardswish { twin = twin.backend.activation(.hardswish, twin) }
+                let twin = twinOutput(activation) { lower, upper in
+                    ReferenceDepthwiseConvolution.conv2d(
+                        x, weight: w, bias: bias, stride: c.stride, lower: lower, upper: upper)
+                }
                 let layer = FoldedConvolution(weight: w, bias: bias, geometry: geometry, activation: activation)
                 for level in KernelLevel.allCases where level <= .supported {
                     KernelLevel.use(level)

@@ -50,11 +50,11 @@ struct SparseConvolutionTests {
             let x = Tensor(normal: [c.batch, c.inputs, c.height, c.width], generator: &generator)
             let geometry = Conv2dGeometry(stride: c.stride, padding: c.kernel / 2)
             for activation in [nil, Activation.relu, .relu6, .hardswish] {
-                let (lower, upper): (Float, Float) =
-                    activation == .relu ? (0, .infinity) : activation == .relu6 ? (0, 6) : (-.infinity, .infinity)
-                var twin = ReferenceNMConvolution.conv2d(
-                    x, packed, bias: bias.scalars, stride: c.stride, padding: c.kernel / 2, lower: lower, upper: upper)
-                if activation == .hardswish { twin = twin.backend.activation(.hardswish, twin) }
+                let twin = twinOutput(activation) { lower, upper in
+                    ReferenceNMConvolution.conv2d(
+                        x, packed, bias: bias.scalars, stride: c.stride, padding: c.kernel / 2, lower: lower,
+                        upper: upper)
+                }
                 let layer = NMConvolution(weights: packed, bias: bias, geometry: geometry, activation: activation)
                 for level in KernelLevel.allCases where level <= .supported {
                     KernelLevel.use(level)
