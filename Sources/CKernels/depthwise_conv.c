@@ -1,8 +1,8 @@
 // Depthwise 3x3 convolution (padding 1, stride 1 or 2) on planes of an NCHW or channel-major
 // tensor, bias and clamp fused: what a deployed MobileNet runs between its sparse pointwise
-// layers, which read and write those layouts. oneDNN's depthwise kernels want a channel-blocked layout, so each such layer
-// cost a reorder in and one out around the convolution: three times the memory traffic. This
-// kernel reads each input plane once and writes each output plane once. Measured per layer
+// layers, which read and write those layouts. oneDNN's depthwise kernels want a channel-blocked
+// layout, so each such layer cost a reorder in and one out around the convolution: three times the
+// memory traffic. This kernel reads each input plane once and writes each output plane once. Measured per layer
 // (mobilenet_v1, batch 16, `maxq bench infer --layers`), against oneDNN with its reorders:
 // 32 channels at 112x112 3.9 -> 1.4-1.7 ms, 64 at 112x112 stride 2 5.1 -> 1.3, 512 at 14x14
 // 0.71 -> 0.38-0.41, 1024 at 7x7 0.28 -> 0.21. At AVX-512 the taps outside the plane are masked-off

@@ -10,10 +10,11 @@ static inline float maxq_clamp(float v, float lower, float upper) {
     return v < lower ? lower : (v > upper ? upper : v);
 }
 
-/// The cache lines of the 80 floats from `at`: the next 64 pixels of a sparse kernel's input run
-/// that starts up to 15 floats further (run starts are listed rounded down to 16 floats).
-__attribute__((always_inline)) static inline void maxq_prefetch_run(const float *at) {
-    for (int line = 0; line < 5; line++) __builtin_prefetch(at + 16 * line, 0, 3);
+/// The cache lines of the `pixels` + 16 floats from `at`: the next `pixels` pixels (a multiple of 16)
+/// of a sparse kernel's input run that starts up to 15 floats further (run starts are listed
+/// rounded down to 16 floats).
+__attribute__((always_inline)) static inline void maxq_prefetch_run(const float *at, int pixels) {
+    for (int line = 0; line <= pixels / 16; line++) __builtin_prefetch(at + 16 * line, 0, 3);
 }
 
 #define MAXQ_AVX2 __attribute__((target("avx2,fma,bmi,bmi2")))

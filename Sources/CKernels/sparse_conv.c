@@ -39,7 +39,7 @@ typedef float vector16 __attribute__((ext_vector_type(16)));
             const int first = k0 == 0, last = k0 + count == kept;                             \
             for (int64_t o = first_output; o < end_output; o++) {                             \
                 for (const int64_t until = run + per_iteration; run < until && run < runs; run++) \
-                    maxq_prefetch_run(source + run_starts[run] + (AT) + (COUNT));         \
+                    maxq_prefetch_run(source + run_starts[run] + (AT) + (COUNT), 64);    \
                 const float *w = values + o * kept + k0;                                      \
                 const int32_t *c = offsets + o * kept + k0;                                   \
                 float *y = output + o * length + (AT);                                        \

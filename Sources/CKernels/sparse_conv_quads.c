@@ -2,13 +2,13 @@
 // 1/2, and 3x3 layers at 1/4, with 64 kept weights per channel or more; the per-channel kernel in
 // sparse_conv.c serves the rest, where a quad's channels rarely share an input or fifteen short
 // loops per quad cost more than they save). Every input run (an input channel at one kernel
-// position, 64 contiguous pixels the caller's layout lines up) is loaded once and multiplied into
-// each channel of the quad that keeps it, the weight broadcast against the 64 pixels held in
+// position, 80 contiguous pixels the caller's layout lines up) is loaded once and multiplied into
+// each channel of the quad that keeps it, the weight broadcast against the 80 pixels held in
 // registers. A quad's kept weights are stored by which of its channels keep them (15 subsets, a
 // loop each, so that the subset is a constant and the accumulators stay in registers). Loading each
 // run once per quad instead of once per channel takes the loop off the load ports: at 2:4 one run
 // serves about two multiply-adds (measured: 1.35-1.6x the per-channel kernel with the data in L2,
-// 85-92 % of the multiply-add peak). Its 16 accumulators and 4 inputs need AVX-512's 32 registers:
+// 85-92 % of the multiply-add peak). Its 20 accumulators and 5 inputs need AVX-512's 32 registers:
 // compiled for AVX2 (16 registers) they spilled and the kernel ran at half the per-channel kernel's
 // speed, so it exists at the AVX-512 level only and the caller checks the level. The compiler may
 // fuse multiply-adds (the per-channel kernel's last bits differ likewise).
@@ -89,8 +89,8 @@ typedef struct {
 
 /// VECTORS x 16 pixels from `at` for the job's quads, chunk by chunk: every quad goes through a
 /// chunk (whose inputs stay in L1) before the next; partial sums wait in the output. With `ahead`,
-/// the next 64 pixels of every input run are prefetched meanwhile (see sparse_conv.c), and in the
-/// first chunk each quad's next 64 pixels of output (for writing) and of the residual: hundreds of
+/// the next block's pixels of every input run are prefetched meanwhile (see sparse_conv.c), and in the
+/// first chunk each quad's next block of output pixels (for writing) and of the residual: hundreds of
 /// output lines are written and read at once, which no hardware prefetcher follows, so a store
 /// missed and read its line, and the residual came from memory when added. A C harness (one thread,
 /// caches flushed between runs, 2:4, 128 -> 512 channels on 12544-pixel lines) ran 15.2-15.9 ms
@@ -102,7 +102,7 @@ typedef struct {
     TARGET __attribute__((noinline)) static void NAME##VECTORS##LEVEL(const job *restrict jb, int64_t at, int ahead,   \
                                                                        __mmask16 lanes) {                              \
         const int64_t chunks = jb->chunks, length = jb->length;                                                        \
-        /* the next 64 pixels of every input run, prefetched a few runs per (chunk, quad) */                           \
+        /* the next block of every input run, prefetched a few runs per (chunk, quad) */                             \
         const int64_t iterations = chunks * (jb->end_quad - jb->first_quad);                                           \
         const int64_t per_iteration = ahead && iterations > 0 ? (jb->runs + iterations - 1) / iterations : 0;          \
         int64_t run = 0;                                                                                               \
@@ -110,7 +110,7 @@ typedef struct {
             const int first = chunk == 0, last = chunk == chunks - 1;                                                  \
             for (int64_t quad = jb->first_quad; quad < jb->end_quad; quad++) {                                         \
                 for (const int64_t until = run + per_iteration; run < until && run < jb->runs; run++)                  \
-                    maxq_prefetch_run(jb->image + jb->run_starts[run] + at + 16 * VECTORS);                            \
+                    maxq_prefetch_run(jb->image + jb->run_starts[run] + at + 16 * VECTORS, 16 * VECTORS);      \
                 const int64_t list = quad * chunks + chunk;                                                            \
                 const int members = jb->outputs - quad * QUAD < QUAD ? (int)(jb->outputs - quad * QUAD) : QUAD;        \
                 const int32_t *restrict counts = jb->list_counts + list * SUBSETS;                                     \
@@ -118,9 +118,9 @@ typedef struct {
                 const float *restrict weights = jb->entry_weights + jb->list_starts[2 * list + 1];                     \
                 const float *restrict source = jb->image + at;                                                         \
                 float *restrict y = jb->output + quad * QUAD * length + at;                                            \
-                if (first && ahead) /* the quad's next 64 output pixels (to be written) and residual ones */          \
+                if (first && ahead) /* the quad's next output pixels (to be written) and residual ones */             \
                     for (int j = 0; j < members; j++)                                                                  \
-                        for (int line = 0; line < 4; line++) {                                                         \
+                        for (int line = 0; line < VECTORS; line++) {                                                   \
                             __builtin_prefetch(y + j * length + 16 * VECTORS + 16 * line, 1, 3);                       \
                             if (jb->residual)                                                                          \
                                 __builtin_prefetch(jb->residual + (quad * QUAD + j) * length + at + 16 * VECTORS       \
@@ -167,24 +167,34 @@ typedef struct {
         }                                                                                                              \
     }
 
-/// The level's segment functions and the walk over a pixel range: 64-pixel blocks, then the rest
-/// (under 64) as one segment whose last vector is masked to the range's end (all lanes when the rest
-/// is a multiple of 16). Until the masks, the rest took a segment of whole vectors and a 16-pixel one
-/// ending at end_pixel (recomputing a few pixels): two passes over every kept weight where one does.
-/// The 49-pixel lines of 7x7 pointwise layers at batch 1 (2048 -> 512, 2:4, one thread) ran 1.7x
-/// faster so, 113-pixel lines 1.2x, lines of whole 64-pixel blocks unchanged.
+/// The level's segment functions and the walk over a pixel range: 80-pixel blocks,
+/// then the rest as one segment whose last vector is masked to the range's end (all lanes when the
+/// rest is a multiple of 16). Until the masks, the rest took a segment of whole vectors and a 16-pixel
+/// one ending at end_pixel (recomputing a few pixels): two passes over every kept weight where one
+/// does. The 49-pixel lines of 7x7 pointwise layers at batch 1 (2048 -> 512, 2:4, one thread) ran 1.7x
+/// faster so, 113-pixel lines 1.2x, lines of whole blocks unchanged.
+///
+/// Blocks of 80 pixels (20 accumulators and 5 inputs of the 32 registers) rather than 64: each entry's
+/// offset and weights, loaded once per block, then serve 5 input vectors instead of 4. C harness, one
+/// thread, 2:4 on resnet50's 1x1 shapes: 1.02-1.13x (256 -> 64 at 3136 pixels 77 -> 81 % of the peak,
+/// 1024 -> 256 70 -> 78 %, 2048 -> 512 on 784 pixels 64 -> 72 %). 96 pixels (24 accumulators) spilled
+/// registers and ran at half the speed.
 #define LEVEL_FUNCTIONS(LEVEL, TARGET)                                                                                 \
-    SEGMENT_FUNCTION(4, LEVEL, TARGET, 0, segment)                                                                     \
+    SEGMENT_FUNCTION(5, LEVEL, TARGET, 0, segment)                                                                     \
+    SEGMENT_FUNCTION(5, LEVEL, TARGET, 1, masked)                                                                      \
     SEGMENT_FUNCTION(4, LEVEL, TARGET, 1, masked)                                                                      \
     SEGMENT_FUNCTION(3, LEVEL, TARGET, 1, masked)                                                                      \
     SEGMENT_FUNCTION(2, LEVEL, TARGET, 1, masked)                                                                      \
     SEGMENT_FUNCTION(1, LEVEL, TARGET, 1, masked)                                                                      \
     TARGET static void lines##LEVEL(const job *restrict jb, int64_t first_pixel, int64_t end_pixel) {                  \
+        const int64_t block = 80;                                                                                      \
         int64_t start = first_pixel;                                                                                   \
-        for (; start + 64 <= end_pixel; start += 64) segment4##LEVEL(jb, start, start + 128 <= end_pixel, 0xFFFF);     \
+        for (; start + block <= end_pixel; start += block)                                                             \
+            segment5##LEVEL(jb, start, start + 2 * block <= end_pixel, 0xFFFF);                                        \
         const int64_t rest = end_pixel - start, tail = rest % 16;                                                      \
         const __mmask16 lanes = tail == 0 ? (__mmask16)0xFFFF : (__mmask16)((1u << tail) - 1);                         \
         switch ((rest + 15) / 16) {                                                                                    \
+        case 5: masked5##LEVEL(jb, start, 0, lanes); break;                                                            \
         case 4: masked4##LEVEL(jb, start, 0, lanes); break;                                                            \
         case 3: masked3##LEVEL(jb, start, 0, lanes); break;                                                            \
         case 2: masked2##LEVEL(jb, start, 0, lanes); break;                                                            \

@@ -122,14 +122,14 @@ public final class NMConvolution: ResidualFusing {
     ) {
         let outputs = weights.outputs
         let plan = self.plan(for: layout)
-        // Blocks of up to 7 x 64 pixels, as long as every core still gets 8 of them, the last
-        // block taking the rest: within a block the kernels prefetch each input run's next 64
-        // pixels (`KernelPlan.runStarts`), which the CPU's prefetchers do not do for runs of 256
-        // bytes far apart. Measured against 64-pixel blocks without prefetching, in the same
+        // Ranges of up to 7 of the kernel's blocks (64 or 80 pixels), as long as every core still
+        // gets 8 of them, the last range taking the rest: within a range the kernels prefetch each
+        // input run's next block (`KernelPlan.runStarts`), which the CPU's prefetchers do not do for
+        // runs of 256 bytes far apart. Measured against 64-pixel blocks without prefetching, in the same
         // process, layer by layer (resnet50, batch 16): 1:16 1.1-1.6x on stages 1-3, 2:4 and 1:4
         // 1.1-1.7x on stages 1-2, stage 4 (7x7, few blocks) unchanged.
-        let blocks64 = max(1, length / 64)
-        let blockPixels = 64 * min(7, max(1, batch * blocks64 / (8 * Threading.count)))
+        let blocks = max(1, length / plan.blockPixels)
+        let blockPixels = plan.blockPixels * min(7, max(1, batch * blocks / (8 * Threading.count)))
         let pixelBlocks = max(1, length / blockPixels)
         let groups = min(max(1, (8 * Threading.count + batch * pixelBlocks - 1) / (batch * pixelBlocks)), plan.units)
         let groupSize = (plan.units + groups - 1) / groups
@@ -178,13 +178,15 @@ public final class NMConvolution: ResidualFusing {
 
     /// What the kernel reads for `layout` and the current level (cached for the last): quads
     /// where a quad's channels share input runs often enough (`usesQuads`), else per channel. Input channels per
-    /// chunk: a multiple of M whose inputs for a 64-pixel block fill about half of L1 (16 KiB),
+    /// chunk: a multiple of M whose inputs for one of the kernel's blocks fill about half of L1 (16 KiB),
     /// with at least 32 kept values per output channel (fewer would spend more on storing and
     /// reloading partial sums than on multiply-adds).
     private func plan(for layout: Layout) -> KernelPlan {
         let quads = Self.usesQuads(weights)
         if let cached = planCache, cached.layout == layout, cached.plan.isQuads == quads { return cached.plan }
-        let floatsPerChannel = min(layout.stride * layout.stride, weights.positions) * (64 + layout.shift)
+        let floatsPerChannel =
+            min(layout.stride * layout.stride, weights.positions)
+            * (KernelPlan.blockPixels(quads: quads) + layout.shift)
         let keptPerGroup = weights.n * weights.positions
         let groups = max(4096 / floatsPerChannel / weights.m, (32 + keptPerGroup - 1) / keptPerGroup, 1)
         let chunkChannels = min(weights.inputs, groups * weights.m)

@@ -29,9 +29,10 @@ struct SparseConvolutionTests {
     func sparseKernelMatchesItsTwinAtEveryLevel(_ n: Int, _ m: Int) throws {
         defer { KernelLevel.use(.supported) }
         var generator = RandomGenerator(seed: UInt64(n * 13 + m))
-        // Kernel 1 and 3, strides 1 and 2; pixel counts below, at and across the 64-pixel block,
-        // odd sizes and channel counts; batch 1 to 3; ranges of several 64-pixel segments (which
-        // prefetch the next one), the last range taking an uneven rest (30x30 at batch 4, 112x112).
+        // Kernel 1 and 3, strides 1 and 2; pixel counts below, at and across the blocks (64 pixels
+        // per channel, 80 in quads), odd sizes and channel counts; batch 1 to 3; ranges of several
+        // blocks (which prefetch the next one), the last range taking an uneven rest (30x30 at batch
+        // 4, 112x112).
         let cases: [(outputs: Int, inputs: Int, kernel: Int, stride: Int, height: Int, width: Int, batch: Int)] = [
             (4, 16, 1, 1, 1, 1, 1), (33, 48, 1, 1, 7, 7, 3), (17, 64, 1, 1, 8, 8, 1), (70, 16, 1, 1, 1, 200, 1),
             (9, 32, 1, 2, 13, 11, 2), (5, 16, 3, 1, 1, 1, 1), (12, 32, 3, 1, 9, 70, 2), (7, 16, 3, 2, 14, 15, 3),
@@ -39,6 +40,9 @@ struct SparseConvolutionTests {
             (33, 160, 1, 1, 9, 9, 2),
             // Lines ending inside a vector: 49 pixels (three vectors and one pixel) and 3x3 = 9.
             (16, 256, 1, 1, 7, 7, 1), (6, 192, 1, 1, 5, 5, 1),
+            // Quads (2:4, 64 kept per channel) on one 80-pixel block less one pixel, two whole blocks, and
+            // two blocks with a rest of five vectors.
+            (8, 128, 1, 1, 1, 79, 1), (8, 128, 1, 1, 2, 80, 1), (8, 128, 1, 1, 1, 237, 1),
             // The extremes of the range: 2048 channels, 112x112 planes, batch 64 (small
             // pointwise planes of all images in one line).
             (8, 2048, 1, 1, 3, 3, 1), (2048, 16, 1, 2, 3, 3, 1), (4, 16, 3, 2, 112, 112, 1), (4, 16, 1, 1, 5, 5, 64),
