@@ -101,7 +101,7 @@ typedef struct {
 #define SEGMENT_FUNCTION(VECTORS, LEVEL, TARGET, MASKED, NAME)                                                         \
     TARGET __attribute__((noinline)) static void NAME##VECTORS##LEVEL(const job *restrict jb, int64_t at, int ahead,   \
                                                                        __mmask16 lanes) {                              \
-        const int64_t chunks = jb->chunks, length = jb->length;                                                        \
+        const int64_t chunks = jb->chunks, length = jb->length, quads = (jb->outputs + QUAD - 1) / QUAD;               \
         /* the next block of every input run, prefetched a few runs per (chunk, quad) */                             \
         const int64_t iterations = chunks * (jb->end_quad - jb->first_quad);                                           \
         const int64_t per_iteration = ahead && iterations > 0 ? (jb->runs + iterations - 1) / iterations : 0;          \
@@ -111,7 +111,7 @@ typedef struct {
             for (int64_t quad = jb->first_quad; quad < jb->end_quad; quad++) {                                         \
                 for (const int64_t until = run + per_iteration; run < until && run < jb->runs; run++)                  \
                     maxq_prefetch_run(jb->image + jb->run_starts[run] + at + 16 * VECTORS, 16 * VECTORS);      \
-                const int64_t list = quad * chunks + chunk;                                                            \
+                const int64_t list = chunk * quads + quad; /* lists are stored chunk by chunk */                       \
                 const int members = jb->outputs - quad * QUAD < QUAD ? (int)(jb->outputs - quad * QUAD) : QUAD;        \
                 const int32_t *restrict counts = jb->list_counts + list * SUBSETS;                                     \
                 const int32_t *restrict offsets = jb->entry_offsets + jb->list_starts[2 * list];                       \

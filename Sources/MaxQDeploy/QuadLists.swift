@@ -5,7 +5,10 @@
 /// channels, every (input channel, kernel position) that any channel of the quad keeps is one
 /// entry: where its input run starts in the laid-out image, and one weight per keeping channel.
 /// Entries are grouped by that subset of the quad (bit j: channel j keeps it), subsets 1...15 in
-/// order, ascending input channel and position within a subset.
+/// order, ascending input channel and position within a subset. Lists are stored chunk by chunk
+/// (list = chunk * quads + quad), the order in which a task, its quads going through one chunk
+/// before the next, reads them: quad by quad, a task read as many streams of lists as it had quads,
+/// more than the hardware prefetchers follow.
 struct QuadLists {
     static let quad = 4, subsets = 15
     let chunks: Int, quads: Int
@@ -13,9 +16,9 @@ struct QuadLists {
     let offsets: [Int32]
     /// Per entry, its keeping channels' weights in ascending channel order.
     let weights: [Float]
-    /// Per (quad, chunk, subset 1...15): the number of entries.
+    /// Per (chunk, quad, subset 1...15): the number of entries.
     let counts: [Int32]
-    /// Per (quad, chunk): the index of its first entry and of its first weight.
+    /// Per (chunk, quad): the index of its first entry and of its first weight.
     let starts: [Int64]
 
     /// `values`, `channels` and `positions`: every output channel's kept weights (`kept` each),
@@ -66,7 +69,32 @@ struct QuadLists {
                 }
             }
         }
-        (self.offsets, self.weights, self.counts, self.starts) = (offsets, weights, counts, starts)
+        (self.offsets, self.weights, self.counts, self.starts) = Self.chunkMajor(
+            offsets, weights, counts, starts, quads: quads, chunks: chunks)
+    }
+
+    /// Lists built quad by quad (list = quad * chunks + chunk) stored chunk by chunk.
+    private static func chunkMajor(
+        _ offsets: [Int32], _ weights: [Float], _ counts: [Int32], _ starts: [Int64], quads: Int, chunks: Int
+    ) -> (offsets: [Int32], weights: [Float], counts: [Int32], starts: [Int64]) {
+        var result: (offsets: [Int32], weights: [Float], counts: [Int32], starts: [Int64]) = ([], [], [], [])
+        result.offsets.reserveCapacity(offsets.count)
+        result.weights.reserveCapacity(weights.count)
+        result.counts.reserveCapacity(counts.count)
+        result.starts.reserveCapacity(starts.count)
+        let lists = quads * chunks
+        for chunk in 0..<chunks {
+            for quad in 0..<quads {
+                let list = quad * chunks + chunk
+                let entryEnd = list + 1 < lists ? Int(starts[2 * list + 2]) : offsets.count
+                let weightEnd = list + 1 < lists ? Int(starts[2 * list + 3]) : weights.count
+                result.starts += [Int64(result.offsets.count), Int64(result.weights.count)]
+                result.offsets += offsets[Int(starts[2 * list])..<entryEnd]
+                result.weights += weights[Int(starts[2 * list + 1])..<weightEnd]
+                result.counts += counts[list * subsets..<(list + 1) * subsets]
+            }
+        }
+        return result
     }
 }
 

@@ -67,7 +67,7 @@ void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float
 ///   output[o * length + t] = clamp(bias[o] + sum over o's kept weights w, with their input run
 ///       at offset r, of w * image[r + t] (+ residual[o * length + t]), lower, upper),
 /// the residual term only when `residual` is not NULL. The kept weights come as lists per quad
-/// and chunk of input channels (list = quad * chunks + chunk), summed chunk by chunk (a chunk's
+/// and chunk of input channels (list = chunk * quads + quad), summed chunk by chunk (a chunk's
 /// inputs stay in L1 for every quad): list_counts[list * 15 + s - 1] entries for subset s = 1...15
 /// (bit j: channel 4q + j keeps the entry), the list's first entry at entry_offsets[list_starts[2 *
 /// list]] and first weight at entry_weights[list_starts[2 * list + 1]], each entry one offset and
