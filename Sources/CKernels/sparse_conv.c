@@ -14,6 +14,13 @@
 /// 16 floats, the unit of the non-temporal stores (the vector width at AVX-512, four at baseline).
 typedef float vector16 __attribute__((ext_vector_type(16)));
 
+/// Where kept weight k of output channel o is in the chunk-major lists: chunk by chunk (k0 = k - k %
+/// chunk), each chunk's weights output channel by output channel.
+static inline int64_t chunk_major(int64_t o, int64_t k, int64_t kept, int64_t chunk, int64_t outputs) {
+    const int64_t k0 = k / chunk * chunk, count = kept - k0 < chunk ? kept - k0 : chunk;
+    return k0 * outputs + o * count + (k - k0);
+}
+
 // COUNT output pixels from `AT` of every output channel, the kept weights in chunks of `chunk`
 // (consecutive input channels): all output channels go through one chunk, whose inputs stay in L1,
 // before the next; partial sums wait in the output. A constant COUNT keeps the accumulators in
@@ -40,8 +47,8 @@ typedef float vector16 __attribute__((ext_vector_type(16)));
             for (int64_t o = first_output; o < end_output; o++) {                             \
                 for (const int64_t until = run + per_iteration; run < until && run < runs; run++) \
                     maxq_prefetch_run(source + run_starts[run] + (AT) + (COUNT), 64);    \
-                const float *w = values + o * kept + k0;                                      \
-                const int32_t *c = offsets + o * kept + k0;                                   \
+                const float *w = values + k0 * outputs + o * count;                           \
+                const int32_t *c = offsets + k0 * outputs + o * count;                        \
                 float *y = output + o * length + (AT);                                        \
                 /* the next 64 pixels' output (unless streamed) and residual */               \
                 for (int line = 0; first && ahead && line < 4; line++) {                      \
@@ -93,15 +100,16 @@ typedef float vector16 __attribute__((ext_vector_type(16)));
 #define MASKED_REST(VECTORS)                                                                                          \
     MAXQ_AVX512 __attribute__((noinline)) static void masked_rest##VECTORS##_avx512(                                   \
         const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,   \
-        int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t at,             \
+        int64_t chunk, int64_t outputs, const float *restrict bias, int64_t first_output, int64_t end_output,        \
+        int64_t at,                                                                                                   \
         int64_t length, const float *restrict residual, float lower, float upper, float *restrict output,            \
         __mmask16 lanes) {                                                                                            \
         for (int64_t k0 = 0; k0 < kept; k0 += chunk) {                                                               \
             const int64_t count = kept - k0 < chunk ? kept - k0 : chunk;                                              \
             const int first = k0 == 0, last = k0 + count == kept;                                                     \
             for (int64_t o = first_output; o < end_output; o++) {                                                     \
-                const float *w = values + o * kept + k0;                                                              \
-                const int32_t *c = offsets + o * kept + k0;                                                           \
+                const float *w = values + k0 * outputs + o * count;                                                   \
+                const int32_t *c = offsets + k0 * outputs + o * count;                                                \
                 float *y = output + o * length + at;                                                                  \
                 __m512 acc[VECTORS];                                                                                  \
                 for (int v = 0; v < VECTORS; v++)                                                                     \
@@ -137,9 +145,9 @@ MASKED_REST(4)
 
 __attribute__((always_inline)) static inline void segments_of_lines(
     const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,
-    int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
-    int64_t end_pixel, int64_t length, const float *restrict residual, float lower, float upper,
-    float *restrict output, const int32_t *restrict run_starts, int64_t runs, int stream_output) {
+    int64_t chunk, int64_t outputs, const float *restrict bias, int64_t first_output, int64_t end_output,
+    int64_t first_pixel, int64_t end_pixel, int64_t length, const float *restrict residual, float lower,
+    float upper, float *restrict output, const int32_t *restrict run_starts, int64_t runs, int stream_output) {
     int64_t start = first_pixel;
     for (; start + 64 <= end_pixel; start += 64) SEGMENT(64, start);
     if (start == end_pixel) return;
@@ -151,8 +159,8 @@ __attribute__((always_inline)) static inline void segments_of_lines(
     if (rest > 16 && tail != 0 && maxq_active_kernel_level() == MAXQ_LEVEL_AVX512) {
         const __mmask16 lanes = (__mmask16)((1u << tail) - 1);
 #define MASKED_REST_CALL(VECTORS)                                                                                     \
-    masked_rest##VECTORS##_avx512(source, offsets, values, kept, chunk, bias, first_output, end_output, start,        \
-                                  length, residual, lower, upper, output, lanes)
+    masked_rest##VECTORS##_avx512(source, offsets, values, kept, chunk, outputs, bias, first_output, end_output,     \
+                                  start, length, residual, lower, upper, output, lanes)
         switch (rest / 16) {
         case 1: MASKED_REST_CALL(2); break;
         case 2: MASKED_REST_CALL(3); break;
@@ -175,7 +183,10 @@ __attribute__((always_inline)) static inline void segments_of_lines(
     for (int64_t o = first_output; o < end_output; o++) {
         for (int64_t t = start; t < end_pixel; t++) {
             float sum = bias[o];
-            for (int64_t k = 0; k < kept; k++) sum += values[o * kept + k] * source[offsets[o * kept + k] + t];
+            for (int64_t k = 0; k < kept; k++) {
+                const int64_t at = chunk_major(o, k, kept, chunk, outputs);
+                sum += values[at] * source[offsets[at] + t];
+            }
             if (residual) sum += residual[o * length + t];
             output[o * length + t] = maxq_clamp(sum, lower, upper);
         }
@@ -184,20 +195,20 @@ __attribute__((always_inline)) static inline void segments_of_lines(
 
 __attribute__((always_inline)) static inline void maxq_nm_conv_lines_body(
     const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,
-    int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output, int64_t first_pixel,
-    int64_t end_pixel, int64_t length, const float *restrict residual, float lower, float upper,
-    float *restrict output, const int32_t *restrict run_starts, int64_t runs, int stream_output) {
-    segments_of_lines(source, offsets, values, kept, chunk, bias, first_output, end_output, first_pixel, end_pixel,
-                      length, residual, lower, upper, output, run_starts, runs, stream_output);
+    int64_t chunk, int64_t outputs, const float *restrict bias, int64_t first_output, int64_t end_output,
+    int64_t first_pixel, int64_t end_pixel, int64_t length, const float *restrict residual, float lower,
+    float upper, float *restrict output, const int32_t *restrict run_starts, int64_t runs, int stream_output) {
+    segments_of_lines(source, offsets, values, kept, chunk, outputs, bias, first_output, end_output, first_pixel,
+                      end_pixel, length, residual, lower, upper, output, run_starts, runs, stream_output);
     // Non-temporal stores are weakly ordered: complete them before the caller reports the task done.
     if (stream_output) __builtin_ia32_sfence();
 }
 
 MAXQ_LEVELS(maxq_nm_conv_lines,
             (const float *restrict source, const int32_t *restrict offsets, const float *restrict values,
-             int64_t kept, int64_t chunk, const float *restrict bias, int64_t first_output, int64_t end_output,
-             int64_t first_pixel, int64_t end_pixel, int64_t length, const float *restrict residual, float lower,
-             float upper, float *restrict output, const int32_t *restrict run_starts, int64_t runs,
-             int stream_output),
-            (source, offsets, values, kept, chunk, bias, first_output, end_output, first_pixel, end_pixel, length,
-             residual, lower, upper, output, run_starts, runs, stream_output))
+             int64_t kept, int64_t chunk, int64_t outputs, const float *restrict bias, int64_t first_output,
+             int64_t end_output, int64_t first_pixel, int64_t end_pixel, int64_t length,
+             const float *restrict residual, float lower, float upper, float *restrict output,
+             const int32_t *restrict run_starts, int64_t runs, int stream_output),
+            (source, offsets, values, kept, chunk, outputs, bias, first_output, end_output, first_pixel, end_pixel,
+             length, residual, lower, upper, output, run_starts, runs, stream_output))

@@ -20,7 +20,7 @@ struct KernelCall {
 struct KernelPlan {
     enum Kernel {
         /// The per-channel kernel: every output channel's `kept` values with their inputs'
-        /// offsets, summed `chunk` values at a time.
+        /// offsets, summed `chunk` values at a time, stored chunk by chunk (`chunkMajor`).
         case channels(values: [Float], offsets: [Int32], kept: Int, chunk: Int)
         /// The quad kernel (AVX-512; see `NMConvolution.usesQuads`).
         case quads(QuadLists)
@@ -48,6 +48,20 @@ struct KernelPlan {
         }
     }
 
+    /// Every output channel's `kept` weights (channel by channel) stored chunk by chunk of `chunk`,
+    /// channel by channel within a chunk: the order in which the per-channel kernel, every output
+    /// channel of a task going through one chunk before the next, reads them (channel by channel,
+    /// a task read one stream per output channel, more than the hardware prefetchers follow).
+    static func chunkMajor<T>(_ lists: [T], outputs: Int, kept: Int, chunk: Int) -> [T] {
+        var result: [T] = []
+        result.reserveCapacity(lists.count)
+        for first in stride(from: 0, to: kept, by: chunk) {
+            let end = min(kept, first + chunk)
+            for o in 0..<outputs { result += lists[o * kept + first..<o * kept + end] }
+        }
+        return result
+    }
+
     /// `body` with a function that runs the kernel for one call.
     func withKernel<R>(_ body: ((KernelCall) -> Void) -> R) -> R {
         runStarts.withUnsafeBufferPointer { rs in
@@ -59,7 +73,8 @@ struct KernelPlan {
                         let (vp, cp) = (vs.baseAddress!, cs.baseAddress!)
                         return body { c in
                             maxq_nm_conv_lines(
-                                c.image, cp, vp, Int64(kept), Int64(chunk), c.bias, Int64(c.units.lowerBound),
+                                c.image, cp, vp, Int64(kept), Int64(chunk), Int64(c.outputs), c.bias,
+                                Int64(c.units.lowerBound),
                                 Int64(c.units.upperBound), Int64(c.pixels.lowerBound), Int64(c.pixels.upperBound),
                                 Int64(c.length), c.residual, c.lower, c.upper, c.output, runs, runCount,
                                 c.streamsOutput ? 1 : 0)

@@ -196,6 +196,7 @@ public final class NMConvolution: ResidualFusing {
         }
         let kept = weights.values.count / weights.outputs
         let offsets = zip(inputChannels, kernelPositions).map { Int32(offset($0, $1)) }
+        let chunk = chunkChannels / weights.m * keptPerGroup
         let kernel: KernelPlan.Kernel =
             quads
             ? .quads(
@@ -204,7 +205,9 @@ public final class NMConvolution: ResidualFusing {
                     outputs: weights.outputs, kept: kept, inputs: weights.inputs,
                     kernelPositions: weights.positions, chunkChannels: chunkChannels, offset: offset))
             : .channels(
-                values: kernelValues, offsets: offsets, kept: kept, chunk: chunkChannels / weights.m * keptPerGroup)
+                values: KernelPlan.chunkMajor(kernelValues, outputs: weights.outputs, kept: kept, chunk: chunk),
+                offsets: KernelPlan.chunkMajor(offsets, outputs: weights.outputs, kept: kept, chunk: chunk), kept: kept,
+                chunk: chunk)
         let plan = KernelPlan(kernel: kernel, runStarts: Array(Set(offsets.map { $0 & ~15 })).sorted())
         planCache = (layout, plan)
         return plan

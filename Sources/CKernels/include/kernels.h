@@ -44,9 +44,12 @@ float maxq_fast_exp(float x);
 /// writes: a range's last pixels may be written twice, with the same values): for output channel
 /// o and pixel t,
 ///   output[o * length + t] = clamp(bias[o] + sum over k < kept of
-///       values[o * kept + k] * source[offsets[o * kept + k] + t] (+ residual[o * length + t]), lower, upper),
+///       values[i] * source[offsets[i] + t] (+ residual[o * length + t]), lower, upper),
 /// the residual term only when `residual` is not NULL. The kept weights are summed in chunks of
-/// `chunk` (those of a few input channels, whose inputs then stay in L1 for every output channel).
+/// `chunk` (those of a few input channels, whose inputs then stay in L1 for every output channel)
+/// and stored chunk by chunk, output channel by output channel within a chunk (`outputs` of them):
+/// kept weight k of output channel o is at i = k0 * outputs + o * count + (k - k0), k0 = k - k % chunk,
+/// count = min(chunk, kept - k0), the order in which the kernel reads them.
 /// The caller lays the input out so that this is the convolution (see MaxQDeploy's NMConvolution).
 /// `run_starts` (`runs` of them) are where the distinct input runs start, one per cache line at
 /// most: the kernel prefetches each one's next 64 pixels while it computes the current ones (any
@@ -56,7 +59,7 @@ float maxq_fast_exp(float x);
 /// this call reads; the call ends with a store fence, so the values are visible to any thread that
 /// synchronises with the caller afterwards.
 void maxq_nm_conv_lines(const float *source, const int32_t *offsets, const float *values, int64_t kept,
-                        int64_t chunk, const float *bias, int64_t first_output, int64_t end_output,
+                        int64_t chunk, int64_t outputs, const float *bias, int64_t first_output, int64_t end_output,
                         int64_t first_pixel, int64_t end_pixel, int64_t length, const float *residual, float lower,
                         float upper, float *output, const int32_t *run_starts, int64_t runs, int stream_output);
 
