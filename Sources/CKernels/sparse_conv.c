@@ -101,9 +101,8 @@ static inline int64_t chunk_major(int64_t o, int64_t k, int64_t kept, int64_t ch
     MAXQ_AVX512 __attribute__((noinline)) static void masked_rest##VECTORS##_avx512(                                   \
         const float *restrict source, const int32_t *restrict offsets, const float *restrict values, int64_t kept,   \
         int64_t chunk, int64_t outputs, const float *restrict bias, int64_t first_output, int64_t end_output,        \
-        int64_t at,                                                                                                   \
-        int64_t length, const float *restrict residual, float lower, float upper, float *restrict output,            \
-        __mmask16 lanes) {                                                                                            \
+        int64_t at, int64_t length, const float *restrict residual, float lower, float upper,                        \
+        float *restrict output, __mmask16 lanes) {                                                                    \
         for (int64_t k0 = 0; k0 < kept; k0 += chunk) {                                                               \
             const int64_t count = kept - k0 < chunk ? kept - k0 : chunk;                                              \
             const int first = k0 == 0, last = k0 + count == kept;                                                     \

@@ -110,7 +110,7 @@ typedef struct {
             const int first = chunk == 0, last = chunk == chunks - 1;                                                  \
             for (int64_t quad = jb->first_quad; quad < jb->end_quad; quad++) {                                         \
                 for (const int64_t until = run + per_iteration; run < until && run < jb->runs; run++)                  \
-                    maxq_prefetch_run(jb->image + jb->run_starts[run] + at + 16 * VECTORS, 16 * VECTORS);      \
+                    maxq_prefetch_run(jb->image + jb->run_starts[run] + at + 16 * VECTORS, 16 * VECTORS);              \
                 const int64_t list = chunk * quads + quad; /* lists are stored chunk by chunk */                       \
                 const int members = jb->outputs - quad * QUAD < QUAD ? (int)(jb->outputs - quad * QUAD) : QUAD;        \
                 const int32_t *restrict counts = jb->list_counts + list * SUBSETS;                                     \
