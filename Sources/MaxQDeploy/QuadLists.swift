@@ -39,21 +39,20 @@ struct QuadLists {
         var keepers = [UInt8](repeating: 0, count: keys)
         var kept4 = [Float](repeating: 0, count: keys * quad)
         var bySubset = [[Int]](repeating: [], count: Self.subsets + 1)
-        for q in 0..<quads {
-            let members = min(quad, outputs - q * quad)
-            // Each member's next kept weight (its kept weights run through the chunks in order).
-            var cursors = (0..<members).map { (q * quad + $0) * kept }
-            for chunk in 0..<chunks {
-                let firstChannel = chunk * chunkChannels
-                let endChannel = min(inputs, firstChannel + chunkChannels)
-                for j in 0..<members {
-                    let end = (q * quad + j + 1) * kept
-                    while cursors[j] < end && channels[cursors[j]] < endChannel {
-                        let k = cursors[j]
+        // Each output channel's next kept weight (its kept weights run through the chunks in order).
+        var cursors = (0..<outputs).map { $0 * kept }
+        for chunk in 0..<chunks {
+            let firstChannel = chunk * chunkChannels
+            let endChannel = min(inputs, firstChannel + chunkChannels)
+            for q in 0..<quads {
+                for j in 0..<min(quad, outputs - q * quad) {
+                    let o = q * quad + j
+                    while cursors[o] < (o + 1) * kept && channels[cursors[o]] < endChannel {
+                        let k = cursors[o]
                         let key = (channels[k] - firstChannel) * kernelPositions + positions[k]
                         keepers[key] |= UInt8(1 << j)
                         kept4[key * quad + j] = values[k]
-                        cursors[j] += 1
+                        cursors[o] += 1
                     }
                 }
                 for subset in bySubset.indices { bySubset[subset].removeAll(keepingCapacity: true) }
@@ -69,32 +68,7 @@ struct QuadLists {
                 }
             }
         }
-        (self.offsets, self.weights, self.counts, self.starts) = Self.chunkMajor(
-            offsets, weights, counts, starts, quads: quads, chunks: chunks)
-    }
-
-    /// Lists built quad by quad (list = quad * chunks + chunk) stored chunk by chunk.
-    private static func chunkMajor(
-        _ offsets: [Int32], _ weights: [Float], _ counts: [Int32], _ starts: [Int64], quads: Int, chunks: Int
-    ) -> (offsets: [Int32], weights: [Float], counts: [Int32], starts: [Int64]) {
-        var result: (offsets: [Int32], weights: [Float], counts: [Int32], starts: [Int64]) = ([], [], [], [])
-        result.offsets.reserveCapacity(offsets.count)
-        result.weights.reserveCapacity(weights.count)
-        result.counts.reserveCapacity(counts.count)
-        result.starts.reserveCapacity(starts.count)
-        let lists = quads * chunks
-        for chunk in 0..<chunks {
-            for quad in 0..<quads {
-                let list = quad * chunks + chunk
-                let entryEnd = list + 1 < lists ? Int(starts[2 * list + 2]) : offsets.count
-                let weightEnd = list + 1 < lists ? Int(starts[2 * list + 3]) : weights.count
-                result.starts += [Int64(result.offsets.count), Int64(result.weights.count)]
-                result.offsets += offsets[Int(starts[2 * list])..<entryEnd]
-                result.weights += weights[Int(starts[2 * list + 1])..<weightEnd]
-                result.counts += counts[list * subsets..<(list + 1) * subsets]
-            }
-        }
-        return result
+        (self.offsets, self.weights, self.counts, self.starts) = (offsets, weights, counts, starts)
     }
 }
 
