@@ -97,6 +97,24 @@ struct DistributedTests {
         #expect(files.filter { $0.hasSuffix(".log") }.count == 1)
     }
 
+    /// Between machines the processes talk over the network: two processes whose messages go through
+    /// TCP (Open MPI's `tcp` transport, as between nodes) take exactly the steps of two that share
+    /// memory (`vader`), on the run with --sync-bn: every sum is of two values, which add
+    /// alike in either order, so the checkpoints are equal bit for bit.
+    @Test func overTCPTwoProcessesTakeTheStepsTheyTakeOverSharedMemory() throws {
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let tool = builtTool("maxq")
+        for (saveDir, transport) in [("memory", "self,vader"), ("network", "self,tcp")] {
+            let launched = try run(
+                mpirun!, ["-np", "2", tool.path] + trainArguments(saveDir, batch: 4) + ["--sync-bn"],
+                environment: mpirunEnvironment.merging(["OMPI_MCA_pml": "ob1", "OMPI_MCA_btl": transport]) { $1 })
+            #expect(launched.status == 0, "\(transport): \(launched.out)\n\(launched.err)")
+        }
+        let (a, b) = (try checkpoint("memory"), try checkpoint("network"))
+        #expect(a.tensors.map(\.name) == b.tensors.map(\.name))
+        for entry in a.tensors { #expect(entry.tensor.scalars == b[entry.name]?.scalars, "\(entry.name)") }
+    }
+
     /// `maxq bench train-step` under mpirun: rank 0 alone reports, with the processes, the gradient
     /// bytes and the exposed communication, and a rate for all processes' images.
     @Test func benchTrainStepUnderMpirunReportsTheDataParallelRate() throws {
