@@ -197,7 +197,15 @@ public final class InputShapeRecorder: UnaryLayer {
     /// The input shape of every conv-bn unit of `model` when it runs on `x` (one forward pass
     /// without gradients; the units are put back).
     public static func inputShapes(of model: any Model, for x: Tensor) throws(TensorError) -> [String: [Int]] {
-        let recorders = try model.units.map { (name, unit) throws(TensorError) in
+        try inputShapes(of: model, at: model.units.map { ($0, $1 as any UnaryLayer) }, for: x)
+    }
+
+    /// The same for the named layers of `model` (a deployed model's inference layers: channel-major
+    /// inputs have their 5-dimensional shape, `Tensor.channelMajor`).
+    public static func inputShapes(of model: any Model, at layers: [(String, any UnaryLayer)], for x: Tensor)
+        throws(TensorError) -> [String: [Int]]
+    {
+        let recorders = try layers.map { (name, unit) throws(TensorError) in
             let recorder = InputShapeRecorder(unit)
             try model.replace(at: name, with: recorder)
             return (name, unit, recorder)

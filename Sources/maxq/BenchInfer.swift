@@ -44,7 +44,7 @@ struct BenchInfer: ParsableCommand {
             let dense = reference.evaluation().forward
             let (denseMilliseconds, sparse, pairs) = try interleavedMilliseconds(
                 iterations: options.iterations, { _ = try dense(images) }, forward(model))
-            if layers { try LayerTiming.printSparse(perLayer, model, iterations: options.iterations) }
+            if layers { try LayerTiming.printSparse(perLayer, model, images, iterations: options.iterations) }
             print("units: \(report.sparse.count) sparse, \(report.dense.count) dense")
             print(
                 "speed-up of each dense/sparse pair of passes: "
@@ -86,7 +86,8 @@ func interleavedMilliseconds(iterations: Int, _ dense: () throws -> Void, _ spar
 }
 
 /// Per-layer timing: each unit's input shape learnt from one forward pass, then each layer run
-/// alone on a random input of that shape, dense (folded) before deployment, as deployed after.
+/// alone on a random input of that shape, dense (folded) before deployment, as deployed after and
+/// in the layout the deployed model hands it (channel-major where it passes that).
 enum LayerTiming {
     struct Layer {
         let name: String
@@ -108,15 +109,20 @@ enum LayerTiming {
         }
     }
 
-    static func printSparse(_ layers: [Layer], _ model: any Model, iterations: Int) throws {
+    static func printSparse(_ layers: [Layer], _ model: any Model, _ images: Tensor, iterations: Int) throws {
         let sparse = model.descendants(of: NMConvolution.self).map { ($0, $1 as any UnaryLayer) }
         let dense = model.descendants(of: FoldedConvolution.self).map { ($0, $1 as any UnaryLayer) }
         let deployed = Dictionary(uniqueKeysWithValues: sparse + dense)
+        let deployedInputs = try InputShapeRecorder.inputShapes(of: model, at: sparse + dense, for: images)
         print("layer  weight  input  dense_ms  sparse_ms  ratio")
         for layer in layers {
             guard let sparse = deployed[layer.name] else { continue }
-            let ms = try medianMilliseconds(iterations: iterations) { _ = try sparse(Variable(layer.input)) }
-            let kind = (sparse as? NMConvolution).map { " (\($0.kernel))" } ?? " (dense)"
+            let channelMajor = deployedInputs[layer.name]?.count == 5
+            let input = channelMajor ? layer.input.channelMajor() : layer.input
+            let ms = try medianMilliseconds(iterations: iterations) { _ = try sparse(Variable(input)) }
+            let kind =
+                ((sparse as? NMConvolution).map { " (\($0.kernel)" } ?? " (dense")
+                + (channelMajor ? ", channel-major)" : ")")
             print(
                 "\(layer.name)  \(layer.weightShape)  \(layer.input.shape)  "
                     + String(format: "%.3f  %.3f  %.2f", layer.denseMilliseconds, ms, layer.denseMilliseconds / ms)

@@ -489,8 +489,9 @@ func jsonLogits(_ run: (status: Int32, out: String, err: String)) throws -> [Dou
     }
 
     /// `maxq bench infer --layers`: every N:M convolution with its kernel (quads at 2:4 where the
-    /// CPU has AVX-512, but for the 1x1 shortcut of 64 input channels), then the closing line with both
-    /// rates.
+    /// CPU has AVX-512, but for the 1x1 shortcut of 64 input channels), timed on the layout the deployed
+    /// model hands it (channel-major from the second block of stage 3 on, whose 8x8 planes it passes so),
+    /// then the closing line with both rates.
     @Test func benchInferReportsEveryLayerAndBothEngines() throws {
         let run = try maxq([
             "bench", "infer", "-a", "c_resnet18", "--N", "2", "--M", "4", "-b", "2", "--classes", "10", "--iterations",
@@ -499,8 +500,15 @@ func jsonLogits(_ run: (status: Int32, out: String, err: String)) throws -> [Dou
         #expect(run.status == 0, "\(run.err)")
         let lines = run.out.split(separator: "\n")
         #expect(lines.first == "layer  weight  input  dense_ms  sparse_ms  ratio", "\(run.out)")
-        let perChannel = lines.filter { $0.hasPrefix("layer") && $0.hasSuffix("(per channel)") }
-        let quads = lines.filter { $0.hasPrefix("layer") && $0.hasSuffix("(quads)") }
+        let layers = lines.filter { $0.hasPrefix("layer") && $0.hasSuffix(")") }
+        let perChannel = layers.filter { $0.contains(" (per channel") }
+        let quads = layers.filter { $0.contains(" (quads") }
+        let channelMajor = layers.filter { $0.hasSuffix(", channel-major)") }.map { $0.prefix { $0 != " " } }
+        #expect(
+            channelMajor == [
+                "layer3.1.convbn1", "layer3.1.convbn2", "layer4.0.convbn1", "layer4.0.convbn2", "layer4.0.shortcut.0",
+                "layer4.1.convbn1", "layer4.1.convbn2",
+            ], "\(run.out)")
         if KernelLevel.supported == .avx512 {
             #expect(quads.count == 18 && perChannel.map { $0.prefix(20) } == ["layer2.0.shortcut.0 "], "\(run.out)")
         } else {
