@@ -2,8 +2,9 @@
 // mask in the weights, N:M weights compressed) and replaced, in place, by its inference layer,
 // the sparse one where its kernel exists. A unit that trained N:M but is not exactly N:M after
 // folding runs dense and is reported. Given a sample input, each N:M unit keeps whichever of the
-// two runs faster on the input the deployed model hands it. A model that can pass its units channel-major activations
-// (`Model.deployChannelMajor`) does so where `Layout.prefersChannelMajor` says it pays.
+// two runs faster on the input the deployed model hands it. A model that can pass its units
+// channel-major activations (`Model.deployChannelMajor`) does so where `Layout.prefersChannelMajor`
+// says it pays.
 import Dispatch
 import MaxQModels
 import MaxQNN
