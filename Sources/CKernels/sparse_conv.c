@@ -11,6 +11,8 @@
 
 #pragma STDC FP_CONTRACT ON
 
+#define BLOCK MAXQ_CHANNEL_BLOCK_PIXELS
+
 /// 16 floats, the unit of the non-temporal stores (the vector width at AVX-512, four at baseline).
 typedef float vector16 __attribute__((ext_vector_type(16)));
 
@@ -38,7 +40,7 @@ static inline int64_t chunk_major(int64_t o, int64_t k, int64_t kept, int64_t ch
 #define SEGMENT(COUNT, AT)                                                                    \
     do {                                                                                      \
         const int64_t iterations = (kept + chunk - 1) / chunk * (end_output - first_output);  \
-        const int ahead = (AT) + (COUNT) + 64 <= end_pixel; /* a whole next segment in this range */ \
+        const int ahead = (AT) + (COUNT) + BLOCK <= end_pixel; /* a whole next block in this range */ \
         const int64_t per_iteration = ahead && iterations > 0 ? (runs + iterations - 1) / iterations : 0; \
         int64_t run = 0;                                                                      \
         for (int64_t k0 = 0; k0 < kept; k0 += chunk) {                                       \
@@ -46,7 +48,7 @@ static inline int64_t chunk_major(int64_t o, int64_t k, int64_t kept, int64_t ch
             const int first = k0 == 0, last = k0 + count == kept;                             \
             for (int64_t o = first_output; o < end_output; o++) {                             \
                 for (const int64_t until = run + per_iteration; run < until && run < runs; run++) \
-                    maxq_prefetch_run(source + run_starts[run] + (AT) + (COUNT), 64);    \
+                    maxq_prefetch_run(source + run_starts[run] + (AT) + (COUNT), BLOCK); \
                 const float *w = values + k0 * outputs + o * count;                           \
                 const int32_t *c = offsets + k0 * outputs + o * count;                        \
                 float *y = output + o * length + (AT);                                        \
@@ -148,7 +150,7 @@ __attribute__((always_inline)) static inline void segments_of_lines(
     int64_t first_pixel, int64_t end_pixel, int64_t length, const float *restrict residual, float lower,
     float upper, float *restrict output, const int32_t *restrict run_starts, int64_t runs, int stream_output) {
     int64_t start = first_pixel;
-    for (; start + 64 <= end_pixel; start += 64) SEGMENT(64, start);
+    for (; start + BLOCK <= end_pixel; start += BLOCK) SEGMENT(BLOCK, start);
     if (start == end_pixel) return;
     // The rest (under 64): at the AVX-512 level, when it is over 16 pixels and not a multiple of 16,
     // one masked pass (masked_rest); else 48, 32 or 16 pixels with constant counts, then the last

@@ -24,6 +24,7 @@ typedef float vector16_unaligned __attribute__((ext_vector_type(16), aligned(4))
 typedef int32_t mask16 __attribute__((ext_vector_type(16)));
 
 #define QUAD 4
+_Static_assert(MAXQ_QUAD_BLOCK_PIXELS == 5 * 16, "the walk over a range runs segment5 per block");
 #define SUBSETS 15
 
 /// `maxq_clamp` on 16 lanes, as selects (NaN stays NaN); element by element, the accumulators would
@@ -187,7 +188,7 @@ typedef struct {
     SEGMENT_FUNCTION(2, LEVEL, TARGET, 1, masked)                                                                      \
     SEGMENT_FUNCTION(1, LEVEL, TARGET, 1, masked)                                                                      \
     TARGET static void lines##LEVEL(const job *restrict jb, int64_t first_pixel, int64_t end_pixel) {                  \
-        const int64_t block = 80;                                                                                      \
+        const int64_t block = MAXQ_QUAD_BLOCK_PIXELS;                                                                  \
         int64_t start = first_pixel;                                                                                   \
         for (; start + block <= end_pixel; start += block)                                                             \
             segment5##LEVEL(jb, start, start + 2 * block <= end_pixel, 0xFFFF);                                        \

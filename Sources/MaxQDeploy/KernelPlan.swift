@@ -35,9 +35,10 @@ struct KernelPlan {
         if case .quads = kernel { true } else { false }
     }
 
-    /// Pixels the kernel computes per pass over its kept weights: 80 for quads (20 accumulators in
-    /// AVX-512's 32 registers; see sparse_conv_quads.c), 64 per channel.
-    static func blockPixels(quads: Bool) -> Int { quads ? 80 : 64 }
+    /// Pixels the kernel computes per pass over its kept weights (kernels.h): 80 for quads, 64 per channel.
+    static func blockPixels(quads: Bool) -> Int {
+        quads ? MAXQ_QUAD_BLOCK_PIXELS : MAXQ_CHANNEL_BLOCK_PIXELS
+    }
     var blockPixels: Int { Self.blockPixels(quads: isQuads) }
 
     /// What tasks split: output channels or quads.

@@ -39,6 +39,11 @@ void maxq_soft_terms_row(float *mask, const float *magnitudes, int64_t count, ma
 /// exact value over [-87.3, 88.7] (arguments are clamped to that range); for tests.
 float maxq_fast_exp(float x);
 
+/// Pixels each sparse kernel computes per pass over its kept weights (its accumulators in registers):
+/// 64 for maxq_nm_conv_lines, 80 for maxq_nm_conv_quads (20 accumulators in AVX-512's 32 registers).
+/// MaxQDeploy sizes its chunks and task ranges by them.
+enum { MAXQ_CHANNEL_BLOCK_PIXELS = 64, MAXQ_QUAD_BLOCK_PIXELS = 80 };
+
 /// N:M sparse convolution of one image into output channels first_output..<end_output, each one
 /// line of `length` pixels, pixels first_pixel..<end_pixel of it (a range no concurrent call
 /// writes: a range's last pixels may be written twice, with the same values): for output channel
