@@ -91,7 +91,9 @@ public enum Deployment {
             }
             model.deployStem()
             if !sparse.isEmpty { model.deployChannelMajor(when: Layout.prefersChannelMajor) }
-            if let sample { try keepFaster(sparse, in: model, tunedOn: sample, &report) }
+            var measuredDense: Set<String> = []
+            if let sample { measuredDense = try keepFaster(sparse, in: model, tunedOn: sample, &report) }
+            report.sparse += sparse.map(\.0.name).filter { !measuredDense.contains($0) }
         } catch {
             throw .tensor(error)
         }
@@ -105,23 +107,24 @@ public enum Deployment {
             report.dense.append(.init(name: unit.name, cause: .noKernel, reason: reason))
             return unit.denseLayer
         }
-        report.sparse.append(unit.name)
         return NMConvolution(weights: packed, bias: unit.bias, geometry: unit.geometry, activation: unit.activation)
     }
 
     /// Times each sparse layer of the deployed `model` against its dense twin on the input the model
     /// hands it for `sample` (its shape and layout: a dense layer given channel-major activations
     /// converts them there and back, as it would in the model), and puts the dense one in where it
-    /// was faster. Tuned on NCHW inputs before the model passed channel-major ones, the choice could
-    /// be wrong for the layers that get channel-major: resnet50's stage-3 1x1 layers at 2:4 measure
-    /// 0.77-0.97x dense on NCHW and 1.56-1.76x channel-major (docs/deployment.md, "Measuring").
+    /// was faster; returns the names of those. Tuned on NCHW inputs before the model passed
+    /// channel-major ones, the choice could be wrong for the layers that get channel-major: resnet50's
+    /// stage-3 1x1 layers at 2:4 measure 0.77-0.97x dense on NCHW and 1.56-1.76x channel-major
+    /// (docs/deployment.md, "Measuring").
     private static func keepFaster(
         _ sparse: [(FoldedUnit, NMConvolution)], in model: any Model, tunedOn sample: Tensor,
         _ report: inout DeploymentReport
-    ) throws(TensorError) {
+    ) throws(TensorError) -> Set<String> {
         let shapes = try InputShapeRecorder.inputShapes(
             of: model, at: sparse.map { ($0.0.name, $0.1 as any UnaryLayer) }, for: sample)
         var generator = RandomGenerator(seed: 0)
+        var replaced: Set<String> = []
         for (unit, layer) in sparse {
             guard let shape = shapes[unit.name] else { continue }
             let dense = unit.denseLayer
@@ -129,11 +132,12 @@ public enum Deployment {
             let (sparseMilliseconds, denseMilliseconds) = (try fastest(layer, x), try fastest(dense, x))
             guard denseMilliseconds < sparseMilliseconds else { continue }
             try model.replace(at: unit.name, with: dense)
-            report.sparse.removeAll { $0 == unit.name }
+            replaced.insert(unit.name)
             let times = "\(milliseconds(denseMilliseconds)) ms against \(milliseconds(sparseMilliseconds)) ms sparse"
             report.dense.append(
                 .init(name: unit.name, cause: .measuredFaster, reason: "measured faster dense: \(times)"))
         }
+        return replaced
     }
 
     /// The fastest of three runs after one warm-up, in milliseconds.
