@@ -10,20 +10,11 @@ extension Variable {
         let (precision, inputPrecision) = (Precision.current, Precision.currentInputGradients)
         let y = try backend.conv2d(x, w, geometry, precision: precision)
         return .result(y, [self, weight]) { (dy) throws(TensorError) in
-            guard inputPrecision != precision else {
-                let (dx, dw) = try backend.conv2dBackward(
-                    dy, input: x, weight: w, geometry, inputGradient: self.requiresGrad,
-                    weightGradient: weight.requiresGrad, precision: precision)
-                return [dx, dw]
-            }
-            return [
-                self.requiresGrad
-                    ? try backend.conv2dBackwardInput(dy, w, inputShape: x.shape, geometry, precision: inputPrecision)
-                    : nil,
-                weight.requiresGrad
-                    ? try backend.conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry, precision: precision)
-                    : nil,
-            ]
+            let (dx, dw) = try backend.conv2dBackward(
+                dy, input: x, weight: w, geometry, inputGradient: self.requiresGrad,
+                weightGradient: weight.requiresGrad,
+                precision: precision, inputGradientPrecision: inputPrecision)
+            return [dx, dw]
         }
     }
 
@@ -58,11 +49,11 @@ extension Variable {
         // Every process shifts by rank 0's first values, which one process with the union batch
         // (rank 0's samples first) shifts by: then the sums add up to that process's, and with
         // one process this is plain batch norm, bit for bit.
-        let (c, plane) = (x.shape[1], x.shape[2] * x.shape[3])
         guard x.rank == 4, x.count > 0 else {
             throw .invalidShape(op: "batch_norm", shape: x.shape, reason: "input must be (N, C, H, W), N > 0")
         }
-        var shift = x.withUnsafeBufferPointer { values in (0..<c).map { values[$0 * plane] } }
+        let c = x.shape[1]
+        var shift = x.firstValuePerChannel()
         try shift.withUnsafeMutableBufferPointer { (buffer) throws(TensorError) in try group.broadcast(buffer) }
         let local = try backend.batchNormSums(x, shift: try Tensor(shape: [shift.count], scalars: shift))
         var packed = local.packed
@@ -123,10 +114,10 @@ extension Variable {
 
     /// (N, C, H, W) -> (N, C)
     public func globalAveragePool() throws(TensorError) -> Variable {
-        let shape = value.shape
+        let (shape, layout) = (value.shape, value.layout)
         let backend = value.backend
         let y = try backend.globalAveragePool(value)
-        return .result(y, [self]) { dy in [backend.globalAveragePoolBackward(dy, inputShape: shape)] }
+        return .result(y, [self]) { dy in [backend.globalAveragePoolBackward(dy, inputShape: shape).inLayout(layout)] }
     }
 
     /// x (N, in) -> x w^T + b (N, out). In bf16 (`Precision.run`) the products' inputs are

@@ -42,7 +42,8 @@ public final class Variable {
                 try observer?.gradientCompleted(variable)
                 continue
             }
-            let inputGradients = try node.backward(gradient)
+            // Each operation's backward receives its output's gradient in its output's layout.
+            let inputGradients = try node.backward(gradient.inLayout(variable.value.layout))
             try observer?.operationFinished()
             for (input, g) in zip(node.inputs, inputGradients) where input.requiresGrad {
                 guard let g else { continue }
@@ -55,6 +56,7 @@ public final class Variable {
     }
 
     func accumulate(_ gradient: Tensor) throws(TensorError) {
+        let gradient = gradient.inLayout(value.layout)
         grad =
             try grad.map { (existing) throws(TensorError) in try existing.backend.add(existing, gradient) } ?? gradient
     }

@@ -96,10 +96,11 @@ public protocol Backend: Sendable {
     func conv2dBackwardWeight(
         _ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry, precision: Precision
     ) throws(TensorError) -> Tensor
-    /// Both gradients (each only if asked for) in one call, so a backend can share work between them.
+    /// Both gradients (each only if asked for) in one call, so a backend can share work between them;
+    /// the input's in `inputGradientPrecision` (float32 in `--amp bf16`), in the input's layout.
     func conv2dBackward(
         _ dy: Tensor, input x: Tensor, weight w: Tensor, _ geometry: Conv2dGeometry, inputGradient: Bool,
-        weightGradient: Bool, precision: Precision
+        weightGradient: Bool, precision: Precision, inputGradientPrecision: Precision
     ) throws(TensorError) -> (input: Tensor?, weight: Tensor?)
 
     /// Batch norm in training is `batchNormSums`, `BatchNormSums.statistics` and `batchNormNormalize`
@@ -215,11 +216,12 @@ extension Backend {
 
     public func conv2dBackward(
         _ dy: Tensor, input x: Tensor, weight w: Tensor, _ geometry: Conv2dGeometry, inputGradient: Bool,
-        weightGradient: Bool, precision: Precision
+        weightGradient: Bool, precision: Precision, inputGradientPrecision: Precision
     ) throws(TensorError) -> (input: Tensor?, weight: Tensor?) {
         (
             inputGradient
-                ? try conv2dBackwardInput(dy, w, inputShape: x.shape, geometry, precision: precision) : nil,
+                ? try conv2dBackwardInput(dy, w, inputShape: x.shape, geometry, precision: inputGradientPrecision)
+                : nil,
             weightGradient
                 ? try conv2dBackwardWeight(dy, x, weightShape: w.shape, geometry, precision: precision) : nil
         )

@@ -51,6 +51,7 @@ public final class BlockedNetwork: @unchecked Sendable {
         guard images.rank == 4, !operations.isEmpty else {
             throw .invalidShape(op: "blocked network", shape: images.shape, reason: "input must be (N, C, H, W)")
         }
+        let images = images.inNCHW()
         let (steps, output) = try plan(for: images.shape)
         var values: [StagedBuffer?] = Array(repeating: nil, count: operations.count + 1)
         values[0] = StagedBuffer(UnsafeMutableRawPointer(mutating: images.pointer), pooledBytes: nil)

@@ -1,5 +1,6 @@
 // BatchNorm2d kernels over NCHW: statistics per channel across (N, H, W), channels in parallel.
-// Inner loops index row pointers (no per-element overflow checks, so they vectorise).
+// Inner loops index row pointers (no per-element overflow checks, so they vectorise). Channel-blocked
+// inputs go to CPUBackend+BlockedBatchNorm.swift; every result keeps the input's layout.
 import Foundation
 
 extension CPUBackend {
@@ -14,6 +15,9 @@ extension CPUBackend {
 
     public func batchNormSums(_ x: Tensor, shift: Tensor?) throws(TensorError) -> BatchNormSums {
         try Self.checkBatchNorm(x, shift.map { [$0] } ?? [])
+        if x.layout == .channelBlocked {
+            return blockedBatchNormSums(x, shifts: shift?.scalars ?? x.firstValuePerChannel())
+        }
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         var shifts = [Float](repeating: 0, count: c)
         var sums = [Double](repeating: 0, count: c), squares = [Double](repeating: 0, count: c)
@@ -40,6 +44,9 @@ extension CPUBackend {
         throws(TensorError) -> Tensor
     {
         try Self.checkBatchNorm(x, [weight, bias, saved.mean, saved.invStd])
+        if x.layout == .channelBlocked {
+            return blockedBatchNormNormalize(x, weight: weight, bias: bias, saved: saved, relu: relu)
+        }
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         let y = Tensor(uninitializedShape: x.shape)
         let (xp, yp, gp, bp) = (x.pointer, y.mutablePointer, weight.pointer, bias.pointer)
@@ -64,6 +71,7 @@ extension CPUBackend {
         _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float
     ) throws(TensorError) -> Tensor {
         try Self.checkBatchNorm(x, [weight, bias, runningMean, runningVar])
+        let x = x.inNCHW()
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         let y = Tensor(uninitializedShape: x.shape)
         let (xp, yp) = (x.pointer, y.mutablePointer)
@@ -86,6 +94,10 @@ extension CPUBackend {
         guard dy.shape == x.shape else { throw .shapeMismatch(op: "batch_norm backward", dy.shape, x.shape) }
         if let reluOutput, reluOutput.shape != x.shape {
             throw .shapeMismatch(op: "batch_norm backward", reluOutput.shape, x.shape)
+        }
+        let (dy, reluOutput) = (dy.inLayout(x.layout), reluOutput?.inLayout(x.layout))
+        if x.layout == .channelBlocked {
+            return blockedBatchNormBackward(dy, x, weight: weight, saved: saved, reluOutput: reluOutput)
         }
         let gate = reluOutput?.pointer
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
@@ -116,6 +128,8 @@ extension CPUBackend {
     ) {
         try Self.checkBatchNorm(x, [mean])
         guard dy.shape == x.shape else { throw .shapeMismatch(op: "batch_norm backward", dy.shape, x.shape) }
+        let dy = dy.inLayout(x.layout)
+        if x.layout == .channelBlocked { return blockedBatchNormGradientSums(dy, x, mean: mean) }
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         var sumDy = [Double](repeating: 0, count: c), sumDyXc = [Double](repeating: 0, count: c)
         let (xp, dyp) = (x.pointer, dy.pointer)
@@ -141,6 +155,11 @@ extension CPUBackend {
         let (n, c, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         guard dy.shape == x.shape, sumDy.count == c, sumDyCentered.count == c, count >= 1 else {
             throw .invalidArgument(op: "batch_norm backward", reason: "sums or count do not fit input \(x.shape)")
+        }
+        let dy = dy.inLayout(x.layout)
+        if x.layout == .channelBlocked {
+            return blockedBatchNormInputGradient(
+                dy, x, weight: weight, saved: saved, sumDy: sumDy, sumDyCentered: sumDyCentered, count: count)
         }
         let dx = Tensor(uninitializedShape: x.shape)
         let (xp, dyp, dxp) = (x.pointer, dy.pointer, dx.mutablePointer)

@@ -2,7 +2,9 @@
 // oneDNN picks its own blocked layouts (format `any`); our NCHW/OIHW tensors are reordered in
 // and out, as PyTorch does. Primitives are built once per shape and precision and reused. In
 // bf16 the primitives read bfloat16 inputs and write float32 outputs: the reorders into their
-// layouts round our float32 tensors on the way, so bf16 costs no pass of its own.
+// layouts round our float32 tensors on the way, so bf16 costs no pass of its own. Activations
+// may also be channel-blocked (ChannelBlocks.swift), the layout oneDNN computes in on AVX-512:
+// then they go in and out without reorders.
 import CDNNL
 import Foundation
 
@@ -13,6 +15,9 @@ struct ConvolutionKey: Hashable {
     /// Inference with a bias and this activation fused in (oneDNN post-op); no backward.
     var inference: InferenceEpilogue?
     var precision: Precision
+    /// How the input (and its gradient) and the output (and its gradient) are stored.
+    var inputLayout = TensorLayout.nchw
+    var outputLayout = TensorLayout.nchw
 
     /// oneDNN's type for what the primitives read (outputs are always float32).
     var inputType: dnnl_data_type_t { precision == .bf16 ? dnnl_bf16 : dnnl_f32 }
@@ -85,9 +90,9 @@ final class ConvolutionPlan: @unchecked Sendable {
         src: dnnl_memory_desc_t, wei: dnnl_memory_desc_t, dst: dnnl_memory_desc_t
     ) {
         (
-            try DNNL.memoryDesc(key.input, dnnl_nchw),
+            try DNNL.memoryDesc(key.input, key.inputLayout.dnnlTag),
             try DNNL.memoryDesc(key.dnnlWeight, key.geometry.groups == 1 ? dnnl_oihw : dnnl_goihw),
-            try DNNL.memoryDesc(key.output, dnnl_nchw)
+            try DNNL.memoryDesc(key.output, key.outputLayout.dnnlTag)
         )
     }
 
@@ -153,7 +158,8 @@ final class ConvolutionPlan: @unchecked Sendable {
     }
 
     func runForward(_ x: Tensor, _ w: Tensor, bias b: Tensor? = nil) throws(TensorError) -> Tensor {
-        let y = Tensor(uninitializedShape: key.output)
+        let (x, w) = (x.inLayout(key.inputLayout), w.inNCHW())
+        let y = Tensor(uninitializedShape: key.output, layout: key.outputLayout)
         var extra: [(Int32, UnsafeMutableRawPointer, dnnl_memory_desc_t)] = []
         if let b, let bias { extra.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(mutating: b.pointer), bias)) }
         try run(
@@ -170,11 +176,12 @@ final class ConvolutionPlan: @unchecked Sendable {
     ) {
         let b = try makeBackward()
         let op = "conv2d backward \(key.input) * \(key.weight)"
+        let (dy, w, x) = (dy.inLayout(key.outputLayout), w?.inNCHW(), x?.inLayout(key.inputLayout))
         var stagedDy: StagedBuffer?
         var dx: Tensor?, dw: Tensor?
         if let w {
             let staged = try b.dataDiffDst.staged(from: dy.pointer, op)
-            dx = Tensor(uninitializedShape: key.input)
+            dx = Tensor(uninitializedShape: key.input, layout: key.inputLayout)
             try run(
                 b.data, op,
                 [
@@ -250,7 +257,8 @@ extension CPUBackend {
     public func conv2d(_ x: Tensor, _ w: Tensor, _ geometry: Conv2dGeometry, precision: Precision)
         throws(TensorError) -> Tensor
     {
-        let key = try Self.convolutionKey(x.shape, w.shape, geometry, precision: precision)
+        var key = try Self.convolutionKey(x.shape, w.shape, geometry, precision: precision)
+        (key.inputLayout, key.outputLayout) = (x.layout, TensorLayout.forOutput(key.output))
         return try convolutionPlan(key).runForward(x, w)
     }
 
@@ -259,8 +267,9 @@ extension CPUBackend {
         precision: Precision
     ) throws(TensorError) -> Tensor {
         let fused = activation.flatMap { InferenceEpilogue(fusing: $0) }
-        let key = try Self.convolutionKey(
+        var key = try Self.convolutionKey(
             x.shape, w.shape, geometry, inference: fused ?? InferenceEpilogue(activation: nil), precision: precision)
+        (key.inputLayout, key.outputLayout) = (x.layout, TensorLayout.forOutput(key.output))
         guard bias.shape == [w.shape[0]] else { throw .shapeMismatch(op: "conv2d bias", w.shape, bias.shape) }
         let y = try convolutionPlan(key).runForward(x, w, bias: bias)
         // Activations oneDNN cannot fuse here run as a separate pass.
@@ -271,30 +280,42 @@ extension CPUBackend {
     public func conv2dBackwardInput(
         _ dy: Tensor, _ w: Tensor, inputShape: [Int], _ geometry: Conv2dGeometry, precision: Precision
     ) throws(TensorError) -> Tensor {
-        let key = try Self.convolutionKey(inputShape, w.shape, geometry, precision: precision)
+        var key = try Self.convolutionKey(inputShape, w.shape, geometry, precision: precision)
         guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
+        key.outputLayout = dy.layout
         return try convolutionPlan(key).runBackward(dy, weights: w, input: nil).input!
     }
 
     public func conv2dBackwardWeight(
         _ dy: Tensor, _ x: Tensor, weightShape: [Int], _ geometry: Conv2dGeometry, precision: Precision
     ) throws(TensorError) -> Tensor {
-        let key = try Self.convolutionKey(x.shape, weightShape, geometry, precision: precision)
+        var key = try Self.convolutionKey(x.shape, weightShape, geometry, precision: precision)
         guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
+        (key.inputLayout, key.outputLayout) = (x.layout, dy.layout)
         return try convolutionPlan(key).runBackward(dy, weights: nil, input: x).weight!
     }
 }
 
 extension CPUBackend {
+    /// The input's gradient in the input's layout.
     public func conv2dBackward(
         _ dy: Tensor, input x: Tensor, weight w: Tensor, _ geometry: Conv2dGeometry, inputGradient: Bool,
-        weightGradient: Bool, precision: Precision
+        weightGradient: Bool, precision: Precision, inputGradientPrecision: Precision
     ) throws(TensorError) -> (input: Tensor?, weight: Tensor?) {
-        let key = try Self.convolutionKey(x.shape, w.shape, geometry, precision: precision)
+        var key = try Self.convolutionKey(x.shape, w.shape, geometry, precision: precision)
         guard dy.shape == key.output else { throw .shapeMismatch(op: "conv2d backward", dy.shape, key.output) }
-        guard inputGradient || weightGradient else { return (nil, nil) }
-        return try convolutionPlan(key).runBackward(
-            dy, weights: inputGradient ? w : nil, input: weightGradient ? x : nil)
+        (key.inputLayout, key.outputLayout) = (x.layout, dy.layout)
+        guard inputGradient, inputGradientPrecision != precision else {
+            guard inputGradient || weightGradient else { return (nil, nil) }
+            return try convolutionPlan(key).runBackward(
+                dy, weights: inputGradient ? w : nil, input: weightGradient ? x : nil)
+        }
+        var inputKey = key
+        inputKey.precision = inputGradientPrecision
+        return (
+            try convolutionPlan(inputKey).runBackward(dy, weights: w, input: nil).input,
+            weightGradient ? try convolutionPlan(key).runBackward(dy, weights: nil, input: x).weight : nil
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 // Point-wise kernels: activations and their derivatives, broadcasting add/multiply and the
-// sums that reverse broadcasting.
+// sums that reverse broadcasting. Element-wise results keep their first operand's layout
+// (ChannelBlocks.swift); broadcasting works in NCHW.
 import Foundation
 
 /// How `b` broadcasts over `a`: `b` has `a`'s shape with leading dims [0, p) and trailing dims
@@ -61,7 +62,7 @@ enum Times: BinaryFunction { @inline(__always) static func apply(_ a: Float, _ b
 
 extension CPUBackend {
     func map<F: UnaryFunction>(_ x: Tensor, _: F.Type) -> Tensor {
-        let y = Tensor(uninitializedShape: x.shape)
+        let y = Tensor(uninitializedShape: x.shape, layout: x.layout)
         let (xp, yp) = (x.pointer, y.mutablePointer)
         parallelRanges(x.count, grain: 1 << 15) { r in
             for i in r { yp[i] = F.apply(xp[i]) }
@@ -70,7 +71,8 @@ extension CPUBackend {
     }
 
     func zip<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _: F.Type) -> Tensor {
-        let y = Tensor(uninitializedShape: a.shape)
+        let b = b.inLayout(a.layout)
+        let y = Tensor(uninitializedShape: a.shape, layout: a.layout)
         let (ap, bp, yp) = (a.pointer, b.pointer, y.mutablePointer)
         parallelRanges(a.count, grain: 1 << 15) { r in
             for i in r { yp[i] = F.apply(ap[i], bp[i]) }
@@ -101,6 +103,7 @@ extension CPUBackend {
     func broadcast<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, op: String, _: F.Type) throws(TensorError) -> Tensor {
         let pattern = try BroadcastPattern(a.shape, b.shape, op: op)
         if pattern.outer == 1, pattern.inner == 1 { return zip(a, b, F.self) }
+        let (a, b) = (a.inNCHW(), b.inNCHW())
         let y = Tensor(uninitializedShape: a.shape)
         let (ap, bp, yp) = (a.pointer, b.pointer, y.mutablePointer)
         let (middle, inner) = (pattern.middle, pattern.inner)
@@ -125,6 +128,7 @@ extension CPUBackend {
     public func sum(_ t: Tensor, toShape shape: [Int]) throws(TensorError) -> Tensor {
         let pattern = try BroadcastPattern(t.shape, shape, op: "sum")
         if pattern.outer == 1, pattern.inner == 1 { return t }
+        let t = t.inNCHW()
         let y = Tensor(shape: shape, repeating: 0)
         let (tp, yp) = (t.pointer, y.mutablePointer)
         let (outer, middle, inner) = (pattern.outer, pattern.middle, pattern.inner)
@@ -144,7 +148,7 @@ extension CPUBackend {
     }
 
     public func scale(_ t: Tensor, by factor: Float) -> Tensor {
-        let y = Tensor(uninitializedShape: t.shape)
+        let y = Tensor(uninitializedShape: t.shape, layout: t.layout)
         let (tp, yp) = (t.pointer, y.mutablePointer)
         parallelRanges(t.count, grain: 1 << 15) { r in
             for i in r { yp[i] = tp[i] * factor }

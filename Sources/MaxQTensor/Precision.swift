@@ -59,7 +59,8 @@ extension Float {
 extension Tensor {
     /// Every element rounded to bfloat16 (a copy on the same device).
     public func roundedToBFloat16() -> Tensor {
-        let y = Tensor(uninitializedShape: shape).on(device)
+        var y = Tensor(uninitializedShape: shape, layout: layout)
+        y.device = device
         let (source, destination) = (pointer, y.mutablePointer)
         for i in 0..<count { destination[i] = source[i].roundedToBFloat16 }
         return y

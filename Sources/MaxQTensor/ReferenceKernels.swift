@@ -4,7 +4,7 @@
 public enum ReferenceKernels {
     public static func conv2d(_ x: Tensor, _ w: Tensor, _ g: Conv2dGeometry) throws(TensorError) -> Tensor {
         let key = try CPUBackend.convolutionKey(x.shape, w.shape, g)
-        let y = Tensor(zeros: key.output)
+        let (x, y) = (x.inNCHW(), Tensor(zeros: key.output))
         try forEachTap(key) { xi, wi, yi in y.mutablePointer[yi] += x.pointer[xi] * w.pointer[wi] }
         return y
     }
@@ -13,7 +13,7 @@ public enum ReferenceKernels {
         throws(TensorError) -> Tensor
     {
         let key = try CPUBackend.convolutionKey(inputShape, w.shape, g)
-        let dx = Tensor(zeros: inputShape)
+        let (dy, dx) = (dy.inNCHW(), Tensor(zeros: inputShape))
         try forEachTap(key) { xi, wi, yi in dx.mutablePointer[xi] += dy.pointer[yi] * w.pointer[wi] }
         return dx
     }
@@ -22,7 +22,7 @@ public enum ReferenceKernels {
         throws(TensorError) -> Tensor
     {
         let key = try CPUBackend.convolutionKey(x.shape, weightShape, g)
-        let dw = Tensor(zeros: weightShape)
+        let (dy, x, dw) = (dy.inNCHW(), x.inNCHW(), Tensor(zeros: weightShape))
         try forEachTap(key) { xi, wi, yi in dw.mutablePointer[wi] += dy.pointer[yi] * x.pointer[xi] }
         return dw
     }

@@ -33,6 +33,9 @@ final class TensorStorage: @unchecked Sendable {
 public struct Tensor: @unchecked Sendable {
     public private(set) var shape: [Int]
     public internal(set) var device: Device = .cpu
+    /// How the storage orders the values (ChannelBlocks.swift); the public accessors below give
+    /// them in NCHW order whatever the layout.
+    public internal(set) var layout: TensorLayout = .nchw
     var storage: TensorStorage
 
     public var count: Int { storage.count }
@@ -41,7 +44,12 @@ public struct Tensor: @unchecked Sendable {
     /// A tensor whose contents are undefined (storage reused from the buffer pool): for
     /// kernels that write every element before reading any.
     public init(uninitializedShape shape: [Int]) {
+        self.init(uninitializedShape: shape, layout: .nchw)
+    }
+
+    init(uninitializedShape shape: [Int], layout: TensorLayout) {
         self.shape = shape
+        self.layout = layout
         self.storage = TensorStorage(count: shape.reduce(1, *))
     }
 
@@ -84,28 +92,36 @@ public struct Tensor: @unchecked Sendable {
         UnsafeBufferPointer(start: storage.pointer, count: count).allSatisfy { $0.isFinite }
     }
 
+    /// The values in NCHW order.
     public var scalars: [Float] {
-        Array(UnsafeBufferPointer(start: storage.pointer, count: count))
+        let plain = inNCHW()
+        return Array(UnsafeBufferPointer(start: plain.storage.pointer, count: count))
     }
 
     /// The single value of a one-element tensor.
     public var scalarValue: Float { storage.pointer[0] }
 
+    /// The value at `index` in NCHW order.
     public subscript(flat index: Int) -> Float {
-        get { storage.pointer[index] }
+        get { storage.pointer[storageIndex(ofNCHW: index)] }
         set {
+            self = inNCHW()
             makeUnique()
             storage.pointer[index] = newValue
         }
     }
 
+    /// The values in NCHW order.
     public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
-        try body(UnsafeBufferPointer(start: storage.pointer, count: count))
+        let plain = inNCHW()
+        return try body(UnsafeBufferPointer(start: plain.storage.pointer, count: count))
     }
 
+    /// The values in NCHW order (the tensor becomes NCHW).
     public mutating func withUnsafeMutableBufferPointer<R>(
         _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
     ) rethrows -> R {
+        self = inNCHW()
         makeUnique()
         return try body(UnsafeMutableBufferPointer(start: storage.pointer, count: count))
     }
@@ -120,9 +136,10 @@ public struct Tensor: @unchecked Sendable {
     /// Writable pointer for kernels after `makeUnique()`; used on freshly created outputs.
     var mutablePointer: UnsafeMutablePointer<Float> { storage.pointer }
 
-    /// The same tensor on another device (both devices keep host memory today: no copy).
+    /// The same tensor on another device (both devices keep host memory today: no copy, but for
+    /// channel-blocked values, which only the CPU backend reads).
     public func on(_ device: Device) -> Tensor {
-        var result = self
+        var result = device == .cpu ? self : inNCHW()
         result.device = device
         return result
     }
@@ -130,7 +147,7 @@ public struct Tensor: @unchecked Sendable {
     /// The same elements under another shape with the same element count (no copy).
     public func reshaped(_ newShape: [Int]) throws(TensorError) -> Tensor {
         guard newShape.reduce(1, *) == count else { throw .shapeMismatch(op: "reshape", shape, newShape) }
-        var result = self
+        var result = newShape == shape ? self : inNCHW()
         result.shape = newShape
         return result
     }
@@ -147,7 +164,7 @@ extension Tensor {
     /// The first `count` elements of `source` under `shape` (a copy).
     public init(copying source: Tensor, count: Int, shape: [Int]) {
         self.init(uninitializedShape: shape)
-        storage.pointer.update(from: source.storage.pointer, count: count)
+        storage.pointer.update(from: source.inNCHW().storage.pointer, count: count)
     }
 }
 
@@ -161,7 +178,7 @@ extension Tensor {
     /// NCHW (N, C, H, W) as channel-major (1, C, N, H, W) (copied, but for one image).
     public func channelMajor() -> Tensor {
         precondition(rank == 4, "channel-major from a tensor of rank \(rank)")
-        return try! swappingFirstTwoAxes().reshaped([1] + [shape[1], shape[0]] + shape.dropFirst(2))
+        return try! inNCHW().swappingFirstTwoAxes().reshaped([1] + [shape[1], shape[0]] + shape.dropFirst(2))
     }
 
     /// Channel-major (1, C, N, H, W) back to NCHW (N, C, H, W) (copied, but for one image).

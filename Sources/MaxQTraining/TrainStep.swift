@@ -44,7 +44,8 @@ public enum TrainStep {
         model.zeroGrad()
         // All masks at once, in parallel across layers; each unit then uses its fresh mask.
         try model.recomputeMasks()
-        let logits = try model(Variable(images))
+        // Activations channel-blocked between operations: no reorders around each convolution.
+        let logits = try TensorLayout.run(.channelBlocked) { () throws(TensorError) in try model(Variable(images)) }
         let loss = try logits.crossEntropy(labels: labels, labelSmoothing: labelSmoothing)
         let accuracy = try logits.value.topKAccuracy(labels: labels, ks: [1, min(topK, logits.shape[1])])
         var result = StepResult(

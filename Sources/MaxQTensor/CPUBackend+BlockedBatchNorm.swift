@@ -1,0 +1,246 @@
+// Batch norm over channel-blocked activations (ChannelBlocks.swift): the arithmetic of
+// CPUBackend+BatchNorm.swift with sixteen channels per vector, one lane each, so that a block of
+// channels is one pass over contiguous memory. Sums are in float over one sample's pixels (four
+// partial sums per channel) and in double across samples, as in NCHW.
+
+extension CPUBackend {
+    typealias ChannelLanes = SIMD16<Float>
+
+    /// (samples, channel blocks, pixels per channel plane) of a blocked (N, C, H, W) tensor.
+    static func blocks(of x: Tensor) -> (n: Int, blocks: Int, plane: Int) {
+        (x.shape[0], x.shape[1] / TensorLayout.blockWidth, x.shape[2] * x.shape[3])
+    }
+
+    /// The per-channel values of block `block` as one vector.
+    @inline(__always)
+    static func lanes(_ values: UnsafePointer<Float>, block: Int) -> ChannelLanes {
+        UnsafeRawPointer(values + block * TensorLayout.blockWidth).loadUnaligned(as: ChannelLanes.self)
+    }
+
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>, _ pixel: Int) -> ChannelLanes {
+        UnsafeRawPointer(p + pixel * TensorLayout.blockWidth).loadUnaligned(as: ChannelLanes.self)
+    }
+
+    /// Over one sample's block of `pixels` pixels, per channel: without `other`, (sum of d, sum of
+    /// d * d) for d = a - offset; with it, (sum of g, sum of g * (other - offset)) for g = a, or with
+    /// `gate`, a where the gate is positive and 0 elsewhere. Four partial sums per channel, so that
+    /// additions do not wait on each other's latency.
+    @inline(__always)
+    static func blockSums(
+        _ a: UnsafePointer<Float>, _ other: UnsafePointer<Float>?, gate: UnsafePointer<Float>?, pixels: Int,
+        offset: ChannelLanes
+    ) -> (ChannelLanes, ChannelLanes) {
+        var first = (ChannelLanes(), ChannelLanes(), ChannelLanes(), ChannelLanes())
+        var second = first
+        @inline(__always) func term(_ j: Int) -> (ChannelLanes, ChannelLanes) {
+            guard let other else {
+                let d = load(a, j) - offset
+                return (d, d * d)
+            }
+            var g = load(a, j)
+            if let gate { g = g.replacing(with: 0, where: .!(load(gate, j) .> 0)) }
+            return (g, g * (load(other, j) - offset))
+        }
+        var j = 0
+        while j + 4 <= pixels {
+            let (s0, q0) = term(j), (s1, q1) = term(j + 1), (s2, q2) = term(j + 2), (s3, q3) = term(j + 3)
+            first.0 += s0
+            first.1 += s1
+            first.2 += s2
+            first.3 += s3
+            second.0 += q0
+            second.1 += q1
+            second.2 += q2
+            second.3 += q3
+            j += 4
+        }
+        while j < pixels {
+            let (s, q) = term(j)
+            first.0 += s
+            second.0 += q
+            j += 1
+        }
+        return ((first.0 + first.1) + (first.2 + first.3), (second.0 + second.1) + (second.2 + second.3))
+    }
+
+    /// `blockSums` of block `block` over every sample, added in double per channel into
+    /// `sums[block * 16 ..< block * 16 + 16]` and likewise `squares`.
+    @inline(__always)
+    static func blockSumsOverSamples(
+        _ a: UnsafePointer<Float>, _ other: UnsafePointer<Float>?, gate: UnsafePointer<Float>?,
+        geometry: (n: Int, blocks: Int, plane: Int), block: Int, offset: ChannelLanes,
+        into sums: UnsafeMutablePointer<Double>, _ squares: UnsafeMutablePointer<Double>
+    ) {
+        let (n, blocks, plane) = geometry
+        let width = TensorLayout.blockWidth
+        for lane in 0..<width { (sums[block * width + lane], squares[block * width + lane]) = (0, 0) }
+        for i in 0..<n {
+            let start = (i * blocks + block) * plane * width
+            let (s, q) = blockSums(
+                a + start, other.map { $0 + start }, gate: gate.map { $0 + start }, pixels: plane, offset: offset)
+            for lane in 0..<width {
+                sums[block * width + lane] += Double(s[lane])
+                squares[block * width + lane] += Double(q[lane])
+            }
+        }
+    }
+
+    func blockedBatchNormSums(_ x: Tensor, shifts: [Float]) -> BatchNormSums {
+        let geometry = Self.blocks(of: x)
+        let c = x.shape[1]
+        var sums = [Double](repeating: 0, count: c), squares = [Double](repeating: 0, count: c)
+        let xp = x.pointer
+        shifts.withUnsafeBufferPointer { shiftBuffer in
+            sums.withUnsafeMutableBufferPointer { sumBuffer in
+                squares.withUnsafeMutableBufferPointer { squareBuffer in
+                    let (shiftAt, sumAt) = (UncheckedFloats(shiftBuffer), UncheckedDoubles(sumBuffer))
+                    let squareAt = UncheckedDoubles(squareBuffer)
+                    parallelRanges(geometry.blocks) { blocks in
+                        for block in blocks {
+                            Self.blockSumsOverSamples(
+                                xp, nil, gate: nil, geometry: geometry, block: block,
+                                offset: Self.lanes(shiftAt.pointer, block: block), into: sumAt.pointer, squareAt.pointer
+                            )
+                        }
+                    }
+                }
+            }
+        }
+        return BatchNormSums(
+            count: Double(geometry.n * geometry.plane), shift: shifts, sum: sums, squares: squares)
+    }
+
+    func blockedBatchNormNormalize(
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, relu: Bool
+    ) -> Tensor {
+        let (n, blocks, plane) = Self.blocks(of: x)
+        let y = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
+        let (xp, yp) = (x.pointer, y.mutablePointer)
+        let (gamma, beta, mean, invStd) = (weight.pointer, bias.pointer, saved.mean.pointer, saved.invStd.pointer)
+        let width = TensorLayout.blockWidth
+        parallelRanges(n * blocks, grain: max(1, 256 / max(plane, 1))) { units in
+            for unit in units {
+                let block = unit % blocks
+                let a = Self.lanes(gamma, block: block) * Self.lanes(invStd, block: block)
+                let b = Self.lanes(beta, block: block) - Self.lanes(mean, block: block) * a
+                let (source, target) = (xp + unit * plane * width, yp + unit * plane * width)
+                for j in 0..<plane {
+                    var v = Self.load(source, j) * a + b
+                    if relu { v = v.replacing(with: 0, where: v .< 0) }
+                    UnsafeMutableRawPointer(target + j * width).storeBytes(of: v, as: ChannelLanes.self)
+                }
+            }
+        }
+        return y
+    }
+
+    /// dx = gamma * istd * (g - mean(g) - (x - mean) * istd^2 * mean(g * (x - mean))) for block
+    /// `block` of every sample, g = dy, or dy where `gate` is positive and 0 elsewhere.
+    @inline(__always)
+    static func writeBlockedInputGradient(
+        _ dxp: UnsafeMutablePointer<Float>, _ dyp: UnsafePointer<Float>, _ xp: UnsafePointer<Float>,
+        gate: UnsafePointer<Float>?, geometry: (n: Int, blocks: Int, plane: Int), block: Int,
+        a: ChannelLanes, mean: ChannelLanes, meanDy: ChannelLanes, k: ChannelLanes
+    ) {
+        let (n, blocks, plane) = geometry
+        let width = TensorLayout.blockWidth
+        for i in 0..<n {
+            let start = (i * blocks + block) * plane * width
+            for j in 0..<plane {
+                var g = load(dyp + start, j)
+                if let gate { g = g.replacing(with: 0, where: .!(load(gate + start, j) .> 0)) }
+                let centered = load(xp + start, j) - mean
+                UnsafeMutableRawPointer(dxp + start + j * width).storeBytes(
+                    of: a * (g - meanDy - centered * k), as: ChannelLanes.self)
+            }
+        }
+    }
+
+    func blockedBatchNormBackward(
+        _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
+    ) -> (Tensor, Tensor, Tensor) {
+        let geometry = Self.blocks(of: x)
+        let c = x.shape[1]
+        let dx = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
+        let dWeight = Tensor(uninitializedShape: [c]), dBias = Tensor(uninitializedShape: [c])
+        let (xp, dyp, dxp, gate) = (x.pointer, dy.pointer, dx.mutablePointer, reluOutput?.pointer)
+        let count = Float(geometry.n * geometry.plane)
+        var sumDy = [Double](repeating: 0, count: c), sumDyXc = [Double](repeating: 0, count: c)
+        sumDy.withUnsafeMutableBufferPointer { dyBuffer in
+            sumDyXc.withUnsafeMutableBufferPointer { centeredBuffer in
+                let (plain, centered) = (UncheckedDoubles(dyBuffer), UncheckedDoubles(centeredBuffer))
+                parallelRanges(geometry.blocks) { blocks in
+                    for block in blocks {
+                        let mean = Self.lanes(saved.mean.pointer, block: block)
+                        Self.blockSumsOverSamples(
+                            dyp, xp, gate: gate, geometry: geometry, block: block, offset: mean,
+                            into: plain.pointer, centered.pointer)
+                        var meanDy = ChannelLanes(), meanDyXc = ChannelLanes()
+                        for lane in 0..<TensorLayout.blockWidth {
+                            let ch = block * TensorLayout.blockWidth + lane
+                            dBias.mutablePointer[ch] = Float(plain.pointer[ch])
+                            dWeight.mutablePointer[ch] = Float(centered.pointer[ch]) * saved.invStd.pointer[ch]
+                            meanDy[lane] = Float(plain.pointer[ch]) / count
+                            meanDyXc[lane] = Float(centered.pointer[ch]) / count
+                        }
+                        let invStd = Self.lanes(saved.invStd.pointer, block: block)
+                        Self.writeBlockedInputGradient(
+                            dxp, dyp, xp, gate: gate, geometry: geometry, block: block,
+                            a: Self.lanes(weight.pointer, block: block) * invStd, mean: mean, meanDy: meanDy,
+                            k: meanDyXc * invStd * invStd)
+                    }
+                }
+            }
+        }
+        return (dx, dWeight, dBias)
+    }
+
+    func blockedBatchNormGradientSums(_ dy: Tensor, _ x: Tensor, mean: Tensor) -> (
+        sumDy: [Double], sumDyCentered: [Double]
+    ) {
+        let geometry = Self.blocks(of: x)
+        var sumDy = [Double](repeating: 0, count: x.shape[1]), sumDyXc = sumDy
+        let (xp, dyp) = (x.pointer, dy.pointer)
+        sumDy.withUnsafeMutableBufferPointer { dyBuffer in
+            sumDyXc.withUnsafeMutableBufferPointer { centeredBuffer in
+                let (plain, centered) = (UncheckedDoubles(dyBuffer), UncheckedDoubles(centeredBuffer))
+                parallelRanges(geometry.blocks) { blocks in
+                    for block in blocks {
+                        Self.blockSumsOverSamples(
+                            dyp, xp, gate: nil, geometry: geometry, block: block,
+                            offset: Self.lanes(mean.pointer, block: block), into: plain.pointer, centered.pointer)
+                    }
+                }
+            }
+        }
+        return (sumDy, sumDyXc)
+    }
+
+    func blockedBatchNormInputGradient(
+        _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, sumDy: [Double], sumDyCentered: [Double],
+        count: Double
+    ) -> Tensor {
+        let geometry = Self.blocks(of: x)
+        let dx = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
+        let (xp, dyp, dxp) = (x.pointer, dy.pointer, dx.mutablePointer)
+        let meanDy = sumDy.map { Float($0) / Float(count) }, meanDyXc = sumDyCentered.map { Float($0) / Float(count) }
+        meanDy.withUnsafeBufferPointer { meanDyBuffer in
+            meanDyXc.withUnsafeBufferPointer { meanDyXcBuffer in
+                let (meanDyAt, meanDyXcAt) = (UncheckedFloats(meanDyBuffer), UncheckedFloats(meanDyXcBuffer))
+                parallelRanges(geometry.blocks) { blocks in
+                    for block in blocks {
+                        let invStd = Self.lanes(saved.invStd.pointer, block: block)
+                        Self.writeBlockedInputGradient(
+                            dxp, dyp, xp, gate: nil, geometry: geometry, block: block,
+                            a: Self.lanes(weight.pointer, block: block) * invStd,
+                            mean: Self.lanes(saved.mean.pointer, block: block),
+                            meanDy: Self.lanes(meanDyAt.pointer, block: block),
+                            k: Self.lanes(meanDyXcAt.pointer, block: block) * invStd * invStd)
+                    }
+                }
+            }
+        }
+        return dx
+    }
+}
