@@ -100,7 +100,7 @@ final class ResidualBlock: Composite, UnaryLayer {
             return try last.fusedOutput(h, adding: identity, relu: true)
         }
         for unit in convbns { h = try unit(h) }
-        return try (h + (shortcut.map { (s) throws(TensorError) in try s(x) } ?? x)).relu()
+        return try h.addingReLU(shortcut.map { (s) throws(TensorError) in try s(x) } ?? x)
     }
 }
 
@@ -192,7 +192,7 @@ public final class ResNet: Model, Composite {
             }
             h = Variable(try deployedStem.built!(x.value))
         } else {
-            h = try bn1(conv1(x)).relu()
+            h = try bn1(conv1(x), activation: .relu)
             if !spec.cifar { h = try h.maxPool2d(kernel: 3, stride: 2, padding: 1) }
         }
         for blocks in stages {

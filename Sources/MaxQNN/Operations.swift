@@ -146,6 +146,17 @@ extension Variable {
         return .result(y, [a, b]) { (dy) throws(TensorError) in [dy, try backend.sum(dy, toShape: bShape)] }
     }
 
+    /// relu(a + b) for variables of one shape, in one pass forward and one backward (a residual
+    /// block's output): the numbers of `(a + b).relu()`.
+    public func addingReLU(_ other: Variable) throws(TensorError) -> Variable {
+        let backend = value.backend
+        let y = try backend.addReLU(value, other.value)
+        return .result(y, [self, other]) { dy in
+            let gradient = backend.activationBackward(.relu, dy, x: y, y: y)
+            return [gradient, gradient]
+        }
+    }
+
     /// Element-wise product; `other` may broadcast over this variable's shape.
     public static func * (a: Variable, b: Variable) throws(TensorError) -> Variable {
         let (av, bv) = (a.value, b.value)

@@ -15,10 +15,10 @@ public protocol ResidualFusing: UnaryLayer {
 }
 
 extension UnaryLayer {
-    /// `relu?(self(x) + residual)` step by step (what a fusing layer does when it cannot fuse).
+    /// `relu?(self(x) + residual)`, the layer's output first (what a fusing layer does when it cannot
+    /// fuse the addition into its own kernel).
     public func unfusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
-        let sum = try self(x) + residual
-        return relu ? sum.relu() : sum
+        relu ? try self(x).addingReLU(residual) : try self(x) + residual
     }
 }
 

@@ -146,6 +146,9 @@ public protocol Backend: Sendable {
 
     /// a + b or a * b where b broadcasts over a (see `BroadcastPattern`).
     func add(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor
+    /// max(a + b, 0) of tensors of one shape (a residual block's output) in one pass: the values of
+    /// `add` then ReLU.
+    func addReLU(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor
     func multiply(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor
     /// Sums `t` down to `shape` (the reverse of broadcasting).
     func sum(_ t: Tensor, toShape shape: [Int]) throws(TensorError) -> Tensor

@@ -58,6 +58,9 @@ enum SigmoidGrad: BinaryFunction {
     @inline(__always) static func apply(_ g: Float, _ s: Float) -> Float { g * s * (1 - s) }
 }
 enum Plus: BinaryFunction { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
+enum PlusReLU: BinaryFunction {
+    @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { max(a + b, 0) }
+}
 enum Times: BinaryFunction { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
 
 extension CPUBackend {
@@ -119,6 +122,11 @@ extension CPUBackend {
 
     public func add(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
         try broadcast(a, b, op: "add", Plus.self)
+    }
+
+    public func addReLU(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
+        guard a.shape == b.shape else { throw .shapeMismatch(op: "add_relu", a.shape, b.shape) }
+        return zip(a, b, PlusReLU.self)
     }
 
     public func multiply(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {

@@ -267,6 +267,10 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
     }
 
     public func add(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor { try broadcast(a, b, op: "add", +) }
+    public func addReLU(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
+        guard a.shape == b.shape else { throw .shapeMismatch(op: "add_relu", a.shape, b.shape) }
+        return activation(.relu, try add(a, b))
+    }
     public func multiply(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
         try broadcast(a, b, op: "multiply", *)
     }

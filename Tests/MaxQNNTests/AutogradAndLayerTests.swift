@@ -121,6 +121,27 @@ final class TinyNetwork: Layer {
         #expect(w.grad?.scalars == [2, 4])
     }
 
+    /// A residual block's fused output: the values and gradients of the addition and ReLU apart,
+    /// on both backends, with an exact zero among the sums (ReLU's gradient there is 0).
+    @Test(arguments: [Device.cpu, .reference])
+    func addingReLUIsTheAdditionThenReLU(on device: Device) throws {
+        var generator = RandomGenerator(seed: 2)
+        var a = Tensor(normal: [2, 16, 3, 3], generator: &generator)
+        let b = Tensor(normal: [2, 16, 3, 3], generator: &generator)
+        a[flat: 7] = -b[flat: 7]
+        let seed = Tensor(normal: [2, 16, 3, 3], generator: &generator).on(device)
+        var results: [(value: [Float], gradients: [[Float]])] = []
+        for fused in [false, true] {
+            let (x, y) = (Variable(a.on(device), requiresGrad: true), Variable(b.on(device), requiresGrad: true))
+            let output = fused ? try x.addingReLU(y) : try (x + y).relu()
+            try output.backward(seed: seed)
+            results.append((output.value.scalars, [x.grad!.scalars, y.grad!.scalars]))
+        }
+        #expect(results[0].value == results[1].value && results[0].gradients == results[1].gradients)
+        #expect(results[1].value[7] == 0 && results[1].gradients[0][7] == 0)
+        #expect(throws: TensorError.self) { try Variable(a).addingReLU(Variable(Tensor(zeros: [2, 16, 3, 1]))) }
+    }
+
     @Test func evaluationWithoutGradientsRecordsNothing() throws {
         let model = try TinyNetwork()
         model.setTraining(false)
