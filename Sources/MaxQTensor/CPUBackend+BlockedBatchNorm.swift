@@ -160,55 +160,30 @@ extension CPUBackend {
     func blockedBatchNormBackward(
         _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
     ) -> (Tensor, Tensor, Tensor) {
-        let geometry = Self.blocks(of: x)
-        let c = x.shape[1]
-        let dx = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
-        let dWeight = Tensor(uninitializedShape: [c]), dBias = Tensor(uninitializedShape: [c])
-        let (xp, dyp, dxp, gate) = (x.pointer, dy.pointer, dx.mutablePointer, reluOutput?.pointer)
-        let count = Float(geometry.n * geometry.plane)
-        var sumDy = [Double](repeating: 0, count: c), sumDyXc = [Double](repeating: 0, count: c)
-        sumDy.withUnsafeMutableBufferPointer { dyBuffer in
-            sumDyXc.withUnsafeMutableBufferPointer { centeredBuffer in
-                let (plain, centered) = (UncheckedDoubles(dyBuffer), UncheckedDoubles(centeredBuffer))
-                parallelRanges(geometry.blocks) { blocks in
-                    for block in blocks {
-                        let mean = Self.lanes(saved.mean.pointer, block: block)
-                        Self.blockSumsOverSamples(
-                            dyp, xp, gate: gate, geometry: geometry, block: block, offset: mean,
-                            into: plain.pointer, centered.pointer)
-                        var meanDy = ChannelLanes(), meanDyXc = ChannelLanes()
-                        for lane in 0..<TensorLayout.blockWidth {
-                            let ch = block * TensorLayout.blockWidth + lane
-                            dBias.mutablePointer[ch] = Float(plain.pointer[ch])
-                            dWeight.mutablePointer[ch] = Float(centered.pointer[ch]) * saved.invStd.pointer[ch]
-                            meanDy[lane] = Float(plain.pointer[ch]) / count
-                            meanDyXc[lane] = Float(centered.pointer[ch]) / count
-                        }
-                        let invStd = Self.lanes(saved.invStd.pointer, block: block)
-                        Self.writeBlockedInputGradient(
-                            dxp, dyp, xp, gate: gate, geometry: geometry, block: block,
-                            a: Self.lanes(weight.pointer, block: block) * invStd, mean: mean, meanDy: meanDy,
-                            k: meanDyXc * invStd * invStd)
-                    }
-                }
-            }
-        }
+        let (sumDy, sumDyXc) = blockedBatchNormGradientSums(dy, x, mean: saved.mean, gate: reluOutput)
+        let invStd = saved.invStd.scalars
+        let dWeight = try! Tensor(shape: [sumDy.count], scalars: sumDy.indices.map { Float(sumDyXc[$0]) * invStd[$0] })
+        let dBias = try! Tensor(shape: [sumDy.count], scalars: sumDy.map { Float($0) })
+        let count = Double(x.shape[0] * x.shape[2] * x.shape[3])
+        let dx = blockedBatchNormInputGradient(
+            dy, x, weight: weight, saved: saved, sumDy: sumDy, sumDyCentered: sumDyXc, count: count, gate: reluOutput)
         return (dx, dWeight, dBias)
     }
 
-    func blockedBatchNormGradientSums(_ dy: Tensor, _ x: Tensor, mean: Tensor) -> (
+    /// Per channel, (sum of g, sum of g * (x - mean)) with g = dy, or dy where `gate` is positive.
+    func blockedBatchNormGradientSums(_ dy: Tensor, _ x: Tensor, mean: Tensor, gate: Tensor? = nil) -> (
         sumDy: [Double], sumDyCentered: [Double]
     ) {
         let geometry = Self.blocks(of: x)
         var sumDy = [Double](repeating: 0, count: x.shape[1]), sumDyXc = sumDy
-        let (xp, dyp) = (x.pointer, dy.pointer)
+        let (xp, dyp, gp) = (x.pointer, dy.pointer, gate?.pointer)
         sumDy.withUnsafeMutableBufferPointer { dyBuffer in
             sumDyXc.withUnsafeMutableBufferPointer { centeredBuffer in
                 let (plain, centered) = (UncheckedDoubles(dyBuffer), UncheckedDoubles(centeredBuffer))
                 parallelRanges(geometry.blocks) { blocks in
                     for block in blocks {
                         Self.blockSumsOverSamples(
-                            dyp, xp, gate: nil, geometry: geometry, block: block,
+                            dyp, xp, gate: gp, geometry: geometry, block: block,
                             offset: Self.lanes(mean.pointer, block: block), into: plain.pointer, centered.pointer)
                     }
                 }
@@ -217,13 +192,14 @@ extension CPUBackend {
         return (sumDy, sumDyXc)
     }
 
+    /// With `gate`, dy counts only where the gate is positive (ReLU after batch norm).
     func blockedBatchNormInputGradient(
         _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, sumDy: [Double], sumDyCentered: [Double],
-        count: Double
+        count: Double, gate: Tensor? = nil
     ) -> Tensor {
         let geometry = Self.blocks(of: x)
         let dx = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
-        let (xp, dyp, dxp) = (x.pointer, dy.pointer, dx.mutablePointer)
+        let (xp, dyp, dxp, gp) = (x.pointer, dy.pointer, dx.mutablePointer, gate?.pointer)
         let meanDy = sumDy.map { Float($0) / Float(count) }, meanDyXc = sumDyCentered.map { Float($0) / Float(count) }
         meanDy.withUnsafeBufferPointer { meanDyBuffer in
             meanDyXc.withUnsafeBufferPointer { meanDyXcBuffer in
@@ -232,7 +208,7 @@ extension CPUBackend {
                     for block in blocks {
                         let invStd = Self.lanes(saved.invStd.pointer, block: block)
                         Self.writeBlockedInputGradient(
-                            dxp, dyp, xp, gate: nil, geometry: geometry, block: block,
+                            dxp, dyp, xp, gate: gp, geometry: geometry, block: block,
                             a: Self.lanes(weight.pointer, block: block) * invStd,
                             mean: Self.lanes(saved.mean.pointer, block: block),
                             meanDy: Self.lanes(meanDyAt.pointer, block: block),
