@@ -119,6 +119,8 @@ extension CPUBackend {
         let (xp, yp) = (x.pointer, y.mutablePointer)
         let (gamma, beta, mean, invStd) = (weight.pointer, bias.pointer, saved.mean.pointer, saved.invStd.pointer)
         let width = TensorLayout.blockWidth
+        // With its ReLU, the output is a convolution's input.
+        let rounded = relu ? BFloat16CopyWriter(for: y) : nil
         parallelRanges(n * blocks, grain: max(1, 256 / max(plane, 1))) { units in
             for unit in units {
                 let block = unit % blocks
@@ -130,6 +132,7 @@ extension CPUBackend {
                     if relu { v = v.replacing(with: 0, where: v .< 0) }
                     UnsafeMutableRawPointer(target + j * width).storeBytes(of: v, as: ChannelLanes.self)
                 }
+                rounded?.round(unit * plane * width..<(unit + 1) * plane * width)
             }
         }
         return y
@@ -141,7 +144,7 @@ extension CPUBackend {
     static func writeBlockedInputGradient(
         _ dxp: UnsafeMutablePointer<Float>, _ dyp: UnsafePointer<Float>, _ xp: UnsafePointer<Float>,
         gate: UnsafePointer<Float>?, geometry: (n: Int, blocks: Int, plane: Int), block: Int,
-        a: ChannelLanes, mean: ChannelLanes, meanDy: ChannelLanes, k: ChannelLanes
+        a: ChannelLanes, mean: ChannelLanes, meanDy: ChannelLanes, k: ChannelLanes, rounded: BFloat16CopyWriter?
     ) {
         let (n, blocks, plane) = geometry
         let width = TensorLayout.blockWidth
@@ -154,6 +157,7 @@ extension CPUBackend {
                 UnsafeMutableRawPointer(dxp + start + j * width).storeBytes(
                     of: a * (g - meanDy - centered * k), as: ChannelLanes.self)
             }
+            rounded?.round(start..<start + plane * width)
         }
     }
 
@@ -200,6 +204,7 @@ extension CPUBackend {
         let geometry = Self.blocks(of: x)
         let dx = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
         let (xp, dyp, dxp, gp) = (x.pointer, dy.pointer, dx.mutablePointer, gate?.pointer)
+        let rounded = BFloat16CopyWriter(for: dx)  // the output gradient of the convolution before
         let meanDy = sumDy.map { Float($0) / Float(count) }, meanDyXc = sumDyCentered.map { Float($0) / Float(count) }
         meanDy.withUnsafeBufferPointer { meanDyBuffer in
             meanDyXc.withUnsafeBufferPointer { meanDyXcBuffer in
@@ -212,7 +217,7 @@ extension CPUBackend {
                             a: Self.lanes(weight.pointer, block: block) * invStd,
                             mean: Self.lanes(saved.mean.pointer, block: block),
                             meanDy: Self.lanes(meanDyAt.pointer, block: block),
-                            k: Self.lanes(meanDyXcAt.pointer, block: block) * invStd * invStd)
+                            k: Self.lanes(meanDyXcAt.pointer, block: block) * invStd * invStd, rounded: rounded)
                     }
                 }
             }

@@ -180,7 +180,7 @@ final class ConvolutionPlan: @unchecked Sendable {
         var stagedDy: StagedBuffer?
         var dx: Tensor?, dw: Tensor?
         if let w {
-            let staged = try b.dataDiffDst.staged(from: dy.pointer, op)
+            let staged = try b.dataDiffDst.staged(dy, op)
             dx = Tensor(uninitializedShape: key.input, layout: key.inputLayout)
             try run(
                 b.data, op,
@@ -196,7 +196,7 @@ final class ConvolutionPlan: @unchecked Sendable {
             if let stagedDy, b.sharesDiffDst {
                 staged = stagedDy
             } else {
-                staged = try b.weightDiffDst.staged(from: dy.pointer, op)
+                staged = try b.weightDiffDst.staged(dy, op)
             }
             dw = Tensor(uninitializedShape: key.weight)
             try run(
@@ -208,7 +208,7 @@ final class ConvolutionPlan: @unchecked Sendable {
     }
 
     private func stage(_ tensor: Tensor, _ bridge: LayoutBridge) throws(TensorError) -> StagedBuffer {
-        try bridge.staged(from: tensor.pointer, "conv2d \(key.input) * \(key.weight)")
+        try bridge.staged(tensor, "conv2d \(key.input) * \(key.weight)")
     }
 
     /// Runs a primitive on inputs already in its layouts and drains the output into `output`'s tensor.

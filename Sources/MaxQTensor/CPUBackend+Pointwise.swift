@@ -64,30 +64,37 @@ enum PlusReLU: BinaryFunction {
 enum Times: BinaryFunction { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
 
 extension CPUBackend {
-    func map<F: UnaryFunction>(_ x: Tensor, _: F.Type) -> Tensor {
+    /// `roundedCopy`: the output is a convolution's input; write its bfloat16 copy in a bf16 scope
+    /// (BFloat16Copies.swift).
+    func map<F: UnaryFunction>(_ x: Tensor, _: F.Type, roundedCopy: Bool = false) -> Tensor {
         let y = Tensor(uninitializedShape: x.shape, layout: x.layout)
         let (xp, yp) = (x.pointer, y.mutablePointer)
+        let rounded = roundedCopy ? BFloat16CopyWriter(for: y) : nil
         parallelRanges(x.count, grain: 1 << 15) { r in
             for i in r { yp[i] = F.apply(xp[i]) }
+            rounded?.round(r)
         }
         return y
     }
 
-    func zip<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _: F.Type) -> Tensor {
+    /// `roundedCopy` as for `map`.
+    func zip<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _: F.Type, roundedCopy: Bool = false) -> Tensor {
         let b = b.inLayout(a.layout)
         let y = Tensor(uninitializedShape: a.shape, layout: a.layout)
         let (ap, bp, yp) = (a.pointer, b.pointer, y.mutablePointer)
+        let rounded = roundedCopy ? BFloat16CopyWriter(for: y) : nil
         parallelRanges(a.count, grain: 1 << 15) { r in
             for i in r { yp[i] = F.apply(ap[i], bp[i]) }
+            rounded?.round(r)
         }
         return y
     }
 
     public func activation(_ kind: Activation, _ x: Tensor) -> Tensor {
         switch kind {
-        case .relu: map(x, ReLU.self)
-        case .relu6: map(x, ReLU6.self)
-        case .hardswish: map(x, Hardswish.self)
+        case .relu: map(x, ReLU.self, roundedCopy: true)
+        case .relu6: map(x, ReLU6.self, roundedCopy: true)
+        case .hardswish: map(x, Hardswish.self, roundedCopy: true)
         case .hardsigmoid: map(x, Hardsigmoid.self)
         case .sigmoid: map(x, Sigmoid.self)
         }
@@ -126,7 +133,7 @@ extension CPUBackend {
 
     public func addReLU(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {
         guard a.shape == b.shape else { throw .shapeMismatch(op: "add_relu", a.shape, b.shape) }
-        return zip(a, b, PlusReLU.self)
+        return zip(a, b, PlusReLU.self, roundedCopy: true)
     }
 
     public func multiply(_ a: Tensor, _ b: Tensor) throws(TensorError) -> Tensor {

@@ -133,6 +133,9 @@ final class LayoutBridge: @unchecked Sendable {
     private let toWanted: DNNLPrimitive?
     private let toPlain: DNNLPrimitive?
     let bytes: Int
+    /// Whether the wanted layout is the plain one in bfloat16: staging only rounds, so a tensor's
+    /// bfloat16 copy (BFloat16Copies.swift) can stand in for the staged buffer.
+    let onlyRounds: Bool
 
     init(plain: dnnl_memory_desc_t, wanted: dnnl_memory_desc_t, _ op: String) throws(TensorError) {
         var plain = plain
@@ -140,6 +143,9 @@ final class LayoutBridge: @unchecked Sendable {
         self.plain = plain
         self.wanted = wanted
         bytes = dnnl_memory_desc_get_size(&wanted)
+        var rounded = plain
+        rounded.data_type = dnnl_bf16
+        onlyRounds = plain.data_type == dnnl_f32 && dnnl_memory_desc_equal(&rounded, &wanted) != 0
         if dnnl_memory_desc_equal(&plain, &wanted) != 0 {
             toWanted = nil
             toPlain = nil
@@ -170,6 +176,14 @@ final class LayoutBridge: @unchecked Sendable {
     func staged(from source: UnsafeRawPointer, _ op: String) throws(TensorError) -> StagedBuffer {
         guard toWanted != nil else { return StagedBuffer(UnsafeMutableRawPointer(mutating: source), pooledBytes: nil) }
         return try copied(from: source, op)
+    }
+
+    /// `tensor`'s values in the wanted layout: its bfloat16 copy where staging would only round.
+    func staged(_ tensor: Tensor, _ op: String) throws(TensorError) -> StagedBuffer {
+        if onlyRounds, let copy = tensor.bfloat16Copy {
+            return StagedBuffer(UnsafeMutableRawPointer(mutating: copy), pooledBytes: nil)
+        }
+        return try staged(from: tensor.pointer, op)
     }
 
     /// A new buffer holding the data of `source` in the wanted layout (a copy when the layouts agree).

@@ -10,10 +10,13 @@ public enum Device: String, Sendable, Equatable {
     case cpu, reference
 }
 
-/// 64-byte aligned float32 storage shared by tensors until one of them writes.
+/// 64-byte aligned float32 storage shared by tensors until one of them writes, optionally with
+/// its values rounded to bfloat16 beside it (`BFloat16Copies.swift`).
 final class TensorStorage: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
     let count: Int
+    /// The values rounded to bfloat16 in the same order, written by the kernel that wrote the values.
+    private(set) var bfloat16Copy: UnsafeMutablePointer<UInt16>?
 
     init(count: Int) {
         self.count = count
@@ -21,7 +24,26 @@ final class TensorStorage: @unchecked Sendable {
             .bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { BufferPool.shared.release(pointer, bytes: max(count, 1) * MemoryLayout<Float>.stride) }
+    deinit {
+        BufferPool.shared.release(pointer, bytes: max(count, 1) * MemoryLayout<Float>.stride)
+        discardBFloat16Copy()
+    }
+
+    /// Room for the bfloat16 copy, which the caller fills before anyone reads the storage.
+    func makeBFloat16Copy() -> UnsafeMutablePointer<UInt16> {
+        discardBFloat16Copy()
+        let copy = BufferPool.shared.allocate(bytes: max(count, 1) * MemoryLayout<UInt16>.stride)
+            .bindMemory(to: UInt16.self, capacity: max(count, 1))
+        bfloat16Copy = copy
+        return copy
+    }
+
+    /// Drops the bfloat16 copy (the values are about to change).
+    func discardBFloat16Copy() {
+        guard let copy = bfloat16Copy else { return }
+        BufferPool.shared.release(copy, bytes: max(count, 1) * MemoryLayout<UInt16>.stride)
+        bfloat16Copy = nil
+    }
 
     func copy() -> TensorStorage {
         let other = TensorStorage(count: count)
@@ -127,7 +149,11 @@ public struct Tensor: @unchecked Sendable {
     }
 
     mutating func makeUnique() {
-        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        if isKnownUniquelyReferenced(&storage) {
+            storage.discardBFloat16Copy()
+        } else {
+            storage = storage.copy()
+        }
     }
 
     /// Read-only pointer for kernels (the tensor must outlive its use).

@@ -117,4 +117,8 @@ int maxq_cpu_has_avx512_bf16(void);
 /// of independent vdpbf16ps instructions; 0 without AVX512_BF16.
 double maxq_bf16_peak_gflops(double seconds);
 
+/// `count` floats rounded to bfloat16 as oneDNN's reorders round them (vcvtneps2bf16 where the CPU
+/// has it: to nearest, ties to even, subnormals as zero; the same in C elsewhere).
+void maxq_round_to_bf16(const float *source, uint16_t *target, int64_t count);
+
 #endif

@@ -1,0 +1,34 @@
+// Activations rounded to bfloat16 once, by the kernel that writes them. In a bf16 scope
+// (`Precision.run`) a convolution reads its input twice (forward and weight gradient) and its
+// output gradient once or twice, and oneDNN rounds each to bfloat16 with a reorder: one more pass
+// over float32 values for every read (7 % of a resnet50 step). The CPU kernels whose outputs
+// convolutions read (batch norm with its ReLU and its input gradient, the residual addition with
+// its ReLU, activations) write the rounded values beside the float32 ones while those are still in
+// cache, and a convolution that would round a tensor in its own layout reads that copy instead:
+// the same bits, since both round with the same instruction (bf16_round.c). Only channel-blocked
+// tensors get copies, the layout oneDNN's bf16 convolutions read on AVX-512.
+import CKernels
+
+extension Tensor {
+    /// The values rounded to bfloat16 in storage order, where the kernel that wrote them made them.
+    var bfloat16Copy: UnsafePointer<UInt16>? { storage.bfloat16Copy.map { UnsafePointer($0) } }
+}
+
+/// Writes the bfloat16 copy of a kernel's fresh output, chunk by chunk right after the kernel
+/// writes each chunk.
+struct BFloat16CopyWriter: @unchecked Sendable {
+    private let source: UnsafePointer<Float>
+    private let target: UnsafeMutablePointer<UInt16>
+
+    /// Nil (no copy) outside a bf16 scope and for tensors convolutions would not read in their own
+    /// layout.
+    init?(for output: Tensor) {
+        guard Precision.current == .bf16, output.layout == .channelBlocked else { return nil }
+        (source, target) = (output.pointer, output.storage.makeBFloat16Copy())
+    }
+
+    /// Rounds the elements at storage positions `range`, which the kernel has written.
+    func round(_ range: Range<Int>) {
+        maxq_round_to_bf16(source + range.lowerBound, target + range.lowerBound, Int64(range.count))
+    }
+}
