@@ -1,4 +1,4 @@
-// `--amp bf16|bf16-autocast|off` on the command line: a bf16 training run and its evaluation,
+// `--amp bf16|bf16-fp32-grad|off` on the command line: a bf16 training run and its evaluation,
 // the benchmarks, and the refusal on a CPU without AVX512_BF16.
 import Foundation
 import MaxQTensor
@@ -20,8 +20,7 @@ import Testing
         let run = try maxq(["train", "--epochs", "1"] + common)
         #expect(run.status == 0, "\(run.err)")
         #expect(
-            run.out.contains(
-                "] mixed precision: bf16 convolutions and classifier (float32 accumulation), float32 input"))
+            run.out.contains("] mixed precision: bf16 convolutions and classifier (float32 accumulation), bf16 input"))
         #expect(run.out.contains(" * Prec@1 ") && run.out.contains("done: last top-1"))
         let files = try FileManager.default.contentsOfDirectory(atPath: temporary.path)
         let checkpoint = try #require(files.first { $0.hasPrefix("checkpoint.") && $0.hasSuffix(".safetensors") })
@@ -38,7 +37,7 @@ import Testing
 
     @Test(
         .enabled(if: Precision.cpuHasBFloat16, "this CPU has no AVX512_BF16"),
-        arguments: [("train-step", "bf16"), ("train-step", "bf16-autocast"), ("eval", "bf16")])
+        arguments: [("train-step", "bf16"), ("train-step", "bf16-fp32-grad"), ("eval", "bf16")])
     func theModelBenchmarksRunInBFloat16(_ which: String, _ amp: String) throws {
         let run = try maxq([
             "bench", which, "-a", "c_resnet18", "-b", "4", "--classes", "10", "--iterations", "1", "--amp", amp,
@@ -49,9 +48,10 @@ import Testing
 
     @Test func bf16IsRefusedOnACPUWithoutAVX512BF16() throws {
         #expect(try Amp.off.scope(cpuHasBFloat16: false).precision == .fp32)
-        let autocast = try Amp.bf16Autocast.scope(cpuHasBFloat16: true)
+        let autocast = try Amp.bf16.scope(cpuHasBFloat16: true)
         #expect(autocast.precision == .bf16 && autocast.inputGradients == .bf16)
-        #expect(try Amp.bf16.scope(cpuHasBFloat16: true).inputGradients == .fp32)
+        let float32Gradients = try Amp.bf16Float32Gradients.scope(cpuHasBFloat16: true)
+        #expect(float32Gradients.precision == .bf16 && float32Gradients.inputGradients == .fp32)
         let error = #expect(throws: Failure.self) { try Amp.bf16.scope(cpuHasBFloat16: false) }
         #expect(error?.description.contains("AVX512_BF16") == true)
         let run = try maxq(["train", "--set", "Synthetic", "--amp", "fp16"])
