@@ -4,7 +4,8 @@
 // bf16 the primitives read bfloat16 inputs and write float32 outputs: the reorders into their
 // layouts round our float32 tensors on the way, so bf16 costs no pass of its own. Activations
 // may also be channel-blocked (ChannelBlocks.swift), the layout oneDNN computes in on AVX-512:
-// then they go in and out without reorders.
+// then they go in and out without reorders, and in bf16 a tensor's bfloat16 copy, where the kernel
+// that wrote it made one (BFloat16Copies.swift), stands in for the rounding.
 import CDNNL
 import Foundation
 
