@@ -3,10 +3,10 @@
 // output gradient once or twice, and oneDNN rounds each to bfloat16 with a reorder: one more pass
 // over float32 values for every read (7 % of a resnet50 step). The CPU kernels whose outputs
 // convolutions read (batch norm with its ReLU and its input gradient, the residual addition with
-// its ReLU, activations) write the rounded values beside the float32 ones while those are still in
-// cache, and a convolution that would round a tensor in its own layout reads that copy instead:
-// the same bits, since both round with the same instruction (bf16_round.c). Only channel-blocked
-// tensors get copies, the layout oneDNN's bf16 convolutions read on AVX-512.
+// its ReLU, activations, max pooling) write the rounded values beside the float32 ones while those
+// are still in cache, and a convolution that would round a tensor in its own layout reads that
+// copy instead: the same bits, since both round with the same instruction (bf16_round.c). Only
+// channel-blocked tensors get copies, the layout oneDNN's bf16 convolutions read on AVX-512.
 import CKernels
 
 extension Tensor {

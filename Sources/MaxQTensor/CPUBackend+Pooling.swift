@@ -171,6 +171,7 @@ extension CPUBackend {
         let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], oh, ow], layout: .channelBlocked)
         var argmax = [Int32](repeating: 0, count: y.count)
         let (xp, yp) = (x.pointer, y.mutablePointer)
+        let rounded = BFloat16CopyWriter(for: y)  // a ResNet's max pool feeds convolutions
         argmax.withUnsafeMutableBufferPointer { idx in
             let ip = idx.baseAddress!
             parallelRanges(n * blocks) { units in
@@ -199,6 +200,7 @@ extension CPUBackend {
                             UnsafeMutableRawPointer(ip + out).storeBytes(of: bestIndex, as: SIMD16<Int32>.self)
                         }
                     }
+                    rounded?.round(unit * oh * ow * width..<(unit + 1) * oh * ow * width)
                 }
             }
         }

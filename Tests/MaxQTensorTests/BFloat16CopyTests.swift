@@ -49,6 +49,7 @@ import Testing
             return [
                 ("add+relu", try cpu.addReLU(a, b)), ("hardswish", cpu.activation(.hardswish, a)),
                 ("batch norm+relu", normalized), ("batch norm's input gradient", dx),
+                ("max pool", try cpu.maxPool2d(a, kernel: 3, stride: 2, padding: 1).0),
             ]
         }
         for (kernel, output) in outputs {
