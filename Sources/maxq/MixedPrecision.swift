@@ -1,6 +1,6 @@
 // `--amp bf16|bf16-fp32-grad|off`: mixed precision for training, evaluation, prediction and the
 // model benchmarks (docs/mixed-precision.md). bf16 is PyTorch's CPU autocast (input gradients in
-// bfloat16 too); bf16-fp32-grad keeps input gradients in float32, slower and, over four CIFAR seeds,
+// bfloat16 too); bf16-fp32-grad keeps input gradients in float32, slower and, over five CIFAR seeds,
 // no more accurate (docs/mixed-precision.md). Both need a CPU that multiplies bfloat16
 // natively: without AVX512_BF16 they would be slower than float32, so they are refused rather than run.
 import ArgumentParser
