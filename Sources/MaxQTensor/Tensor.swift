@@ -29,11 +29,13 @@ final class TensorStorage: @unchecked Sendable {
         discardBFloat16Copy()
     }
 
+    private var bfloat16CopyBytes: Int { max(count, 1) * MemoryLayout<UInt16>.stride }
+
     /// Room for the bfloat16 copy, which the caller fills before anyone reads the storage.
     func makeBFloat16Copy() -> UnsafeMutablePointer<UInt16> {
         discardBFloat16Copy()
-        let copy = BufferPool.shared.allocate(bytes: max(count, 1) * MemoryLayout<UInt16>.stride)
-            .bindMemory(to: UInt16.self, capacity: max(count, 1))
+        let copy = BufferPool.shared.allocate(bytes: bfloat16CopyBytes).bindMemory(
+            to: UInt16.self, capacity: max(count, 1))
         bfloat16Copy = copy
         return copy
     }
@@ -41,7 +43,7 @@ final class TensorStorage: @unchecked Sendable {
     /// Drops the bfloat16 copy (the values are about to change).
     func discardBFloat16Copy() {
         guard let copy = bfloat16Copy else { return }
-        BufferPool.shared.release(copy, bytes: max(count, 1) * MemoryLayout<UInt16>.stride)
+        BufferPool.shared.release(copy, bytes: bfloat16CopyBytes)
         bfloat16Copy = nil
     }
 
