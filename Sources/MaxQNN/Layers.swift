@@ -131,12 +131,27 @@ public final class BatchNorm2d: Layer {
             count = Float(x.shape[0] * x.shape[2] * x.shape[3])
             if fused { pending = nil }
         }
-        let backend = x.value.backend
+        try updateRunningStatistics(saved, count: count, backend: x.value.backend)
+        return pending.map { y.activation($0) } ?? y
+    }
+
+    /// relu(self(x) + residual): in training (unsynchronised) the addition and ReLU are fused into
+    /// batch norm's passes, forward and backward, with the same numbers.
+    public func callAsFunction(_ x: Variable, addingReLU residual: Variable) throws(TensorError) -> Variable {
+        guard training, synchronization == nil else { return try self(x).addingReLU(residual) }
+        let (y, saved) = try x.batchNormTrainingAddingReLU(weight: weight, bias: bias, eps: eps, residual: residual)
+        try updateRunningStatistics(saved, count: Float(x.shape[0] * x.shape[2] * x.shape[3]), backend: x.value.backend)
+        return y
+    }
+
+    /// The running estimates move toward this batch's statistics over `count` values per channel.
+    private func updateRunningStatistics(
+        _ saved: BatchNormSaved, count: Float, backend: any Backend
+    ) throws(TensorError) {
         try backend.updateRunningAverage(&runningMean.value, toward: saved.mean, momentum: momentum, scale: 1)
         try backend.updateRunningAverage(
             &runningVar.value, toward: saved.variance, momentum: momentum, scale: count / (count - 1))
         numBatchesTracked.value = try backend.add(numBatchesTracked.value, Tensor(scalar: 1))
-        return pending.map { y.activation($0) } ?? y
     }
 
     public func namedParameters(prefix: String) -> [(String, Variable)] {

@@ -36,6 +36,26 @@ extension Variable {
         return (result, saved)
     }
 
+    /// relu(batch norm(self) + residual) with this batch's statistics, in one pass forward and one
+    /// fewer backward (a residual block's end): the numbers of `batchNormTraining` then `addingReLU`.
+    /// Backward adds the gradients the output received inside its first pass.
+    public func batchNormTrainingAddingReLU(
+        weight: Variable, bias: Variable, eps: Float, residual: Variable
+    ) throws(TensorError) -> (Variable, BatchNormSaved) {
+        let x = value
+        let backend = x.backend
+        let saved = try backend.batchNormSums(x, shift: nil).statistics(eps: eps)
+        let y = try backend.batchNormNormalizeAddingReLU(
+            x, weight: weight.value, bias: bias.value, saved: saved, residual: residual.value)
+        let gamma = weight.value
+        let result = Variable.result(y, [self, weight, bias, residual]) { (gradients) throws(TensorError) in
+            let (dx, dGamma, dBeta, dResidual) = try backend.batchNormAddingReLUBackward(
+                gradients, x, weight: gamma, saved: saved, output: y)
+            return [dx, dGamma, dBeta, dResidual]
+        }
+        return (result, saved)
+    }
+
     /// Batch normalisation with statistics over the batches of all processes of `group`, as one
     /// batch of their union (PyTorch's SyncBatchNorm). Returns the saved statistics and the number
     /// of values per channel they cover. The weight's and bias's gradients are this process's

@@ -34,23 +34,28 @@ public final class Variable {
         guard start.shape == value.shape else { throw .shapeMismatch(op: "backward seed", value.shape, start.shape) }
         guard requiresGrad else { return }
         let order = topologicalOrder()
-        var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): start]
+        // A value's gradients in the order they arrive, added when its operation's backward runs
+        // (or inside it, for an operation that takes them unsummed).
+        var pending: [ObjectIdentifier: [Tensor]] = [ObjectIdentifier(self): [start]]
         for variable in order.reversed() {
-            guard let gradient = pending.removeValue(forKey: ObjectIdentifier(variable)) else { continue }
+            guard let gradients = pending.removeValue(forKey: ObjectIdentifier(variable)) else { continue }
             guard let node = variable.node else {
-                try variable.accumulate(gradient)
+                try variable.accumulate(try gradients[0].backend.sum(of: gradients))
                 try observer?.gradientCompleted(variable)
                 continue
             }
-            // Each operation's backward receives its output's gradient in its output's layout.
-            let inputGradients = try node.backward(gradient.inLayout(variable.value.layout))
+            // Each operation's backward receives its output's gradients in its output's layout.
+            let layout = variable.value.layout
+            let inputGradients: [Tensor?]
+            if let backwardOfGradients = node.backwardOfGradients {
+                inputGradients = try backwardOfGradients(gradients.map { $0.inLayout(layout) })
+            } else {
+                inputGradients = try node.backward(try gradients[0].backend.sum(of: gradients).inLayout(layout))
+            }
             try observer?.operationFinished()
             for (input, g) in zip(node.inputs, inputGradients) where input.requiresGrad {
                 guard let g else { continue }
-                let key = ObjectIdentifier(input)
-                pending[key] =
-                    try pending[key].map { (existing) throws(TensorError) in try existing.backend.add(existing, g) }
-                    ?? g
+                pending[ObjectIdentifier(input), default: []].append(g)
             }
         }
     }
@@ -92,14 +97,23 @@ public protocol BackwardObserver: AnyObject {
 }
 
 /// The recorded step of an operation: its inputs and the map from the output's gradient to
-/// theirs (nil where an input needs none).
+/// theirs (nil where an input needs none). An operation that can add the gradients its output
+/// received within its own first pass takes them unsummed (`backwardOfGradients`) instead.
 final class BackwardNode {
     let inputs: [Variable]
     let backward: (Tensor) throws(TensorError) -> [Tensor?]
+    let backwardOfGradients: (([Tensor]) throws(TensorError) -> [Tensor?])?
 
     init(_ inputs: [Variable], _ backward: @escaping (Tensor) throws(TensorError) -> [Tensor?]) {
         self.inputs = inputs
         self.backward = backward
+        backwardOfGradients = nil
+    }
+
+    init(_ inputs: [Variable], gradients backward: @escaping ([Tensor]) throws(TensorError) -> [Tensor?]) {
+        self.inputs = inputs
+        self.backward = { (g) throws(TensorError) in try backward([g]) }
+        backwardOfGradients = backward
     }
 }
 
@@ -120,5 +134,13 @@ extension Variable {
     ) -> Variable {
         guard GradientMode.isRecording, inputs.contains(where: \.requiresGrad) else { return Variable(value) }
         return Variable(value, node: BackwardNode(inputs, backward))
+    }
+
+    /// As `result`, for an operation whose backward takes its output's gradients unsummed.
+    static func result(
+        _ value: Tensor, _ inputs: [Variable], gradients backward: @escaping ([Tensor]) throws(TensorError) -> [Tensor?]
+    ) -> Variable {
+        guard GradientMode.isRecording, inputs.contains(where: \.requiresGrad) else { return Variable(value) }
+        return Variable(value, node: BackwardNode(inputs, gradients: backward))
     }
 }

@@ -40,7 +40,7 @@ public struct UnitNames: Sendable {
     public static let torchvision = UnitNames(conv: "0", scale: "1", maskBesideWeight: true)
 }
 
-public final class ConvBNUnit: UnaryLayer {
+public final class ConvBNUnit: ResidualFusing {
     public let conv: Conv2d
     public let scale: BatchNorm2d
     /// Applied after the batch norm (fused into the convolution in evaluation); nil for none.
@@ -104,17 +104,26 @@ public final class ConvBNUnit: UnaryLayer {
     /// into the convolution and the activation fused: one pass over the output, not three.
     public func callAsFunction(_ x: Variable) throws(TensorError) -> Variable {
         if !training && !GradientMode.isRecording { return try folded(x, activation: activation) }
-        let y: Variable  // the convolution's output
-        if let mask {
-            if training && !maskIsFresh { try recomputeMask() }
-            maskIsFresh = false
-            let weight = try conv.weight.masked(
-                by: mask.value, straightThrough: config.type.method?.straightThrough ?? true)
-            y = try x.conv2d(weight, conv.geometry)
-        } else {
-            y = try conv(x)
+        return try scale(try convolved(x), activation: activation)
+    }
+
+    /// `relu?(self(x) + residual)`; in training a unit without its own activation adds the residual
+    /// and applies the ReLU in its batch norm's passes (`BatchNorm2d.callAsFunction(_:addingReLU:)`).
+    public func fusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
+        guard relu, activation == nil, training, GradientMode.isRecording else {
+            return try unfusedOutput(x, adding: residual, relu: relu)
         }
-        return try scale(y, activation: activation)
+        return try scale(try convolved(x), addingReLU: residual)
+    }
+
+    /// The convolution's output, with the mask (recomputed in training) applied to the weight.
+    private func convolved(_ x: Variable) throws(TensorError) -> Variable {
+        guard let mask else { return try conv(x) }
+        if training && !maskIsFresh { try recomputeMask() }
+        maskIsFresh = false
+        let weight = try conv.weight.masked(
+            by: mask.value, straightThrough: config.type.method?.straightThrough ?? true)
+        return try x.conv2d(weight, conv.geometry)
     }
 
     private func folded(_ x: Variable, activation: Activation?) throws(TensorError) -> Variable {

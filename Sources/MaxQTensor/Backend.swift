@@ -120,6 +120,21 @@ public protocol Backend: Sendable {
     func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?)
         throws(TensorError) -> (Tensor, Tensor, Tensor)
 
+    /// relu(normalize(x) + residual), the normalisation as `batchNormNormalize`'s: a residual block's
+    /// last batch norm, the shortcut's addition and the ReLU in one pass. The values of
+    /// `batchNormNormalize` then `addReLU`.
+    func batchNormNormalizeAddingReLU(
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor
+    ) throws(TensorError) -> Tensor
+    /// Backward of `batchNormNormalizeAddingReLU` from the gradients its output received (summed
+    /// in their order, as backward sums a value's gradients): g = their sum where `output` is positive
+    /// and 0 elsewhere is the residual's gradient, and batch norm's backward of g gives the rest.
+    /// Returns (dx, dweight, dbias, dresidual): the values of summing, ReLU's backward and
+    /// `batchNormBackward`.
+    func batchNormAddingReLUBackward(
+        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    ) throws(TensorError) -> (Tensor, Tensor, Tensor, Tensor)
+
     /// Backward of synchronised batch norm in two parts: the per-channel sums this process
     /// contributes (to be summed across processes), and the input gradient from the summed sums
     /// and the count of all processes' values (`batchNormBackward` computes both for one process).
@@ -240,6 +255,32 @@ extension Backend {
         throws(TensorError) -> (Tensor, Tensor, Tensor)
     {
         try batchNormBackward(dy, x, weight: weight, saved: saved, reluOutput: nil)
+    }
+
+    /// `batchNormNormalizeAddingReLU` as the operations it stands for (the reference, and the
+    /// CPU backend's NCHW path).
+    func composedBatchNormNormalizeAddingReLU(
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor
+    ) throws(TensorError) -> Tensor {
+        try addReLU(batchNormNormalize(x, weight: weight, bias: bias, saved: saved, relu: false), residual)
+    }
+
+    /// `batchNormAddingReLUBackward` as the operations it stands for.
+    func composedBatchNormAddingReLUBackward(
+        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    ) throws(TensorError) -> (Tensor, Tensor, Tensor, Tensor) {
+        let g = activationBackward(.relu, try sum(of: gradients), x: output, y: output)
+        let (dx, dWeight, dBias) = try batchNormBackward(g, x, weight: weight, saved: saved, reluOutput: nil)
+        return (dx, dWeight, dBias, g)
+    }
+
+    /// ((g0 + g1) + g2) + ...: the order in which backward adds a value's gradients as they arrive.
+    public func sum(of gradients: [Tensor]) throws(TensorError) -> Tensor {
+        guard var total = gradients.first else {
+            throw .invalidArgument(op: "sum", reason: "no gradients to add")
+        }
+        for g in gradients.dropFirst() { total = try add(total, g) }
+        return total
     }
 
     /// Batch statistics over (N, H, W) per channel and the normalised output.

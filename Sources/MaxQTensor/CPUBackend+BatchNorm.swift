@@ -67,6 +67,38 @@ extension CPUBackend {
         return y
     }
 
+    public func batchNormNormalizeAddingReLU(
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor
+    ) throws(TensorError) -> Tensor {
+        try Self.checkBatchNorm(x, [weight, bias, saved.mean, saved.invStd])
+        guard residual.shape == x.shape else {
+            throw .shapeMismatch(op: "batch_norm + add_relu", x.shape, residual.shape)
+        }
+        guard x.layout == .channelBlocked else {
+            return try composedBatchNormNormalizeAddingReLU(
+                x, weight: weight, bias: bias, saved: saved, residual: residual)
+        }
+        return blockedBatchNormNormalize(
+            x, weight: weight, bias: bias, saved: saved, relu: true, residual: residual.inLayout(.channelBlocked))
+    }
+
+    public func batchNormAddingReLUBackward(
+        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    ) throws(TensorError) -> (Tensor, Tensor, Tensor, Tensor) {
+        try Self.checkBatchNorm(x, [weight, saved.mean, saved.invStd])
+        for t in gradients + [output] where t.shape != x.shape {
+            throw .shapeMismatch(op: "batch_norm + add_relu backward", t.shape, x.shape)
+        }
+        guard x.layout == .channelBlocked, let last = gradients.last else {
+            return try composedBatchNormAddingReLUBackward(gradients, x, weight: weight, saved: saved, output: output)
+        }
+        // All but the last gradient are added first; the kernel adds the last in its first pass.
+        let earlier = gradients.count > 1 ? try sum(of: Array(gradients.dropLast())).inLayout(.channelBlocked) : nil
+        return blockedBatchNormAddingReLUBackward(
+            earlier ?? last.inLayout(.channelBlocked), earlier == nil ? nil : last.inLayout(.channelBlocked), x,
+            weight: weight, saved: saved, output: output.inLayout(.channelBlocked))
+    }
+
     public func batchNormInference(
         _ x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor, eps: Float
     ) throws(TensorError) -> Tensor {

@@ -22,24 +22,49 @@ extension CPUBackend {
         UnsafeRawPointer(p + pixel * TensorLayout.blockWidth).loadUnaligned(as: ChannelLanes.self)
     }
 
+    /// Where a gradient pass reads its gradient g: `a`, plus `addend` where given, then 0 where `gate`
+    /// (where given) is not positive; `written`, where given, receives g.
+    struct GradientSource {
+        var a: UnsafePointer<Float>
+        var addend: UnsafePointer<Float>? = nil
+        var gate: UnsafePointer<Float>? = nil
+        var written: UnsafeMutablePointer<Float>? = nil
+
+        /// The same places `start` values further on.
+        @inline(__always) func advanced(by start: Int) -> GradientSource {
+            GradientSource(
+                a: a + start, addend: addend.map { $0 + start }, gate: gate.map { $0 + start },
+                written: written.map { $0 + start })
+        }
+
+        @inline(__always) func gradient(_ pixel: Int) -> ChannelLanes {
+            var g = load(a, pixel)
+            if let addend { g += load(addend, pixel) }
+            if let gate { g = g.replacing(with: 0, where: .!(load(gate, pixel) .> 0)) }
+            if let written {
+                UnsafeMutableRawPointer(written + pixel * TensorLayout.blockWidth).storeBytes(
+                    of: g, as: ChannelLanes.self)
+            }
+            return g
+        }
+    }
+
     /// Over one sample's block of `pixels` pixels, per channel: without `other`, (sum of d, sum of
-    /// d * d) for d = a - offset; with it, (sum of g, sum of g * (other - offset)) for g = a, or with
-    /// `gate`, a where the gate is positive and 0 elsewhere. Four partial sums per channel, so that
-    /// additions do not wait on each other's latency.
+    /// d * d) for d = a - offset; with it, (sum of g, sum of g * (other - offset)) for the gradient g
+    /// of `source` (`GradientSource`). Four partial sums per channel, so that additions do not wait
+    /// on each other's latency.
     @inline(__always)
     static func blockSums(
-        _ a: UnsafePointer<Float>, _ other: UnsafePointer<Float>?, gate: UnsafePointer<Float>?, pixels: Int,
-        offset: ChannelLanes
+        _ source: GradientSource, _ other: UnsafePointer<Float>?, pixels: Int, offset: ChannelLanes
     ) -> (ChannelLanes, ChannelLanes) {
         var first = (ChannelLanes(), ChannelLanes(), ChannelLanes(), ChannelLanes())
         var second = first
         @inline(__always) func term(_ j: Int) -> (ChannelLanes, ChannelLanes) {
             guard let other else {
-                let d = load(a, j) - offset
+                let d = load(source.a, j) - offset
                 return (d, d * d)
             }
-            var g = load(a, j)
-            if let gate { g = g.replacing(with: 0, where: .!(load(gate, j) .> 0)) }
+            let g = source.gradient(j)
             return (g, g * (load(other, j) - offset))
         }
         var j = 0
@@ -68,7 +93,7 @@ extension CPUBackend {
     /// `sums[block * 16 ..< block * 16 + 16]` and likewise `squares`.
     @inline(__always)
     static func blockSumsOverSamples(
-        _ a: UnsafePointer<Float>, _ other: UnsafePointer<Float>?, gate: UnsafePointer<Float>?,
+        _ source: GradientSource, _ other: UnsafePointer<Float>?,
         geometry: (n: Int, blocks: Int, plane: Int), block: Int, offset: ChannelLanes,
         into sums: UnsafeMutablePointer<Double>, _ squares: UnsafeMutablePointer<Double>
     ) {
@@ -78,7 +103,7 @@ extension CPUBackend {
         for i in 0..<n {
             let start = (i * blocks + block) * plane * width
             let (s, q) = blockSums(
-                a + start, other.map { $0 + start }, gate: gate.map { $0 + start }, pixels: plane, offset: offset)
+                source.advanced(by: start), other.map { $0 + start }, pixels: plane, offset: offset)
             for lane in 0..<width {
                 sums[block * width + lane] += Double(s[lane])
                 squares[block * width + lane] += Double(q[lane])
@@ -99,7 +124,7 @@ extension CPUBackend {
                     parallelRanges(geometry.blocks) { blocks in
                         for block in blocks {
                             Self.blockSumsOverSamples(
-                                xp, nil, gate: nil, geometry: geometry, block: block,
+                                GradientSource(a: xp), nil, geometry: geometry, block: block,
                                 offset: Self.lanes(shiftAt.pointer, block: block), into: sumAt.pointer, squareAt.pointer
                             )
                         }
@@ -111,12 +136,13 @@ extension CPUBackend {
             count: Double(geometry.n * geometry.plane), shift: shifts, sum: sums, squares: squares)
     }
 
+    /// With `residual` (blocked, and `relu`): max(normalized + residual, 0), the values of `addReLU`.
     func blockedBatchNormNormalize(
-        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, relu: Bool
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, relu: Bool, residual: Tensor? = nil
     ) -> Tensor {
         let (n, blocks, plane) = Self.blocks(of: x)
         let y = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
-        let (xp, yp) = (x.pointer, y.mutablePointer)
+        let (xp, yp, rp) = (x.pointer, y.mutablePointer, residual?.pointer)
         let (gamma, beta, mean, invStd) = (weight.pointer, bias.pointer, saved.mean.pointer, saved.invStd.pointer)
         let width = TensorLayout.blockWidth
         // With its ReLU, the output is a convolution's input.
@@ -127,9 +153,15 @@ extension CPUBackend {
                 let a = Self.lanes(gamma, block: block) * Self.lanes(invStd, block: block)
                 let b = Self.lanes(beta, block: block) - Self.lanes(mean, block: block) * a
                 let (source, target) = (xp + unit * plane * width, yp + unit * plane * width)
+                let added = rp.map { $0 + unit * plane * width }
                 for j in 0..<plane {
                     var v = Self.load(source, j) * a + b
-                    if relu { v = v.replacing(with: 0, where: v .< 0) }
+                    if let added {
+                        v += Self.load(added, j)
+                        v = v.replacing(with: 0, where: v .<= 0)  // Swift's max(v, 0): +0 for -0, NaN kept
+                    } else if relu {
+                        v = v.replacing(with: 0, where: v .< 0)
+                    }
                     UnsafeMutableRawPointer(target + j * width).storeBytes(of: v, as: ChannelLanes.self)
                 }
                 rounded?.round(unit * plane * width..<(unit + 1) * plane * width)
@@ -161,10 +193,12 @@ extension CPUBackend {
         }
     }
 
+    /// `sums`: the gradient sums of dy (gated by `reluOutput`) when the caller already has them.
     func blockedBatchNormBackward(
-        _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
+        _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor? = nil,
+        sums: (sumDy: [Double], sumDyCentered: [Double])? = nil
     ) -> (Tensor, Tensor, Tensor) {
-        let (sumDy, sumDyXc) = blockedBatchNormGradientSums(dy, x, mean: saved.mean, gate: reluOutput)
+        let (sumDy, sumDyXc) = sums ?? blockedBatchNormGradientSums(dy, x, mean: saved.mean, gate: reluOutput)
         let invStd = saved.invStd.scalars
         let dWeight = try! Tensor(shape: [sumDy.count], scalars: sumDy.indices.map { Float(sumDyXc[$0]) * invStd[$0] })
         let dBias = try! Tensor(shape: [sumDy.count], scalars: sumDy.map { Float($0) })
@@ -174,20 +208,41 @@ extension CPUBackend {
         return (dx, dWeight, dBias)
     }
 
+    /// Backward of `blockedBatchNormNormalize` with a residual, from the output's gradient `dy` (plus
+    /// `addend`, the gradient it received last): the first pass writes the gated gradient, the
+    /// residual's, while it sums it; the second reads it back.
+    func blockedBatchNormAddingReLUBackward(
+        _ dy: Tensor, _ addend: Tensor?, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    ) -> (Tensor, Tensor, Tensor, Tensor) {
+        let g = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
+        let source = GradientSource(
+            a: dy.pointer, addend: addend?.pointer, gate: output.pointer, written: g.mutablePointer)
+        let sums = blockedBatchNormGradientSums(source, x, mean: saved.mean)
+        let (dx, dWeight, dBias) = blockedBatchNormBackward(g, x, weight: weight, saved: saved, sums: sums)
+        return (dx, dWeight, dBias, g)
+    }
+
     /// Per channel, (sum of g, sum of g * (x - mean)) with g = dy, or dy where `gate` is positive.
     func blockedBatchNormGradientSums(_ dy: Tensor, _ x: Tensor, mean: Tensor, gate: Tensor? = nil) -> (
         sumDy: [Double], sumDyCentered: [Double]
     ) {
+        blockedBatchNormGradientSums(GradientSource(a: dy.pointer, gate: gate?.pointer), x, mean: mean)
+    }
+
+    /// Per channel, (sum of g, sum of g * (x - mean)) for the gradient g of `source`.
+    func blockedBatchNormGradientSums(_ source: GradientSource, _ x: Tensor, mean: Tensor) -> (
+        sumDy: [Double], sumDyCentered: [Double]
+    ) {
         let geometry = Self.blocks(of: x)
         var sumDy = [Double](repeating: 0, count: x.shape[1]), sumDyXc = sumDy
-        let (xp, dyp, gp) = (x.pointer, dy.pointer, gate?.pointer)
+        let xp = x.pointer
         sumDy.withUnsafeMutableBufferPointer { dyBuffer in
             sumDyXc.withUnsafeMutableBufferPointer { centeredBuffer in
                 let (plain, centered) = (UncheckedDoubles(dyBuffer), UncheckedDoubles(centeredBuffer))
                 parallelRanges(geometry.blocks) { blocks in
                     for block in blocks {
                         Self.blockSumsOverSamples(
-                            dyp, xp, gate: gp, geometry: geometry, block: block,
+                            source, xp, geometry: geometry, block: block,
                             offset: Self.lanes(mean.pointer, block: block), into: plain.pointer, centered.pointer)
                     }
                 }

@@ -108,6 +108,18 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
         return y
     }
 
+    public func batchNormNormalizeAddingReLU(
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor
+    ) throws(TensorError) -> Tensor {
+        try composedBatchNormNormalizeAddingReLU(x, weight: weight, bias: bias, saved: saved, residual: residual)
+    }
+
+    public func batchNormAddingReLUBackward(
+        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    ) throws(TensorError) -> (Tensor, Tensor, Tensor, Tensor) {
+        try composedBatchNormAddingReLUBackward(gradients, x, weight: weight, saved: saved, output: output)
+    }
+
     public func batchNormBackward(
         _ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
     ) throws(TensorError) -> (Tensor, Tensor, Tensor) {

@@ -61,6 +61,41 @@ func unit(
         }
     }
 
+    /// A residual block's last unit adds the shortcut and applies the ReLU inside its batch norm's
+    /// passes in training: the same output, gradients and running statistics as the unit followed
+    /// by `addingReLU`, bit for bit. The input is also the shortcut, and the output is used twice:
+    /// both receive two gradients to add.
+    @Test func residualFusedIntoBatchNormGivesTheUnfusedNumbers() throws {
+        for precision in Precision.allCases where precision == .fp32 || Precision.cpuHasBFloat16 {
+            var results: [[Tensor]] = []
+            for fused in [false, true] {
+                var generator = RandomGenerator(seed: 40)
+                let config = SparsityConfig(
+                    type: .softMaxQ, pattern: try NMPattern(n: 2, m: 4),
+                    schedule: try IncrementalSchedule(.linear, increaseStart: 0, increaseEnd: 0))
+                let u = try ConvBNUnit(16, 16, kernelSize: 3, config: config, generator: &generator)
+                let x = Variable(Tensor(normal: [2, 16, 6, 5], generator: &generator), requiresGrad: true)
+                let seed = Tensor(normal: [2, 16, 6, 5], generator: &generator)
+                try TensorLayout.run(.channelBlocked) { () throws(TensorError) in
+                    try Precision.run(precision, inputGradients: precision) { () throws(TensorError) in
+                        let y =
+                            fused
+                            ? try u.fusedOutput(x, adding: x, relu: true)
+                            : try u.unfusedOutput(x, adding: x, relu: true)
+                        #expect(y.value.layout == .channelBlocked)
+                        try (y + y).backward(seed: seed)
+                        results.append(
+                            [y.value, x.grad!, u.conv.weight.grad!, u.scale.weight.grad!, u.scale.bias.grad!]
+                                + u.scale.namedBuffers(prefix: "").map(\.1.value))
+                    }
+                }
+            }
+            for (index, (a, b)) in zip(results[0], results[1]).enumerated() {
+                #expect(differingBits(a, b) == 0, "\(precision): result \(index)")
+            }
+        }
+    }
+
     @Test func srsteDecayTouchesOnlyPrunedWeights() throws {
         let u = try unit(.softSRSTE)
         _ = try u(Variable(Tensor(shape: [1, 8, 4, 4], repeating: 1)))

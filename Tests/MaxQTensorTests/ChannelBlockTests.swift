@@ -117,6 +117,51 @@ import Testing
         #expect(blockedDx.layout == .channelBlocked && blockedDx.scalars == dx.scalars)
     }
 
+    /// A residual block's last batch norm with the shortcut's addition and the ReLU in its passes:
+    /// bit for bit the separate operations in blocks, and the reference's composition to rounding.
+    /// Backward adds the gradients the output received (one, two or three) as backward would.
+    @Test func batchNormAddingReLUGivesTheNumbersOfItsParts() throws {
+        let shape = [3, 32, 5, 4]
+        let x = random(shape, seed: 20, low: 0.5).inLayout(.channelBlocked)
+        var residual = random(shape, seed: 21)
+        let gamma = random([32], seed: 22, low: 0.5), beta = random([32], seed: 23)
+        let (normalized, saved) = try cpu.batchNormTraining(x, weight: gamma, bias: beta, eps: 1e-5)
+        // Sums of exactly 0 (the ReLU's kink) and a NaN, which both ways pass on.
+        for i in [0, 7, 100] { residual[flat: i] = -normalized[flat: i] }
+        residual[flat: 50] = .nan
+        let fused = try cpu.batchNormNormalizeAddingReLU(x, weight: gamma, bias: beta, saved: saved, residual: residual)
+        let parts = try cpu.addReLU(normalized, residual)
+        #expect(fused.layout == .channelBlocked)
+        #expect(differingBits(fused, parts) == 0)
+        #expect(fused[flat: 0] == 0 && fused[flat: 50].isNaN)
+        let reference = ReferenceBackend.shared
+        let referenceSaved = BatchNormSaved(
+            mean: saved.mean.on(.reference), invStd: saved.invStd.on(.reference), variance: saved.variance)
+        let twin = try reference.batchNormNormalizeAddingReLU(
+            x.on(.reference), weight: gamma.on(.reference), bias: beta.on(.reference), saved: referenceSaved,
+            residual: residual.on(.reference))
+        #expect(toleranceFailure(fused, twin, rtol: 1e-5, atol: 1e-6) == nil)
+        for count in 1...3 {
+            let gradients = (0..<count).map { random(shape, seed: 30 + UInt64($0)).inLayout(.channelBlocked) }
+            let (dx, dGamma, dBeta, dResidual) = try cpu.batchNormAddingReLUBackward(
+                gradients, x, weight: gamma, saved: saved, output: fused)
+            let g = cpu.activationBackward(.relu, try cpu.sum(of: gradients), x: fused, y: fused)
+            let expected = try cpu.batchNormBackward(g, x, weight: gamma, saved: saved, reluOutput: nil)
+            #expect(dx.layout == .channelBlocked && dResidual.layout == .channelBlocked)
+            for (name, a, b) in [("dx", dx, expected.0), ("dgamma", dGamma, expected.1), ("dbeta", dBeta, expected.2)]
+                + [("dresidual", dResidual, g)]
+            {
+                #expect(differingBits(a, b) == 0, "\(count) gradient(s): \(name)")
+            }
+            let twins = try reference.batchNormAddingReLUBackward(
+                gradients.map { $0.on(.reference) }, x.on(.reference), weight: gamma.on(.reference),
+                saved: referenceSaved, output: fused.on(.reference))
+            for (a, b) in [(dx, twins.0), (dGamma, twins.1), (dBeta, twins.2), (dResidual, twins.3)] {
+                #expect(toleranceFailure(a, b, rtol: 1e-4, atol: 1e-5) == nil, "\(count) gradient(s) against the twin")
+            }
+        }
+    }
+
     /// Pooling compares and sums each channel in the same order in both layouts: equal values.
     @Test func poolingGivesTheSameValuesInEitherLayout() throws {
         var x = random([2, 32, 9, 8], seed: 10)

@@ -47,3 +47,10 @@ extension SafetensorsFile {
                 .map { (String($0.name.dropFirst(prefix.count + 1)), $0.tensor) })
     }
 }
+
+/// How many elements of two tensors of one shape differ in their bits (NaN equals a NaN of the same
+/// bits, and +0 differs from -0); a shape mismatch counts every element.
+public func differingBits(_ a: Tensor, _ b: Tensor) -> Int {
+    guard a.shape == b.shape else { return max(a.count, b.count) }
+    return zip(a.scalars, b.scalars).filter { $0.bitPattern != $1.bitPattern }.count
+}
