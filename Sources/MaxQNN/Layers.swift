@@ -135,11 +135,14 @@ public final class BatchNorm2d: Layer {
         return pending.map { y.activation($0) } ?? y
     }
 
-    /// relu(self(x) + residual): in training (unsynchronised) the addition and ReLU are fused into
-    /// batch norm's passes, forward and backward, with the same numbers.
-    public func callAsFunction(_ x: Variable, addingReLU residual: Variable) throws(TensorError) -> Variable {
-        guard training, synchronization == nil else { return try self(x).addingReLU(residual) }
-        let (y, saved) = try x.batchNormTrainingAddingReLU(weight: weight, bias: bias, eps: eps, residual: residual)
+    /// self(x) + residual, with `relu` its ReLU: in training (unsynchronised) the addition and ReLU are
+    /// fused into batch norm's passes, forward and backward, with the same numbers.
+    public func callAsFunction(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
+        guard training, synchronization == nil else {
+            return relu ? try self(x).addingReLU(residual) : try self(x) + residual
+        }
+        let (y, saved) = try x.batchNormTrainingAdding(
+            weight: weight, bias: bias, eps: eps, residual: residual, relu: relu)
         try updateRunningStatistics(saved, count: Float(x.shape[0] * x.shape[2] * x.shape[3]), backend: x.value.backend)
         return y
     }

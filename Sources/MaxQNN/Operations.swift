@@ -36,21 +36,21 @@ extension Variable {
         return (result, saved)
     }
 
-    /// relu(batch norm(self) + residual) with this batch's statistics, in one pass forward and one
-    /// fewer backward (a residual block's end): the numbers of `batchNormTraining` then `addingReLU`.
-    /// Backward adds the gradients the output received inside its first pass.
-    public func batchNormTrainingAddingReLU(
-        weight: Variable, bias: Variable, eps: Float, residual: Variable
+    /// batch norm(self) + residual (with `relu`, its ReLU) with this batch's statistics, in one pass
+    /// forward and one fewer backward (a residual block's end): the numbers of `batchNormTraining`
+    /// then `+` (`addingReLU`). Backward adds the gradients the output received inside its first pass.
+    public func batchNormTrainingAdding(
+        weight: Variable, bias: Variable, eps: Float, residual: Variable, relu: Bool
     ) throws(TensorError) -> (Variable, BatchNormSaved) {
         let x = value
         let backend = x.backend
         let saved = try backend.batchNormSums(x, shift: nil).statistics(eps: eps)
-        let y = try backend.batchNormNormalizeAddingReLU(
-            x, weight: weight.value, bias: bias.value, saved: saved, residual: residual.value)
+        let y = try backend.batchNormNormalizeAdding(
+            x, weight: weight.value, bias: bias.value, saved: saved, residual: residual.value, relu: relu)
         let gamma = weight.value
         let result = Variable.result(y, [self, weight, bias, residual]) { (gradients) throws(TensorError) in
-            let (dx, dGamma, dBeta, dResidual) = try backend.batchNormAddingReLUBackward(
-                gradients, x, weight: gamma, saved: saved, output: y)
+            let (dx, dGamma, dBeta, dResidual) = try backend.batchNormAddingBackward(
+                gradients, x, weight: gamma, saved: saved, reluOutput: relu ? y : nil)
             return [dx, dGamma, dBeta, dResidual]
         }
         return (result, saved)

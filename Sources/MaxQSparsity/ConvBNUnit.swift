@@ -108,12 +108,12 @@ public final class ConvBNUnit: ResidualFusing {
     }
 
     /// `relu?(self(x) + residual)`; in training a unit without its own activation adds the residual
-    /// and applies the ReLU in its batch norm's passes (`BatchNorm2d.callAsFunction(_:addingReLU:)`).
+    /// (and applies the ReLU) in its batch norm's passes (`BatchNorm2d.callAsFunction(_:adding:relu:)`).
     public func fusedOutput(_ x: Variable, adding residual: Variable, relu: Bool) throws(TensorError) -> Variable {
-        guard relu, activation == nil, training, GradientMode.isRecording else {
+        guard activation == nil, training, GradientMode.isRecording else {
             return try unfusedOutput(x, adding: residual, relu: relu)
         }
-        return try scale(try convolved(x), addingReLU: residual)
+        return try scale(try convolved(x), adding: residual, relu: relu)
     }
 
     /// The convolution's output, with the mask (recomputed in training) applied to the weight.

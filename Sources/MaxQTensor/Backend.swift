@@ -120,19 +120,19 @@ public protocol Backend: Sendable {
     func batchNormBackward(_ dy: Tensor, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?)
         throws(TensorError) -> (Tensor, Tensor, Tensor)
 
-    /// relu(normalize(x) + residual), the normalisation as `batchNormNormalize`'s: a residual block's
-    /// last batch norm, the shortcut's addition and the ReLU in one pass. The values of
-    /// `batchNormNormalize` then `addReLU`.
-    func batchNormNormalizeAddingReLU(
-        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor
+    /// normalize(x) + residual (with `relu`, max(that, 0)), the normalisation as `batchNormNormalize`'s:
+    /// a residual block's last batch norm and the shortcut's addition (and ReLU) in one pass. The
+    /// values of `batchNormNormalize` then `add` (`addReLU`).
+    func batchNormNormalizeAdding(
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor, relu: Bool
     ) throws(TensorError) -> Tensor
-    /// Backward of `batchNormNormalizeAddingReLU` from the gradients its output received (summed
-    /// in their order, as backward sums a value's gradients): g = their sum where `output` is positive
-    /// and 0 elsewhere is the residual's gradient, and batch norm's backward of g gives the rest.
-    /// Returns (dx, dweight, dbias, dresidual): the values of summing, ReLU's backward and
-    /// `batchNormBackward`.
-    func batchNormAddingReLUBackward(
-        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    /// Backward of `batchNormNormalizeAdding` from the gradients its output received, summed in their
+    /// order as backward sums a value's gradients; with `reluOutput` (the output of a normalisation
+    /// with `relu`), 0 where that output is not positive. That sum g is the residual's gradient, and
+    /// batch norm's backward of g gives the rest. Returns (dx, dweight, dbias, dresidual): the values
+    /// of summing, ReLU's backward and `batchNormBackward`.
+    func batchNormAddingBackward(
+        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
     ) throws(TensorError) -> (Tensor, Tensor, Tensor, Tensor)
 
     /// Backward of synchronised batch norm in two parts: the per-channel sums this process
@@ -257,19 +257,21 @@ extension Backend {
         try batchNormBackward(dy, x, weight: weight, saved: saved, reluOutput: nil)
     }
 
-    /// `batchNormNormalizeAddingReLU` as the operations it stands for (the reference, and the
-    /// CPU backend's NCHW path).
-    func composedBatchNormNormalizeAddingReLU(
-        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor
+    /// `batchNormNormalizeAdding` as the operations it stands for (the reference, and the CPU
+    /// backend's NCHW path).
+    func composedBatchNormNormalizeAdding(
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor, relu: Bool
     ) throws(TensorError) -> Tensor {
-        try addReLU(batchNormNormalize(x, weight: weight, bias: bias, saved: saved, relu: false), residual)
+        let normalized = try batchNormNormalize(x, weight: weight, bias: bias, saved: saved, relu: false)
+        return relu ? try addReLU(normalized, residual) : try add(normalized, residual)
     }
 
-    /// `batchNormAddingReLUBackward` as the operations it stands for.
-    func composedBatchNormAddingReLUBackward(
-        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    /// `batchNormAddingBackward` as the operations it stands for.
+    func composedBatchNormAddingBackward(
+        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
     ) throws(TensorError) -> (Tensor, Tensor, Tensor, Tensor) {
-        let g = activationBackward(.relu, try sum(of: gradients), x: output, y: output)
+        let sum = try sum(of: gradients)
+        let g = reluOutput.map { activationBackward(.relu, sum, x: $0, y: $0) } ?? sum
         let (dx, dWeight, dBias) = try batchNormBackward(g, x, weight: weight, saved: saved, reluOutput: nil)
         return (dx, dWeight, dBias, g)
     }

@@ -67,36 +67,37 @@ extension CPUBackend {
         return y
     }
 
-    public func batchNormNormalizeAddingReLU(
-        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor
+    public func batchNormNormalizeAdding(
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor, relu: Bool
     ) throws(TensorError) -> Tensor {
         try Self.checkBatchNorm(x, [weight, bias, saved.mean, saved.invStd])
         guard residual.shape == x.shape else {
-            throw .shapeMismatch(op: "batch_norm + add_relu", x.shape, residual.shape)
+            throw .shapeMismatch(op: "batch_norm + add", x.shape, residual.shape)
         }
         guard x.layout == .channelBlocked else {
-            return try composedBatchNormNormalizeAddingReLU(
-                x, weight: weight, bias: bias, saved: saved, residual: residual)
+            return try composedBatchNormNormalizeAdding(
+                x, weight: weight, bias: bias, saved: saved, residual: residual, relu: relu)
         }
         return blockedBatchNormNormalize(
-            x, weight: weight, bias: bias, saved: saved, relu: true, residual: residual.inLayout(.channelBlocked))
+            x, weight: weight, bias: bias, saved: saved, relu: relu, residual: residual.inLayout(.channelBlocked))
     }
 
-    public func batchNormAddingReLUBackward(
-        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    public func batchNormAddingBackward(
+        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
     ) throws(TensorError) -> (Tensor, Tensor, Tensor, Tensor) {
         try Self.checkBatchNorm(x, [weight, saved.mean, saved.invStd])
-        for t in gradients + [output] where t.shape != x.shape {
-            throw .shapeMismatch(op: "batch_norm + add_relu backward", t.shape, x.shape)
+        for t in gradients + (reluOutput.map { [$0] } ?? []) where t.shape != x.shape {
+            throw .shapeMismatch(op: "batch_norm + add backward", t.shape, x.shape)
         }
         guard x.layout == .channelBlocked, let last = gradients.last else {
-            return try composedBatchNormAddingReLUBackward(gradients, x, weight: weight, saved: saved, output: output)
+            return try composedBatchNormAddingBackward(
+                gradients, x, weight: weight, saved: saved, reluOutput: reluOutput)
         }
         // All but the last gradient are added first; the kernel adds the last in its first pass.
         let earlier = gradients.count > 1 ? try sum(of: Array(gradients.dropLast())).inLayout(.channelBlocked) : nil
-        return blockedBatchNormAddingReLUBackward(
+        return blockedBatchNormAddingBackward(
             earlier ?? last.inLayout(.channelBlocked), earlier == nil ? nil : last.inLayout(.channelBlocked), x,
-            weight: weight, saved: saved, output: output.inLayout(.channelBlocked))
+            weight: weight, saved: saved, reluOutput: reluOutput?.inLayout(.channelBlocked))
     }
 
     public func batchNormInference(

@@ -136,7 +136,7 @@ extension CPUBackend {
             count: Double(geometry.n * geometry.plane), shift: shifts, sum: sums, squares: squares)
     }
 
-    /// With `residual` (blocked, and `relu`): max(normalized + residual, 0), the values of `addReLU`.
+    /// With `residual` (blocked): normalized + residual, with `relu` max(that, 0) as `addReLU` computes it.
     func blockedBatchNormNormalize(
         _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, relu: Bool, residual: Tensor? = nil
     ) -> Tensor {
@@ -145,8 +145,8 @@ extension CPUBackend {
         let (xp, yp, rp) = (x.pointer, y.mutablePointer, residual?.pointer)
         let (gamma, beta, mean, invStd) = (weight.pointer, bias.pointer, saved.mean.pointer, saved.invStd.pointer)
         let width = TensorLayout.blockWidth
-        // With its ReLU, the output is a convolution's input.
-        let rounded = relu ? BFloat16CopyWriter(for: y) : nil
+        // With its ReLU or a residual (a block's output), the output is a convolution's input.
+        let rounded = relu || residual != nil ? BFloat16CopyWriter(for: y) : nil
         parallelRanges(n * blocks, grain: max(1, 256 / max(plane, 1))) { units in
             for unit in units {
                 let block = unit % blocks
@@ -158,7 +158,8 @@ extension CPUBackend {
                     var v = Self.load(source, j) * a + b
                     if let added {
                         v += Self.load(added, j)
-                        v = v.replacing(with: 0, where: v .<= 0)  // Swift's max(v, 0): +0 for -0, NaN kept
+                        // Swift's max(v, 0), as addReLU: +0 for -0, NaN kept.
+                        if relu { v = v.replacing(with: 0, where: v .<= 0) }
                     } else if relu {
                         v = v.replacing(with: 0, where: v .< 0)
                     }
@@ -209,14 +210,14 @@ extension CPUBackend {
     }
 
     /// Backward of `blockedBatchNormNormalize` with a residual, from the output's gradient `dy` (plus
-    /// `addend`, the gradient it received last): the first pass writes the gated gradient, the
-    /// residual's, while it sums it; the second reads it back.
-    func blockedBatchNormAddingReLUBackward(
-        _ dy: Tensor, _ addend: Tensor?, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    /// `addend`, the gradient it received last), gated by `reluOutput` where given: the first pass
+    /// writes that gradient, the residual's, while it sums it; the second reads it back.
+    func blockedBatchNormAddingBackward(
+        _ dy: Tensor, _ addend: Tensor?, _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
     ) -> (Tensor, Tensor, Tensor, Tensor) {
         let g = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
         let source = GradientSource(
-            a: dy.pointer, addend: addend?.pointer, gate: output.pointer, written: g.mutablePointer)
+            a: dy.pointer, addend: addend?.pointer, gate: reluOutput?.pointer, written: g.mutablePointer)
         let sums = blockedBatchNormGradientSums(source, x, mean: saved.mean)
         let (dx, dWeight, dBias) = blockedBatchNormBackward(g, x, weight: weight, saved: saved, sums: sums)
         return (dx, dWeight, dBias, g)

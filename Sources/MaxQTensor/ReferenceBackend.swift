@@ -108,16 +108,17 @@ public final class ReferenceBackend: Backend, @unchecked Sendable {
         return y
     }
 
-    public func batchNormNormalizeAddingReLU(
-        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor
+    public func batchNormNormalizeAdding(
+        _ x: Tensor, weight: Tensor, bias: Tensor, saved: BatchNormSaved, residual: Tensor, relu: Bool
     ) throws(TensorError) -> Tensor {
-        try composedBatchNormNormalizeAddingReLU(x, weight: weight, bias: bias, saved: saved, residual: residual)
+        try composedBatchNormNormalizeAdding(
+            x, weight: weight, bias: bias, saved: saved, residual: residual, relu: relu)
     }
 
-    public func batchNormAddingReLUBackward(
-        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, output: Tensor
+    public func batchNormAddingBackward(
+        _ gradients: [Tensor], _ x: Tensor, weight: Tensor, saved: BatchNormSaved, reluOutput: Tensor?
     ) throws(TensorError) -> (Tensor, Tensor, Tensor, Tensor) {
-        try composedBatchNormAddingReLUBackward(gradients, x, weight: weight, saved: saved, output: output)
+        try composedBatchNormAddingBackward(gradients, x, weight: weight, saved: saved, reluOutput: reluOutput)
     }
 
     public func batchNormBackward(

@@ -61,11 +61,12 @@ func unit(
         }
     }
 
-    /// A residual block's last unit adds the shortcut and applies the ReLU inside its batch norm's
+    /// A residual block's last unit adds the shortcut (and applies the ReLU) inside its batch norm's
     /// passes in training: the same output, gradients and running statistics as the unit followed
-    /// by `addingReLU`, bit for bit. The input is also the shortcut, and the output is used twice:
-    /// both receive two gradients to add.
-    @Test func residualFusedIntoBatchNormGivesTheUnfusedNumbers() throws {
+    /// by `addingReLU` (or `+`), bit for bit. The input is also the shortcut, and the output is used
+    /// twice: both receive two gradients to add.
+    @Test(arguments: [true, false])
+    func residualFusedIntoBatchNormGivesTheUnfusedNumbers(relu: Bool) throws {
         for precision in Precision.allCases where precision == .fp32 || Precision.cpuHasBFloat16 {
             var results: [[Tensor]] = []
             for fused in [false, true] {
@@ -80,8 +81,8 @@ func unit(
                     try Precision.run(precision, inputGradients: precision) { () throws(TensorError) in
                         let y =
                             fused
-                            ? try u.fusedOutput(x, adding: x, relu: true)
-                            : try u.unfusedOutput(x, adding: x, relu: true)
+                            ? try u.fusedOutput(x, adding: x, relu: relu)
+                            : try u.unfusedOutput(x, adding: x, relu: relu)
                         #expect(y.value.layout == .channelBlocked)
                         try (y + y).backward(seed: seed)
                         results.append(

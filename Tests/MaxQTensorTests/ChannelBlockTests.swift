@@ -117,10 +117,11 @@ import Testing
         #expect(blockedDx.layout == .channelBlocked && blockedDx.scalars == dx.scalars)
     }
 
-    /// A residual block's last batch norm with the shortcut's addition and the ReLU in its passes:
+    /// A residual block's last batch norm with the shortcut's addition (and the ReLU) in its passes:
     /// bit for bit the separate operations in blocks, and the reference's composition to rounding.
     /// Backward adds the gradients the output received (one, two or three) as backward would.
-    @Test func batchNormAddingReLUGivesTheNumbersOfItsParts() throws {
+    @Test(arguments: [true, false])
+    func batchNormAddingGivesTheNumbersOfItsParts(relu: Bool) throws {
         let shape = [3, 32, 5, 4]
         let x = random(shape, seed: 20, low: 0.5).inLayout(.channelBlocked)
         var residual = random(shape, seed: 21)
@@ -129,23 +130,25 @@ import Testing
         // Sums of exactly 0 (the ReLU's kink) and a NaN, which both ways pass on.
         for i in [0, 7, 100] { residual[flat: i] = -normalized[flat: i] }
         residual[flat: 50] = .nan
-        let fused = try cpu.batchNormNormalizeAddingReLU(x, weight: gamma, bias: beta, saved: saved, residual: residual)
-        let parts = try cpu.addReLU(normalized, residual)
+        let fused = try cpu.batchNormNormalizeAdding(
+            x, weight: gamma, bias: beta, saved: saved, residual: residual, relu: relu)
+        let parts = relu ? try cpu.addReLU(normalized, residual) : try cpu.add(normalized, residual)
         #expect(fused.layout == .channelBlocked)
         #expect(differingBits(fused, parts) == 0)
         #expect(fused[flat: 0] == 0 && fused[flat: 50].isNaN)
         let reference = ReferenceBackend.shared
         let referenceSaved = BatchNormSaved(
             mean: saved.mean.on(.reference), invStd: saved.invStd.on(.reference), variance: saved.variance)
-        let twin = try reference.batchNormNormalizeAddingReLU(
+        let twin = try reference.batchNormNormalizeAdding(
             x.on(.reference), weight: gamma.on(.reference), bias: beta.on(.reference), saved: referenceSaved,
-            residual: residual.on(.reference))
+            residual: residual.on(.reference), relu: relu)
         #expect(toleranceFailure(fused, twin, rtol: 1e-5, atol: 1e-6) == nil)
         for count in 1...3 {
             let gradients = (0..<count).map { random(shape, seed: 30 + UInt64($0)).inLayout(.channelBlocked) }
-            let (dx, dGamma, dBeta, dResidual) = try cpu.batchNormAddingReLUBackward(
-                gradients, x, weight: gamma, saved: saved, output: fused)
-            let g = cpu.activationBackward(.relu, try cpu.sum(of: gradients), x: fused, y: fused)
+            let (dx, dGamma, dBeta, dResidual) = try cpu.batchNormAddingBackward(
+                gradients, x, weight: gamma, saved: saved, reluOutput: relu ? fused : nil)
+            let sum = try cpu.sum(of: gradients)
+            let g = relu ? cpu.activationBackward(.relu, sum, x: fused, y: fused) : sum
             let expected = try cpu.batchNormBackward(g, x, weight: gamma, saved: saved, reluOutput: nil)
             #expect(dx.layout == .channelBlocked && dResidual.layout == .channelBlocked)
             for (name, a, b) in [("dx", dx, expected.0), ("dgamma", dGamma, expected.1), ("dbeta", dBeta, expected.2)]
@@ -153,9 +156,10 @@ import Testing
             {
                 #expect(differingBits(a, b) == 0, "\(count) gradient(s): \(name)")
             }
-            let twins = try reference.batchNormAddingReLUBackward(
+            // The reference gates with the fast kernel's output, so that both pass the same entries.
+            let twins = try reference.batchNormAddingBackward(
                 gradients.map { $0.on(.reference) }, x.on(.reference), weight: gamma.on(.reference),
-                saved: referenceSaved, output: fused.on(.reference))
+                saved: referenceSaved, reluOutput: relu ? fused.on(.reference) : nil)
             for (a, b) in [(dx, twins.0), (dGamma, twins.1), (dBeta, twins.2), (dResidual, twins.3)] {
                 #expect(toleranceFailure(a, b, rtol: 1e-4, atol: 1e-5) == nil, "\(count) gradient(s) against the twin")
             }
