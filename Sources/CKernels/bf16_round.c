@@ -29,6 +29,13 @@ static uint16_t round_one(float value) {
     return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
+void maxq_widen_bf16(const uint16_t *source, float *target, int64_t count) {
+    for (int64_t i = 0; i < count; i++) {
+        const uint32_t bits = (uint32_t)source[i] << 16;
+        memcpy(target + i, &bits, sizeof bits);
+    }
+}
+
 void maxq_round_to_bf16(const float *source, uint16_t *target, int64_t count) {
     static int has_instruction = -1;  // unknown until the first call; every thread finds the same
     int known = __atomic_load_n(&has_instruction, __ATOMIC_RELAXED);

@@ -17,7 +17,8 @@ extension Tensor {
 /// Writes the bfloat16 copy of a kernel's fresh output, chunk by chunk right after the kernel
 /// writes each chunk.
 struct BFloat16CopyWriter: @unchecked Sendable {
-    private let source: UnsafePointer<Float>
+    /// The output's float32 values; nil where the kernel writes the copy alone.
+    private let source: UnsafePointer<Float>?
     private let target: UnsafeMutablePointer<UInt16>
 
     /// Nil (no copy) outside a bf16 scope and for tensors convolutions would not read in their own
@@ -27,8 +28,29 @@ struct BFloat16CopyWriter: @unchecked Sendable {
         (source, target) = (output.pointer, output.storage.makeBFloat16Copy())
     }
 
+    /// For a convolution's output gradient: where input gradients are bf16 too (PyTorch's autocast
+    /// arithmetic), both of the convolution's gradients read it in bfloat16 only, so the kernel
+    /// writes the copy alone and the float32 values are the copy's, widened if anything reads them
+    /// (`TensorStorage.pointer`), which spares a write of four bytes per value.
+    init?(forOutputGradient output: Tensor) {
+        guard Precision.current == .bf16, output.layout == .channelBlocked else { return nil }
+        let deferred = Precision.currentInputGradients == .bf16
+        (source, target) = (
+            deferred ? nil : output.pointer, output.storage.makeBFloat16Copy(deferFloat32Values: deferred)
+        )
+    }
+
+    /// Whether the kernel hands its values over in chunks (`round(_:count:at:)`) instead of
+    /// writing them to the output.
+    var defersFloat32Values: Bool { source == nil }
+
     /// Rounds the elements at storage positions `range`, which the kernel has written.
     func round(_ range: Range<Int>) {
-        maxq_round_to_bf16(source + range.lowerBound, target + range.lowerBound, Int64(range.count))
+        maxq_round_to_bf16(source! + range.lowerBound, target + range.lowerBound, Int64(range.count))
+    }
+
+    /// Rounds `count` values the kernel computed into `values`, the output's at storage position `offset`.
+    func round(_ values: UnsafePointer<Float>, count: Int, at offset: Int) {
+        maxq_round_to_bf16(values, target + offset, Int64(count))
     }
 }

@@ -181,16 +181,31 @@ extension CPUBackend {
     ) {
         let (n, blocks, plane) = geometry
         let width = TensorLayout.blockWidth
-        for i in 0..<n {
-            let start = (i * blocks + block) * plane * width
-            for j in 0..<plane {
-                var g = load(dyp + start, j)
-                if let gate { g = g.replacing(with: 0, where: .!(load(gate + start, j) .> 0)) }
-                let centered = load(xp + start, j) - mean
-                UnsafeMutableRawPointer(dxp + start + j * width).storeBytes(
-                    of: a * (g - meanDy - centered * k), as: ChannelLanes.self)
+        // Where the float32 values are deferred, they go through a small buffer (in cache) on their
+        // way to the bfloat16 copy, a chunk of pixels at a time.
+        let deferred = rounded?.defersFloat32Values == true
+        let chunk = deferred ? 128 : max(plane, 1)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: deferred ? chunk * width : 1) { scratch in
+            for i in 0..<n {
+                let start = (i * blocks + block) * plane * width
+                var first = 0
+                while first < plane {
+                    let end = min(plane, first + chunk)
+                    let out = deferred ? scratch.baseAddress! : dxp + start + first * width
+                    for j in first..<end {
+                        var g = load(dyp + start, j)
+                        if let gate { g = g.replacing(with: 0, where: .!(load(gate + start, j) .> 0)) }
+                        let centered = load(xp + start, j) - mean
+                        UnsafeMutableRawPointer(out + (j - first) * width).storeBytes(
+                            of: a * (g - meanDy - centered * k), as: ChannelLanes.self)
+                    }
+                    if deferred {
+                        rounded!.round(UnsafePointer(out), count: (end - first) * width, at: start + first * width)
+                    }
+                    first = end
+                }
+                if !deferred { rounded?.round(start..<start + plane * width) }
             }
-            rounded?.round(start..<start + plane * width)
         }
     }
 
@@ -260,7 +275,7 @@ extension CPUBackend {
         let geometry = Self.blocks(of: x)
         let dx = Tensor(uninitializedShape: x.shape, layout: .channelBlocked)
         let (xp, dyp, dxp, gp) = (x.pointer, dy.pointer, dx.mutablePointer, gate?.pointer)
-        let rounded = BFloat16CopyWriter(for: dx)  // the output gradient of the convolution before
+        let rounded = BFloat16CopyWriter(forOutputGradient: dx)  // of the convolution before
         let meanDy = sumDy.map { Float($0) / Float(count) }, meanDyXc = sumDyCentered.map { Float($0) / Float(count) }
         meanDy.withUnsafeBufferPointer { meanDyBuffer in
             meanDyXc.withUnsafeBufferPointer { meanDyXcBuffer in

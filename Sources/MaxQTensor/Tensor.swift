@@ -1,6 +1,7 @@
 // The tensor type: a shape and contiguous float32 storage (NCHW for images, OIHW for
 // convolution weights; a deployed model's channel-major activations are rank 5), with
 // copy-on-write value semantics.
+import CKernels
 import Foundation
 
 /// Where a tensor's storage lives, which decides the backend its kernels run on. `reference`
@@ -11,37 +12,68 @@ public enum Device: String, Sendable, Equatable {
 }
 
 /// 64-byte aligned float32 storage shared by tensors until one of them writes, optionally with
-/// its values rounded to bfloat16 beside it (`BFloat16Copies.swift`).
+/// its values rounded to bfloat16 beside it (`BFloat16Copies.swift`). A kernel whose output only
+/// bf16 convolutions read may write the copy alone (`deferFloat32Values`); the float32 values are
+/// then the copy's, widened on first use.
 final class TensorStorage: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Float>
+    private let floats: UnsafeMutablePointer<Float>
     let count: Int
     /// The values rounded to bfloat16 in the same order, written by the kernel that wrote the values.
     private(set) var bfloat16Copy: UnsafeMutablePointer<UInt16>?
+    /// Whether the float32 values are still to be widened from the bfloat16 copy.
+    private var floatsDeferred = false
+    /// Serialises the widening (rare: only where something other than a convolution reads).
+    private static let wideningLock = NSLock()
 
     init(count: Int) {
         self.count = count
-        pointer = BufferPool.shared.allocate(bytes: max(count, 1) * MemoryLayout<Float>.stride)
+        floats = BufferPool.shared.allocate(bytes: max(count, 1) * MemoryLayout<Float>.stride)
             .bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
     deinit {
-        BufferPool.shared.release(pointer, bytes: max(count, 1) * MemoryLayout<Float>.stride)
-        discardBFloat16Copy()
+        BufferPool.shared.release(floats, bytes: max(count, 1) * MemoryLayout<Float>.stride)
+        releaseBFloat16Copy()
+    }
+
+    /// Whether the float32 values are the bfloat16 copy's, not widened yet.
+    var float32ValuesDeferred: Bool { floatsDeferred }
+
+    /// The float32 values.
+    var pointer: UnsafeMutablePointer<Float> {
+        if floatsDeferred { widenDeferredValues() }
+        return floats
+    }
+
+    private func widenDeferredValues() {
+        Self.wideningLock.lock()
+        defer { Self.wideningLock.unlock() }
+        guard floatsDeferred, let copy = bfloat16Copy else { return }
+        maxq_widen_bf16(copy, floats, Int64(count))
+        floatsDeferred = false
     }
 
     private var bfloat16CopyBytes: Int { max(count, 1) * MemoryLayout<UInt16>.stride }
 
-    /// Room for the bfloat16 copy, which the caller fills before anyone reads the storage.
-    func makeBFloat16Copy() -> UnsafeMutablePointer<UInt16> {
+    /// Room for the bfloat16 copy, which the caller fills before anyone reads the storage. With
+    /// `deferFloat32Values` the caller writes the copy alone, and the float32 values are the copy's.
+    func makeBFloat16Copy(deferFloat32Values: Bool = false) -> UnsafeMutablePointer<UInt16> {
         discardBFloat16Copy()
         let copy = BufferPool.shared.allocate(bytes: bfloat16CopyBytes).bindMemory(
             to: UInt16.self, capacity: max(count, 1))
         bfloat16Copy = copy
+        floatsDeferred = deferFloat32Values
         return copy
     }
 
-    /// Drops the bfloat16 copy (the values are about to change).
+    /// Drops the bfloat16 copy (the values are about to change), widening it first where it is all
+    /// there is.
     func discardBFloat16Copy() {
+        if floatsDeferred { widenDeferredValues() }
+        releaseBFloat16Copy()
+    }
+
+    private func releaseBFloat16Copy() {
         guard let copy = bfloat16Copy else { return }
         BufferPool.shared.release(copy, bytes: bfloat16CopyBytes)
         bfloat16Copy = nil
@@ -49,7 +81,7 @@ final class TensorStorage: @unchecked Sendable {
 
     func copy() -> TensorStorage {
         let other = TensorStorage(count: count)
-        other.pointer.update(from: pointer, count: count)
+        other.floats.update(from: pointer, count: count)
         return other
     }
 }

@@ -99,6 +99,43 @@ import Testing
         }
     }
 
+    /// With bf16 input gradients (`--amp bf16`), batch norm's input gradient, which only the
+    /// convolution before it reads, is written as its bfloat16 copy alone: the copy has the bits of
+    /// the float32 gradient's rounding, the convolution's gradients are the same bit for bit, and
+    /// anything reading the float32 values (or writing into them) gets the copy's values widened.
+    @Test func anOutputGradientWithBFloat16InputGradientsIsItsCopyAlone() throws {
+        let (x, dy) = (tricky([2, 32, 9, 9], seed: 13), tricky([2, 32, 9, 9], seed: 14))
+        let gamma = tricky([32], seed: 15).inNCHW(), beta = tricky([32], seed: 16).inNCHW()
+        func inputGradient(_ inputGradients: Precision) throws -> Tensor {
+            try Precision.run(.bf16, inputGradients: inputGradients) { () throws(TensorError) in
+                let (y, saved) = try cpu.batchNormTraining(x, weight: gamma, bias: beta, eps: 1e-5, relu: true)
+                return try cpu.batchNormBackward(dy, x, weight: gamma, saved: saved, reluOutput: y).0
+            }
+        }
+        let (deferred, written) = (try inputGradient(.bf16), try inputGradient(.fp32))
+        let bits = try #require(copied(deferred))
+        #expect(deferred.storage.float32ValuesDeferred && !written.storage.float32ValuesDeferred)
+        #expect(bits == (try oneDNNRounding(written)), "the copy is not the float32 gradient's rounding")
+        var generator = RandomGenerator(seed: 17)
+        let w = Tensor(uniform: [32, 32, 3, 3], low: -1, high: 1, generator: &generator)
+        let geometry = Conv2dGeometry(stride: 1, padding: 1)
+        let gradients = try [deferred, written].map { (dy) throws(TensorError) in
+            try cpu.conv2dBackward(
+                dy, input: x, weight: w, geometry, inputGradient: true, weightGradient: true, precision: .bf16,
+                inputGradientPrecision: .bf16)
+        }
+        #expect(gradients[0].input!.storedScalars == gradients[1].input!.storedScalars, "dx")
+        #expect(gradients[0].weight!.storedScalars == gradients[1].weight!.storedScalars, "dw")
+        #expect(deferred.storage.float32ValuesDeferred, "a convolution widened the values it does not read")
+        let widened = bits.map { Float(bitPattern: UInt32($0) << 16) }
+        #expect(deferred.storedScalars == widened && !deferred.storage.float32ValuesDeferred)
+        var changed = try inputGradient(.bf16)
+        changed[flat: 3] = 7
+        var expected = deferred.scalars
+        expected[3] = 7
+        #expect(changed.scalars == expected)
+    }
+
     /// Writing into a tensor drops its copy, so a convolution reads the new values.
     @Test func writingDropsTheCopy() throws {
         var x = try Precision.run(.bf16) { () throws(TensorError) in

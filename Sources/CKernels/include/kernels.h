@@ -120,5 +120,7 @@ double maxq_bf16_peak_gflops(double seconds);
 /// `count` floats rounded to bfloat16 as oneDNN's reorders round them (vcvtneps2bf16 where the CPU
 /// has it: to nearest, ties to even, subnormals as zero; the same in C elsewhere).
 void maxq_round_to_bf16(const float *source, uint16_t *target, int64_t count);
+/// `count` bfloat16 values as the float32 values they are (exact).
+void maxq_widen_bf16(const uint16_t *source, float *target, int64_t count);
 
 #endif
