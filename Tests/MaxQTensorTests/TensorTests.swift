@@ -13,6 +13,22 @@ import Testing
         #expect(b.scalars == [10, 2, 3, 4])
     }
 
+    /// Every position (in the 8-wide part and in the tail) and every kind of non-finite value is
+    /// found; the largest finite values are finite.
+    @Test func finitenessFindsEveryNonFiniteValue() throws {
+        for count in [0, 1, 7, 8, 9, 33] {
+            let finite = Tensor(shape: [count], repeating: .greatestFiniteMagnitude)
+            #expect(finite.isAllFinite, "\(count) finite values")
+            for position in 0..<count {
+                for bad in [Float.infinity, -.infinity, .nan, -.nan] {
+                    var t = finite
+                    t[flat: position] = bad
+                    #expect(!t.isAllFinite, "\(bad) at \(position) of \(count)")
+                }
+            }
+        }
+    }
+
     @Test func reshapeKeepsElementsAndRejectsWrongCounts() throws {
         let a = try Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6])
         #expect(try a.reshaped([3, 2]).scalars == a.scalars)
