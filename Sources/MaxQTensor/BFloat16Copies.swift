@@ -6,7 +6,9 @@
 // its ReLU, activations, max pooling) write the rounded values beside the float32 ones while those
 // are still in cache, and a convolution that would round a tensor in its own layout reads that
 // copy instead: the same bits, since both round with the same instruction (bf16_round.c). Only
-// channel-blocked tensors get copies, the layout oneDNN's bf16 convolutions read on AVX-512.
+// channel-blocked tensors get copies, the layout oneDNN's bf16 convolutions read on AVX-512. Where
+// input gradients are bf16 too, batch norm's input gradient is written as its copy alone: the float32
+// values are deferred (TensorStorage), widened from the copy if anything ever reads them.
 import CKernels
 
 extension Tensor {
