@@ -239,7 +239,10 @@ private final class Step {
         if let bias {
             args.append((DNNL_ARG_BIAS, UnsafeMutableRawPointer(mutating: bias.tensor.pointer), bias.desc))
         }
-        try DNNL.shared.execute(primitive, args, op)
+        // The staged input must outlive the execution: Swift may end a local's lifetime at its last
+        // use (taking its pointer above), and its buffer would go back to the pool, where the
+        // execution's scratchpad could take it.
+        try withExtendedLifetime(staged) { () throws(TensorError) in try DNNL.shared.execute(primitive, args, op) }
         return destination
     }
 }
