@@ -59,6 +59,7 @@ public final class BlockedNetwork: @unchecked Sendable {
             values[index + 1] = try step.run(values)
             for released in step.releases { values[released] = nil }
         }
+        withExtendedLifetime(images) {}  // the first step read a converted `images` through a pointer
         // Back to NCHW float32: a reorder into the result (or a copy where the layout is that already).
         let result = Tensor(uninitializedShape: Self.dims(output.wanted))
         try output.reorder(

@@ -117,6 +117,7 @@ extension CPUBackend {
                 for j in 0..<plane { target[j] = source[j] * a + b }
             }
         }
+        withExtendedLifetime(x) {}  // a converted `x` lives until the loop has read it
         return y
     }
 
@@ -151,6 +152,7 @@ extension CPUBackend {
                     gate: gate)
             }
         }
+        withExtendedLifetime((dy, reluOutput)) {}  // converted ones live until the loop has read them
         return (dx, dWeight, dBias)
     }
 
@@ -177,6 +179,7 @@ extension CPUBackend {
                 }
             }
         }
+        withExtendedLifetime(dy) {}  // a converted `dy` lives until the loop has read it
         return (sumDy, sumDyXc)
     }
 
@@ -204,6 +207,7 @@ extension CPUBackend {
                     meanDy: Float(sumDy[ch]) / Float(count), meanDyXc: Float(sumDyCentered[ch]) / Float(count))
             }
         }
+        withExtendedLifetime(dy) {}  // a converted `dy` lives until the loop has read it
         return dx
     }
 

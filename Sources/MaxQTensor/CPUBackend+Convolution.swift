@@ -167,6 +167,9 @@ final class ConvolutionPlan: @unchecked Sendable {
             forward, "conv2d \(key.input) * \(key.weight)",
             [(DNNL_ARG_SRC, source, try stage(x, source)), (DNNL_ARG_WEIGHTS, weights, try stage(w, weights))],
             (DNNL_ARG_DST, destination, y), extra: extra)
+        // Staging may hand oneDNN pointers into `x` and `w` (their values or bfloat16 copies): they live
+        // until the primitive has run, converted or not.
+        withExtendedLifetime((x, w, b)) {}
         return y
     }
 
@@ -205,6 +208,7 @@ final class ConvolutionPlan: @unchecked Sendable {
                 [(DNNL_ARG_DIFF_DST, b.weightDiffDst, staged), (DNNL_ARG_SRC, b.weightSrc, try stage(x, b.weightSrc))],
                 (DNNL_ARG_DIFF_WEIGHTS, b.weightDiffWeights, dw!))
         }
+        withExtendedLifetime((dy, w, x)) {}  // staged pointers into them were read until here
         return (dx, dw)
     }
 

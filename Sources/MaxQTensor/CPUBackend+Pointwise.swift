@@ -87,6 +87,7 @@ extension CPUBackend {
             for i in r { yp[i] = F.apply(ap[i], bp[i]) }
             rounded?.round(r)
         }
+        withExtendedLifetime(b) {}  // a converted `b` lives until the loop has read it
         return y
     }
 
@@ -124,6 +125,7 @@ extension CPUBackend {
                 for i in 0..<inner { yp[base + i] = F.apply(ap[base + i], v) }
             }
         }
+        withExtendedLifetime((a, b)) {}  // converted operands live until the loop has read them
         return y
     }
 
@@ -159,6 +161,7 @@ extension CPUBackend {
                 yp[m] = Float(s)
             }
         }
+        withExtendedLifetime(t) {}  // a converted `t` lives until the loop has read it
         return y
     }
 
