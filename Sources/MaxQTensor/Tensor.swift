@@ -165,7 +165,8 @@ public struct Tensor: @unchecked Sendable {
     /// The values in NCHW order.
     public var scalars: [Float] {
         let plain = inNCHW()
-        return Array(UnsafeBufferPointer(start: plain.storage.pointer, count: count))
+        // `plain` (a conversion, for blocked values) must outlive the copy out of its storage.
+        return withExtendedLifetime(plain) { Array(UnsafeBufferPointer(start: plain.storage.pointer, count: count)) }
     }
 
     /// The single value of a one-element tensor.
@@ -184,7 +185,9 @@ public struct Tensor: @unchecked Sendable {
     /// The values in NCHW order.
     public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
         let plain = inNCHW()
-        return try body(UnsafeBufferPointer(start: plain.storage.pointer, count: count))
+        return try withExtendedLifetime(plain) {
+            try body(UnsafeBufferPointer(start: plain.storage.pointer, count: count))
+        }
     }
 
     /// The values in NCHW order (the tensor becomes NCHW).
