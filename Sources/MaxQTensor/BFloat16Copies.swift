@@ -51,7 +51,8 @@ struct BFloat16CopyWriter: @unchecked Sendable {
         maxq_round_to_bf16(source! + range.lowerBound, target + range.lowerBound, Int64(range.count))
     }
 
-    /// Rounds `count` values the kernel computed into `values`, the output's at storage position `offset`.
+    /// Rounds `count` values the kernel computed into `values` (the output itself, or where the float32
+    /// values are deferred a buffer of its own), the output's at storage position `offset`.
     func round(_ values: UnsafePointer<Float>, count: Int, at offset: Int) {
         maxq_round_to_bf16(values, target + offset, Int64(count))
     }

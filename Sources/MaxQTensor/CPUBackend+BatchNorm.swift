@@ -94,10 +94,10 @@ extension CPUBackend {
                 gradients, x, weight: weight, saved: saved, reluOutput: reluOutput)
         }
         // All but the last gradient are added first; the kernel adds the last in its first pass.
-        let earlier = gradients.count > 1 ? try sum(of: Array(gradients.dropLast())).inLayout(.channelBlocked) : nil
+        let (dy, addend) = gradients.count > 1 ? (try sum(of: Array(gradients.dropLast())), last) : (last, nil)
         return blockedBatchNormAddingBackward(
-            earlier ?? last.inLayout(.channelBlocked), earlier == nil ? nil : last.inLayout(.channelBlocked), x,
-            weight: weight, saved: saved, reluOutput: reluOutput?.inLayout(.channelBlocked))
+            dy.inLayout(.channelBlocked), addend?.inLayout(.channelBlocked), x, weight: weight, saved: saved,
+            reluOutput: reluOutput?.inLayout(.channelBlocked))
     }
 
     public func batchNormInference(

@@ -181,15 +181,14 @@ extension CPUBackend {
     ) {
         let (n, blocks, plane) = geometry
         let width = TensorLayout.blockWidth
-        // Where the float32 values are deferred, they go through a small buffer (in cache) on their
-        // way to the bfloat16 copy, a chunk of pixels at a time.
+        // A chunk of pixels at a time, rounded into the copy while in cache. Where the float32 values
+        // are deferred, the chunk goes to a small buffer instead of the output.
         let deferred = rounded?.defersFloat32Values == true
-        let chunk = deferred ? 128 : max(plane, 1)
+        let chunk = 128
         withUnsafeTemporaryAllocation(of: Float.self, capacity: deferred ? chunk * width : 1) { scratch in
             for i in 0..<n {
                 let start = (i * blocks + block) * plane * width
-                var first = 0
-                while first < plane {
+                for first in stride(from: 0, to: plane, by: chunk) {
                     let end = min(plane, first + chunk)
                     let out = deferred ? scratch.baseAddress! : dxp + start + first * width
                     for j in first..<end {
@@ -199,12 +198,8 @@ extension CPUBackend {
                         UnsafeMutableRawPointer(out + (j - first) * width).storeBytes(
                             of: a * (g - meanDy - centered * k), as: ChannelLanes.self)
                     }
-                    if deferred {
-                        rounded!.round(UnsafePointer(out), count: (end - first) * width, at: start + first * width)
-                    }
-                    first = end
+                    rounded?.round(UnsafePointer(out), count: (end - first) * width, at: start + first * width)
                 }
-                if !deferred { rounded?.round(start..<start + plane * width) }
             }
         }
     }
